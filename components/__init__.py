@@ -1,0 +1,1 @@
+"""cutover's components: one module per component, pure helpers beside them."""

@@ -1,0 +1,671 @@
+"""The stack's configuration: one typed, validated model.
+
+`parse_config` is pure: it takes the raw `cutover:*` values (as Pulumi stores
+them: strings, or JSON for objects) and the set of keys that are secrets, and
+returns a `StackConfig` or raises `ConfigError` listing every problem at once.
+`load_config` is the thin Pulumi-facing wrapper used by `__main__.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+NAMESPACE = "cutover"
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A configuration value that must stay secret; never shows itself in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[secret]')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(ValueError):
+    """Raised with every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    repository: str
+    tag: str
+    context: str = "./app"
+    dockerfile: str = "Dockerfile"
+    platform: str = "linux/amd64"
+    build_args: dict[str, str] = field(default_factory=dict)
+    extra_tags: tuple[str, ...] = ()
+    push: bool = True
+    cache_from_registry: bool = True
+    registry_username: str | None = None
+    registry_password: Secret | None = None
+    # A digest-pinned reference to deploy instead of building (rollback, promotion, or by hand).
+    ref: str | None = None
+    git_sha: str = ""
+
+    @property
+    def registry(self) -> str:
+        return registry_of(self.repository)
+
+    @property
+    def tagged(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    url: str = "unix:///var/run/docker.sock"
+    known_hosts: str | None = None
+    private_key: Secret | None = None
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.url.startswith("ssh://")
+
+    @property
+    def ssh(self) -> tuple[str, str, int]:
+        """(user, address, port) of an ssh:// host."""
+        m = SSH_URL.match(self.url)
+        if not m:
+            raise ValueError(f"not an ssh:// host: {self.url}")
+        return m["user"], m["host"], int(m["port"] or 22)
+
+    @property
+    def host_key(self) -> str | None:
+        """The pinned key alone ('ssh-ed25519 AAAA...'), from the known_hosts line."""
+        if not self.known_hosts:
+            return None
+        parts = self.known_hosts.split()
+        return " ".join(parts[1:3]) if len(parts) >= 3 else None
+
+
+@dataclass(frozen=True)
+class HealthcheckConfig:
+    path: str = "/health"
+    port: int = 8000
+    interval: str = "2s"
+    timeout: str = "2s"
+    retries: int = 3
+    start_period: str = "10s"
+    command: tuple[str, ...] = ()
+
+    def test(self) -> list[str]:
+        """The Docker healthcheck test; by default a stdlib Python probe (slim images have no curl)."""
+        if self.command:
+            return ["CMD", *self.command]
+        probe = (
+            "import sys,urllib.request;"
+            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{self.port}{self.path}',"
+            " timeout=2).status==200 else 1)"
+        )
+        return ["CMD", "python", "-c", probe]
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    port: int = 8000
+    replicas: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, Secret] = field(default_factory=dict)
+    memory_mb: int = 512
+    cpus: str = "1"
+    stop_timeout_s: int = 30
+    wait_timeout_s: int = 120
+    user: str = "10001:10001"
+    read_only: bool = True
+    tmpfs: tuple[str, ...] = ("/tmp",)
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    image: str = "caddy:2"
+    http_port: int = 80
+    https_port: int | None = 443
+    domain: str | None = None
+    email: str | None = None
+    drain_s: int = 2
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    enabled: bool = False
+    image: str = "postgres:16"
+    database: str = "app"
+    user: str = "app"
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    enabled: bool = False
+    image: str = "redis:7"
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class MigrationsConfig:
+    command: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command)
+
+
+@dataclass(frozen=True)
+class ReleasesConfig:
+    history_size: int = 10
+    promote_from: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    enabled: bool = True
+    expect_version: bool = True
+    attempts: int = 15
+    interval_s: int = 2
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    enabled: bool = False
+    owner: str | None = None
+    repository: str | None = None
+    environment: str | None = None
+    manage_repository_files: bool = False
+    branch: str = "main"
+    reviewers: tuple[str, ...] = ()
+    wait_timer_minutes: int = 0
+    protect_branch: bool = False
+    public_url: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    app_name: str
+    image: ImageConfig
+    host: HostConfig
+    healthcheck: HealthcheckConfig
+    web: WebConfig
+    proxy: ProxyConfig
+    postgres: PostgresConfig = PostgresConfig()
+    redis: RedisConfig = RedisConfig()
+    migrations: MigrationsConfig = MigrationsConfig()
+    releases: ReleasesConfig = ReleasesConfig()
+    verify: VerifyConfig = VerifyConfig()
+    github: GitHubConfig = GitHubConfig()
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of names on the host: two stacks on one host never collide."""
+        return f"{self.app_name}-{self.stack}"
+
+    @property
+    def public_url(self) -> str:
+        if self.github.public_url:
+            return self.github.public_url
+        if self.proxy.domain:
+            return f"https://{self.proxy.domain}"
+        port = "" if self.proxy.http_port == 80 else f":{self.proxy.http_port}"
+        return f"http://localhost{port}"
+
+
+# --------------------------------------------------------------------------- value checks
+
+DURATION = re.compile(r"^(\d+(ms|s|m|h))+$")
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+SSH_URL = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d+))?$")
+# Docker reference grammar (distribution/reference), lowercase path components only.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::\d+)?)"
+REPOSITORY = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+DIGEST_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?@sha256:[0-9a-f]{{64}}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MEMORY = re.compile(r"^(\d+)([mMgG])$")
+CPUS = re.compile(r"^\d+(\.\d+)?$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"
+
+
+def registry_of(repository: str) -> str:
+    """The registry host of a repository ('docker.io' when none is named)."""
+    first = repository.split("/", 1)[0]
+    if "/" in repository and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def duration_seconds(value: str) -> float:
+    """'1m30s' -> 90.0; expects a value already matching DURATION."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", value))
+
+
+class _Reader:
+    """Reads keys from the raw config, recording every problem instead of stopping at the first."""
+
+    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str]) -> None:
+        self.raw = raw
+        self.secret_keys = secret_keys
+        self.problems: list[str] = []
+
+    def fail(self, key: str, value: Any, expected: str) -> None:
+        shown = "[secret]" if key.split(".")[0] in self.secret_keys else json.dumps(value)
+        self.problems.append(f"{NAMESPACE}:{key} = {shown}: expected {expected}")
+
+    def missing(self, key: str, expected: str) -> None:
+        self.problems.append(f"{NAMESPACE}:{key} is missing: expected {expected}")
+
+    def object(self, key: str) -> dict[str, Any]:
+        value = self.raw.get(key)
+        if value is None:
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                self.fail(key, value, "an object (set keys with `pulumi config set --path`)")
+                return {}
+        if not isinstance(value, dict):
+            self.fail(key, value, "an object (set keys with `pulumi config set --path`)")
+            return {}
+        return value
+
+    def value(self, obj: Mapping[str, Any], key: str, sub: str, default: T, check: Callable[[Any], T | None], expected: str) -> T:
+        name = f"{key}.{sub}" if key else sub
+        if sub not in obj or obj[sub] is None:
+            return default
+        parsed = check(obj[sub])
+        if parsed is None:
+            self.fail(name, obj[sub], expected)
+            return default
+        return parsed
+
+    def unknown(self, key: str, obj: Mapping[str, Any], known: set[str]) -> None:
+        for sub in obj:
+            if sub not in known:
+                hint = difflib.get_close_matches(sub, known, n=1)
+                also = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.fail(f"{key}.{sub}" if key else sub, obj[sub], f"one of the known keys {sorted(known)}{also}")
+
+    def secret(self, key: str, required_why: str | None = None) -> Secret | None:
+        value = self.raw.get(key)
+        if value in (None, ""):
+            if required_why:
+                self.missing(key, f"a secret, because {required_why}")
+            return None
+        if key not in self.secret_keys:
+            self.problems.append(f"{NAMESPACE}:{key} is set in plain text: it {SECRET_MARK}")
+            return None
+        return Secret(str(value))
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int | None]:
+    def check(v: Any) -> int | None:
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+            v = int(v)
+        return v if isinstance(v, int) and lo <= v <= hi else None
+
+    return check
+
+
+def _bool(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    return None
+
+
+def _str(pattern: re.Pattern[str] | None = None) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or not v:
+            return None
+        return v if pattern is None or pattern.match(v) else None
+
+    return check
+
+
+def _duration(v: Any) -> str | None:
+    return v if isinstance(v, str) and DURATION.match(v) else None
+
+
+def _str_list(v: Any) -> tuple[str, ...] | None:
+    if isinstance(v, str):
+        return (v,) if v else None
+    if isinstance(v, list) and v and all(isinstance(x, str) and x for x in v):
+        return tuple(v)
+    return None
+
+
+def _names(v: Any) -> tuple[str, ...] | None:
+    """A list of names that may be empty."""
+    return () if v == [] else _str_list(v)
+
+
+def _str_map(v: Any) -> dict[str, str] | None:
+    if isinstance(v, dict) and all(isinstance(k, str) and ENV_NAME.match(k) for k in v):
+        if all(isinstance(x, (str, int, float, bool)) and not isinstance(x, dict) for x in v.values()):
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+    return None
+
+
+PORT = _int(1, 65535)
+PORT_EXPECTED = "a port number from 1 to 65535"
+DURATION_EXPECTED = "a duration with a unit, like '500ms', '10s', '1m' or '1m30s'"
+
+KNOWN_KEYS = {
+    "appName", "image", "host", "healthcheck", "web", "proxy", "postgres", "redis", "migrations",
+    "releases", "verify", "github",
+    # secrets live in keys of their own, so that marking one secret never hides the rest
+    "sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets",
+}  # fmt: skip
+SECRET_KEYS = {"sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets"}
+
+
+def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_sha: str | None = None) -> StackConfig:
+    """Validate the raw `cutover:*` config (keys without the namespace) into a StackConfig.
+
+    Raises ConfigError naming every bad key, the value given and what is expected.
+    """
+    r = _Reader(raw, secret_keys)
+    r.unknown("", raw, KNOWN_KEYS)
+
+    app_name = raw.get("appName")
+    if app_name in (None, ""):
+        r.missing("appName", "a lowercase name like 'web' (letters, digits, '-'; at most 40)")
+        app_name = "app"
+    elif not (isinstance(app_name, str) and NAME.match(app_name)):
+        r.fail("appName", app_name, "a lowercase name like 'web' (letters, digits, '-'; at most 40)")
+        app_name = "app"
+
+    image = _parse_image(r, git_sha)
+    host = _parse_host(r)
+    web = _parse_web(r)
+    healthcheck = _parse_healthcheck(r, web.port)
+    proxy = _parse_proxy(r)
+    postgres, redis = _parse_accessories(r)
+    migrations = MigrationsConfig(
+        command=r.value(m := r.object("migrations"), "migrations", "command", (), _str_list, "a command as a list of strings, like ['alembic', 'upgrade', 'head']")
+    )
+    r.unknown("migrations", m, {"command"})
+    releases = _parse_releases(r)
+    verify = _parse_verify(r)
+    github = _parse_github(r, stack)
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return StackConfig(
+        stack=stack, app_name=str(app_name), image=image, host=host, healthcheck=healthcheck, web=web,
+        proxy=proxy, postgres=postgres, redis=redis, migrations=migrations, releases=releases,
+        verify=verify, github=github,
+    )  # fmt: skip
+
+
+def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
+    o = r.object("image")
+    r.unknown("image", o, {"repository", "tag", "context", "dockerfile", "platform", "buildArgs", "extraTags", "push", "cacheFromRegistry", "registryUsername", "ref"})
+    repo_expected = "an image repository in lowercase without spaces or tag, like 'ghcr.io/acme/web'"
+    if not o.get("repository"):
+        r.missing("image.repository", repo_expected)
+    repository = r.value(o, "image", "repository", "invalid/invalid", _str(REPOSITORY), repo_expected)
+    tag = r.value(o, "image", "tag", git_sha or "", _str(TAG), "a tag of letters, digits, '.', '_' or '-' (the git SHA by default)")
+    if tag == "latest":
+        r.fail("image.tag", tag, "an immutable tag such as the git SHA: 'latest' moves, so a release could never be told apart or rolled back")
+    elif not tag and "tag" not in o and not o.get("ref"):
+        r.missing("image.tag", "a tag: no git SHA was found (set GITHUB_SHA, run inside a git checkout, or set image.tag)")
+    extra = r.value(o, "image", "extraTags", (), _names, "a list of tags")
+    for t in extra:
+        if not TAG.match(t):
+            r.fail("image.extraTags", list(extra), "tags of letters, digits, '.', '_' or '-'")
+            break
+    push = r.value(o, "image", "push", True, _bool, "true or false")
+    password = r.secret("registryPassword", "image.push is true for a registry that needs a login" if push and o.get("registryUsername") else None)
+    username = r.value(o, "image", "registryUsername", None, _str(), "a registry user name")
+    if password and not username:
+        r.missing("image.registryUsername", "the user name that goes with registryPassword")
+    return ImageConfig(
+        repository=repository, tag=tag or "unknown",
+        context=r.value(o, "image", "context", "./app", _str(), "a path to the build context"),
+        dockerfile=r.value(o, "image", "dockerfile", "Dockerfile", _str(), "a Dockerfile path relative to the context"),
+        platform=r.value(o, "image", "platform", "linux/amd64", _str(re.compile(r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$")), "a platform like 'linux/amd64' or 'linux/arm64'"),
+        build_args=r.value(o, "image", "buildArgs", {}, _str_map, "an object of NAME: value build arguments"),
+        extra_tags=extra, push=push,
+        cache_from_registry=r.value(o, "image", "cacheFromRegistry", True, _bool, "true or false"),
+        registry_username=username, registry_password=password,
+        ref=r.value(o, "image", "ref", None, _str(DIGEST_REF), "a digest-pinned reference like 'ghcr.io/acme/web@sha256:<64 hex>'"),
+        git_sha=git_sha or "",
+    )  # fmt: skip
+
+
+def _parse_host(r: _Reader) -> HostConfig:
+    o = r.object("host")
+    r.unknown("host", o, {"url", "knownHosts"})
+    url = r.value(o, "host", "url", "unix:///var/run/docker.sock", _str(re.compile(r"^(unix:///\S+|ssh://\S+)$")), "'unix:///var/run/docker.sock' or 'ssh://user@host:port'")
+    ssh = url.startswith("ssh://")
+    if ssh and not SSH_URL.match(url):
+        r.fail("host.url", url, "'ssh://user@host' or 'ssh://user@host:port' with a port from 1 to 65535")
+    elif ssh and not 1 <= int(SSH_URL.match(url)["port"] or 22) <= 65535:  # type: ignore[index]
+        r.fail("host.url", url, "'ssh://user@host:port' with a port from 1 to 65535")
+    known = r.value(o, "host", "knownHosts", None, _str(re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+")), "a known_hosts line for the server, like '[203.0.113.7]:22 ssh-ed25519 AAAA...' (ssh-keyscan prints it)")
+    if ssh and not o.get("knownHosts"):
+        r.missing("host.knownHosts", "the server's pinned host key for an ssh:// host (ssh-keyscan -p PORT HOST), so the server cannot be impersonated")
+    key = r.secret("sshPrivateKey", "host.url is an ssh:// host" if ssh else None)
+    return HostConfig(url=url, known_hosts=known, private_key=key)
+
+
+def _parse_web(r: _Reader) -> WebConfig:
+    o = r.object("web")
+    r.unknown("web", o, {"port", "replicas", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "user", "readOnly", "tmpfs", "command"})
+    memory = r.value(o, "web", "memory", "512m", _str(MEMORY), "a memory limit like '256m' or '1g'")
+    m = MEMORY.match(memory)
+    memory_mb = int(m[1]) * (1024 if m[2].lower() == "g" else 1) if m else 512
+    stop = r.value(o, "web", "stopTimeout", "30s", _duration, DURATION_EXPECTED)
+    wait = r.value(o, "web", "waitTimeout", "2m", _duration, DURATION_EXPECTED)
+    secret_env: dict[str, Secret] = {}
+    if (s := r.secret("secretEnv")) is not None:
+        try:
+            env_obj = json.loads(s.reveal())
+        except json.JSONDecodeError:
+            env_obj = None
+        if not isinstance(env_obj, dict) or not all(isinstance(k, str) and ENV_NAME.match(k) for k in env_obj):
+            r.problems.append(f"{NAMESPACE}:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)")
+        else:
+            secret_env = {k: Secret(str(v)) for k, v in env_obj.items()}
+    env = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables")
+    for k in set(env) & set(secret_env):
+        r.fail(f"web.env.{k}", env[k], f"{k} only once: it is also in secretEnv")
+    return WebConfig(
+        port=r.value(o, "web", "port", 8000, PORT, PORT_EXPECTED),
+        replicas=r.value(o, "web", "replicas", 1, _int(1, 20), "a whole number of containers from 1 to 20"),
+        env=env, secret_env=secret_env, memory_mb=memory_mb,
+        cpus=str(r.value(o, "web", "cpus", "1", lambda v: str(v) if CPUS.match(str(v)) and float(v) > 0 else None, "a positive number of CPUs like 0.5 or 2")),
+        stop_timeout_s=max(1, int(duration_seconds(stop))), wait_timeout_s=max(1, int(duration_seconds(wait))),
+        user=r.value(o, "web", "user", "10001:10001", _str(re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")), "a user like '10001' or '10001:10001'"),
+        read_only=r.value(o, "web", "readOnly", True, _bool, "true or false"),
+        tmpfs=r.value(o, "web", "tmpfs", ("/tmp",), _names, "a list of absolute paths"),
+        command=r.value(o, "web", "command", (), _str_list, "a command as a list of strings"),
+    )  # fmt: skip
+
+
+def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
+    o = r.object("healthcheck")
+    r.unknown("healthcheck", o, {"path", "port", "interval", "timeout", "retries", "startPeriod", "command"})
+    return HealthcheckConfig(
+        path=r.value(o, "healthcheck", "path", "/health", _str(re.compile(r"^/[\x21-\x7e]*$")), "an absolute URL path like '/health'"),
+        port=r.value(o, "healthcheck", "port", web_port, PORT, PORT_EXPECTED),
+        interval=r.value(o, "healthcheck", "interval", "2s", _duration, DURATION_EXPECTED),
+        timeout=r.value(o, "healthcheck", "timeout", "2s", _duration, DURATION_EXPECTED),
+        retries=r.value(o, "healthcheck", "retries", 3, _int(1, 100), "a whole number from 1 to 100"),
+        start_period=r.value(o, "healthcheck", "startPeriod", "10s", _duration, DURATION_EXPECTED),
+        command=r.value(o, "healthcheck", "command", (), _str_list, "a probe command as a list of strings"),
+    )  # fmt: skip
+
+
+def _parse_proxy(r: _Reader) -> ProxyConfig:
+    o = r.object("proxy")
+    r.unknown("proxy", o, {"image", "httpPort", "httpsPort", "domain", "email", "drain"})
+    http = r.value(o, "proxy", "httpPort", 80, PORT, PORT_EXPECTED)
+    https: int | None = 443
+    if "httpsPort" in o and o["httpsPort"] in (None, False, "", 0, "0"):
+        https = None
+    else:
+        https = r.value(o, "proxy", "httpsPort", 443, PORT, PORT_EXPECTED + " (or null for no HTTPS port)")
+    if https == http:
+        r.fail("proxy.httpsPort", https, "a port other than proxy.httpPort")
+    domain = r.value(o, "proxy", "domain", None, _str(HOSTNAME), "a lowercase DNS name like 'app.example.com'")
+    if domain and https is None:
+        r.fail("proxy.httpsPort", None, "a port: a domain is served over HTTPS")
+    drain = r.value(o, "proxy", "drain", "2s", _duration, DURATION_EXPECTED)
+    return ProxyConfig(
+        image=r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'"),
+        http_port=http, https_port=https, domain=domain,
+        email=r.value(o, "proxy", "email", None, _str(re.compile(r"^[^@\s]+@[^@\s]+$")), "an email address for the ACME account"),
+        drain_s=int(duration_seconds(drain)),
+    )  # fmt: skip
+
+
+def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
+    p = r.object("postgres")
+    r.unknown("postgres", p, {"enabled", "image", "database", "user"})
+    p_on = r.value(p, "postgres", "enabled", False, _bool, "true or false")
+    postgres = PostgresConfig(
+        enabled=p_on,
+        image=r.value(p, "postgres", "image", "postgres:16", _str(re.compile(r"^\S+$")), "an image reference like 'postgres:16'"),
+        database=r.value(p, "postgres", "database", "app", _str(re.compile(r"^[a-z_][a-z0-9_]*$")), "a database name of lowercase letters, digits and '_'"),
+        user=r.value(p, "postgres", "user", "app", _str(re.compile(r"^[a-z_][a-z0-9_]*$")), "a user name of lowercase letters, digits and '_'"),
+        password=r.secret("postgresPassword", "postgres.enabled is true" if p_on else None),
+    )  # fmt: skip
+    d = r.object("redis")
+    r.unknown("redis", d, {"enabled", "image"})
+    d_on = r.value(d, "redis", "enabled", False, _bool, "true or false")
+    redis = RedisConfig(
+        enabled=d_on,
+        image=r.value(d, "redis", "image", "redis:7", _str(re.compile(r"^\S+$")), "an image reference like 'redis:7'"),
+        password=r.secret("redisPassword", "redis.enabled is true" if d_on else None),
+    )  # fmt: skip
+    return postgres, redis
+
+
+def _parse_releases(r: _Reader) -> ReleasesConfig:
+    o = r.object("releases")
+    r.unknown("releases", o, {"historySize", "promoteFrom"})
+    return ReleasesConfig(
+        history_size=r.value(o, "releases", "historySize", 10, _int(1, 100), "a whole number from 1 to 100"),
+        promote_from=r.value(o, "releases", "promoteFrom", None, _str(re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")), "a stack name like 'dev' or 'org/cutover/dev'"),
+    )  # fmt: skip
+
+
+def _parse_verify(r: _Reader) -> VerifyConfig:
+    o = r.object("verify")
+    r.unknown("verify", o, {"enabled", "expectVersion", "attempts", "interval"})
+    interval = r.value(o, "verify", "interval", "2s", _duration, DURATION_EXPECTED)
+    return VerifyConfig(
+        enabled=r.value(o, "verify", "enabled", True, _bool, "true or false"),
+        expect_version=r.value(o, "verify", "expectVersion", True, _bool, "true or false"),
+        attempts=r.value(o, "verify", "attempts", 15, _int(1, 600), "a whole number from 1 to 600"),
+        interval_s=max(1, int(duration_seconds(interval))),
+    )  # fmt: skip
+
+
+def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
+    o = r.object("github")
+    known = {"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables"}
+    r.unknown("github", o, known)
+    enabled = r.value(o, "github", "enabled", False, _bool, "true or false")
+    name = _str(re.compile(r"^[A-Za-z0-9_.-]+$"))
+    if enabled:
+        for k in ("owner", "repository"):
+            if not o.get(k):
+                r.missing(f"github.{k}", f"the GitHub {k} name, because github.enabled is true")
+    secrets: dict[str, Secret] = {}
+    if (s := r.secret("githubSecrets")) is not None:
+        try:
+            obj = json.loads(s.reveal())
+        except json.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict) or not all(isinstance(k, str) and re.match(r"^[A-Z_][A-Z0-9_]*$", k) for k in obj):
+            r.problems.append(f"{NAMESPACE}:githubSecrets = [secret]: expected an object of UPPER_CASE_NAME: value")
+        else:
+            secrets = {k: Secret(str(v)) for k, v in obj.items()}
+    wait = r.value(o, "github", "waitTimer", "0m", _duration, "a duration in minutes like '10m' (at most 30 days)")
+    return GitHubConfig(
+        enabled=enabled,
+        owner=r.value(o, "github", "owner", None, name, "a GitHub user or organisation name"),
+        repository=r.value(o, "github", "repository", None, name, "a repository name without the owner"),
+        environment=r.value(o, "github", "environment", "production" if stack == "prod" else stack, name, "a deployment environment name like 'production'"),
+        manage_repository_files=r.value(o, "github", "manageRepositoryFiles", False, _bool, "true or false"),
+        branch=r.value(o, "github", "branch", "main", _str(re.compile(r"^[\w./-]+$")), "a branch name"),
+        reviewers=r.value(o, "github", "reviewers", (), _names, "a list of GitHub user names"),
+        wait_timer_minutes=int(duration_seconds(wait) // 60),
+        protect_branch=r.value(o, "github", "protectBranch", False, _bool, "true or false"),
+        public_url=r.value(o, "github", "publicUrl", None, _str(re.compile(r"^https?://\S+$")), "a URL like 'https://app.example.com'"),
+        variables=r.value(o, "github", "variables", {}, _str_map, "an object of NAME: value"),
+        secrets=secrets,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- Pulumi-facing
+
+
+def git_sha(env: Mapping[str, str], cwd: str = ".") -> str | None:
+    """The commit being deployed: CUTOVER_GIT_SHA, then GITHUB_SHA, then `git rev-parse HEAD`."""
+    import subprocess
+
+    for var in ("CUTOVER_GIT_SHA", "GITHUB_SHA"):
+        if env.get(var):
+            return env[var][:40]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
+    """Read `cutover:*` from the Pulumi stack and validate it."""
+    import os
+
+    import pulumi
+    from pulumi.runtime import config as rc
+
+    prefix = f"{NAMESPACE}:"
+    values = {**rc.get_config_env(), **rc.CONFIG.get()}
+    raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+    secret = {k for k in raw if rc.is_config_secret(prefix + k) or prefix + k in rc.get_config_secret_keys_env()}
+    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ))

@@ -1,0 +1,73 @@
+"""The app image: built from the app context and pushed with an immutable tag, or a known digest reused.
+
+Exports `ref`, the reference the host pulls: digest-pinned (`repo@sha256:...`)
+whenever the image is in a registry. A dev stack that does not push runs the
+locally built tag; the containers still run the image by its content ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import ImageConfig
+
+
+def image_names(image: ImageConfig) -> list[str]:
+    """Every name the build is pushed under: the immutable tag first, then the extra tags."""
+    return [image.tagged] + [f"{image.repository}:{t}" for t in image.extra_tags if t != image.tag]
+
+
+@dataclass
+class AppImageArgs:
+    image: ImageConfig
+    # Where the release came from when no build is needed: a digest-pinned reference.
+    deploy_ref: str | None = None
+
+
+class AppImage(pulumi.ComponentResource):
+    ref: pulumi.Output[str]
+    built: bool
+
+    def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cutover:index:AppImage", name, None, opts)
+        image = args.image
+        child = pulumi.ResourceOptions(parent=self)
+        self.built = args.deploy_ref is None
+        if args.deploy_ref is not None:
+            self.ref = pulumi.Output.from_input(args.deploy_ref)
+            self.register_outputs({"ref": self.ref})
+            return
+
+        registry = None
+        if image.push and image.registry_password is not None:
+            registry = docker.RegistryArgs(
+                server=image.registry,
+                username=image.registry_username,
+                password=pulumi.Output.secret(image.registry_password.reveal()),
+            )
+        build = docker.DockerBuildArgs(
+            context=image.context,
+            dockerfile=f"{image.context.rstrip('/')}/{image.dockerfile}",
+            platform=image.platform,
+            args={"APP_VERSION": image.tag, **image.build_args},
+            cache_from=docker.CacheFromArgs(images=[image.tagged, f"{image.repository}:buildcache"]) if image.push and image.cache_from_registry else None,
+        )
+        names = image_names(image)
+        primary = docker.Image(
+            f"{name}-build", image_name=names[0], build=build, registry=registry, skip_push=not image.push, opts=child
+        )
+        for extra in names[1:]:
+            # The same build again (a cache hit), pushed under the extra tag after the immutable one.
+            docker.Image(
+                f"{name}-tag-{extra.rsplit(':', 1)[1]}",
+                image_name=extra,
+                build=build,
+                registry=registry,
+                skip_push=not image.push,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[primary]),
+            )
+        self.ref = primary.repo_digest if image.push else primary.image_name
+        self.register_outputs({"ref": self.ref, "tag": image.tag})

@@ -1,0 +1,229 @@
+"""Run the project's own Pulumi program under mocks and capture everything it registers.
+
+Each registration is captured from the request the engine would receive, so the
+tests see what `pulumi up` would see: inputs (with which of them are secret),
+the resources each one depends on, the parent, the provider, and the resource
+options that decide the order of a replacement (delete_before_replace, ...).
+The e2e tests apply these same registrations to a real Docker engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pulumi
+from pulumi.runtime import mocks as pmocks
+from pulumi.runtime import rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "cutover"
+
+
+def fake_digest(*parts: str) -> str:
+    return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class Registration:
+    """One resource as the engine would receive it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]
+    secret_inputs: set[str]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    provider: str
+    options: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+    def depends_on(self, other: Registration) -> bool:
+        """True when this resource waits for `other` (directly)."""
+        deps = set(self.dependencies)
+        for v in self.property_dependencies.values():
+            deps.update(v)
+        return other.urn in deps
+
+
+def _unwrap(value: Any, path: str, secrets: set[str]) -> Any:
+    """Strip Pulumi's secret wrappers, remembering the paths that were secret."""
+    if rpc.is_rpc_secret(value):
+        secrets.add(path)
+        return _unwrap(rpc.unwrap_rpc_secret(value), path, set())
+    if isinstance(value, dict):
+        return {k: _unwrap(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    return value
+
+
+class ProgramMocks(pmocks.Mocks):
+    """Provider behaviour the program relies on: auto-naming, digests, stack outputs."""
+
+    def __init__(self, stack_outputs: Mapping[str, Mapping[str, Any]]) -> None:
+        self.stack_outputs = stack_outputs
+
+    def new_resource(self, args: pmocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "pulumi:pulumi:StackReference":
+            name = args.inputs["name"]
+            outputs = {"name": name, "outputs": dict(self.stack_outputs.get(name, {})), "secretOutputNames": []}
+            rid = name
+        elif args.typ == "docker:index/image:Image":
+            digest = fake_digest(json.dumps(args.inputs, sort_keys=True, default=str))
+            repo = args.inputs["imageName"].rsplit(":", 1)[0]
+            outputs["repoDigest"] = f"{repo}@{digest}"
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["imageId"] = fake_digest(args.inputs["name"])
+            outputs["repoDigest"] = args.inputs["name"] if "@sha256:" in args.inputs["name"] else ""
+        elif args.typ == "docker:index/container:Container":
+            outputs.setdefault("name", f"{args.name}-{hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()[:7]}")
+        elif args.typ in ("docker:index/network:Network", "docker:index/volume:Volume"):
+            outputs.setdefault("name", f"{args.name}-{hashlib.sha256(args.name.encode()).hexdigest()[:7]}")
+        elif args.typ.startswith("command:"):
+            outputs.setdefault("stdout", "")
+            outputs.setdefault("stderr", "")
+        return rid, outputs
+
+    def call(self, args: pmocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+class RecordingMonitor(pmocks.MockMonitor):
+    def __init__(self, mocks: ProgramMocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        secrets: set[str] = set()
+        inputs = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True), "", secrets)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        reg = self.resources[urn]
+        self.registrations.append(
+            Registration(
+                type=request.type,
+                name=request.name,
+                urn=urn,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=inputs,
+                secret_inputs=secrets,
+                dependencies=list(request.dependencies),
+                property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                provider=request.provider,
+                options={
+                    "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "protect": request.protect,
+                    "retainOnDelete": request.retainOnDelete,
+                    "deletedWith": request.deletedWith,
+                    "customTimeouts": {
+                        "create": request.customTimeouts.create,
+                        "update": request.customTimeouts.update,
+                        "delete": request.customTimeouts.delete,
+                    },
+                    "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                },
+                outputs=_unwrap(reg.state, "", set()),
+                id=reg.id or "",
+            )
+        )
+        return response
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def one(self, typ: str, name_contains: str = "") -> Registration:
+        found = [r for r in self.of_type(typ) if name_contains in r.name]
+        assert len(found) == 1, f"expected one {typ} named *{name_contains}*, found {[r.name for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.registrations if r.urn == urn)
+
+    def types(self) -> set[str]:
+        return {r.type for r in self.registrations}
+
+
+def config_values(config: Mapping[str, Any]) -> dict[str, str]:
+    """Pulumi stores config as strings, objects as JSON."""
+    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+def run_program(
+    config: Mapping[str, Any],
+    secret_keys: set[str] | frozenset[str] = frozenset(),
+    stack: str = "dev",
+    stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+    env: Mapping[str, str] | None = None,
+    preview: bool = False,
+) -> ProgramRun:
+    """Run __main__.py under mocks; `stack_outputs` maps a stack reference name to its outputs."""
+    mocks = ProgramMocks(stack_outputs or {})
+    monitor = RecordingMonitor(mocks)
+    pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization")
+    set_all_config(config_values(config), [f"{PROJECT}:{k}" for k in secret_keys])
+    environ = {"CUTOVER_GIT_SHA": "0123456789abcdef0123456789abcdef01234567", **(env or {})}
+    cleared = {k: "" for k in ("CUTOVER_ROLLBACK_TO", "GITHUB_SHA") if k not in environ}
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        with mock.patch.dict(os.environ, {**cleared, **environ}):
+            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+            stack_resource = get_root_resource()
+            outputs: dict[str, Any] = {}
+            secret_outputs: set[str] = set()
+            for name, value in getattr(stack_resource, "outputs", {}).items():
+                out = pulumi.Output.from_input(value)
+                outputs[name] = _sync_await(out.future())
+                if _sync_await(out.is_secret()):
+                    secret_outputs.add(name)
+    finally:
+        os.chdir(cwd)
+    return ProgramRun(monitor.registrations, outputs, secret_outputs)
+
+
+def load_stack_file(stack: str) -> tuple[dict[str, Any], set[str]]:
+    """The `cutover:*` config of Pulumi.<stack>.yaml, with its `secure:` keys given placeholder values."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    config: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for key, value in (data.get("config") or {}).items():
+        ns, _, name = key.partition(":")
+        if ns != PROJECT:
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secrets.add(name)
+            value = "placeholder-secret-value"
+        config[name] = value
+    return config, secrets

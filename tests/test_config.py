@@ -1,0 +1,161 @@
+"""The configuration model: defaults, and every bad value named with its key, value and what is expected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError, Secret, StackConfig, duration_seconds, parse_config, registry_of
+from tests.harness import load_stack_file
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"
+KNOWN = "[203.0.113.10]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
+
+
+def minimal(**over: Any) -> dict[str, Any]:
+    return {"appName": "web", "image": {"repository": "ghcr.io/acme/web", "push": False}, **over}
+
+
+def parse(raw: dict[str, Any], secrets: set[str] = frozenset(), stack: str = "dev", sha: str | None = SHA) -> StackConfig:  # type: ignore[assignment]
+    return parse_config(raw, set(secrets), stack, sha)
+
+
+def problems(raw: dict[str, Any], secrets: set[str] = frozenset(), sha: str | None = SHA) -> list[str]:  # type: ignore[assignment]
+    with pytest.raises(ConfigError) as err:
+        parse(raw, secrets, sha=sha)
+    return err.value.problems
+
+
+def test_defaults_of_a_minimal_config() -> None:
+    cfg = parse(minimal())
+    assert cfg.app_name == "web"
+    assert cfg.image.tag == SHA and cfg.image.git_sha == SHA
+    assert cfg.image.context == "./app" and cfg.image.platform == "linux/amd64"
+    assert cfg.host.url == "unix:///var/run/docker.sock" and not cfg.host.is_ssh
+    assert cfg.healthcheck.path == "/health" and cfg.healthcheck.port == 8000
+    assert cfg.web.replicas == 1 and cfg.web.memory_mb == 512
+    assert cfg.proxy.http_port == 80 and cfg.proxy.https_port == 443
+    assert cfg.releases.history_size == 10
+    assert not cfg.postgres.enabled and not cfg.redis.enabled and not cfg.github.enabled
+    assert cfg.resource_prefix == "web-dev"
+
+
+def test_ssh_host_reads_user_address_port_and_pinned_key() -> None:
+    cfg = parse(minimal(host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": KNOWN}, sshPrivateKey=KEY), {"sshPrivateKey"})
+    assert cfg.host.ssh == ("deploy", "203.0.113.10", 2222)
+    assert cfg.host.host_key == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
+    assert isinstance(cfg.host.private_key, Secret) and cfg.host.private_key.reveal() == KEY
+    assert KEY not in repr(cfg)
+
+
+def test_objects_arrive_as_json_strings_like_pulumi_stores_them() -> None:
+    cfg = parse({"appName": "web", "image": '{"repository": "ghcr.io/acme/web", "extraTags": ["stable"]}', "web": '{"replicas": "3"}'})
+    assert cfg.image.extra_tags == ("stable",)
+    assert cfg.web.replicas == 3
+
+
+def test_secret_env_and_durations() -> None:
+    cfg = parse(minimal(secretEnv='{"API_KEY": "s3cret"}', healthcheck={"interval": "1m30s"}, web={"stopTimeout": "45s"}), {"secretEnv"})
+    assert cfg.web.secret_env == {"API_KEY": Secret("s3cret")}
+    assert duration_seconds(cfg.healthcheck.interval) == 90
+    assert cfg.web.stop_timeout_s == 45
+
+
+@pytest.mark.parametrize(
+    ("raw", "secrets", "expected"),
+    [
+        pytest.param({}, set(), ["cutover:appName is missing", "cutover:image.repository is missing"], id="missing-required"),
+        pytest.param(minimal(web={"replicas": "three"}), set(), ['cutover:web.replicas = "three": expected a whole number'], id="wrong-type-replicas"),
+        pytest.param(minimal(web={"replicas": -1}), set(), ["cutover:web.replicas = -1: expected a whole number of containers from 1 to 20"], id="negative-replicas"),
+        pytest.param(minimal(image={"repository": "ghcr.io/acme/web", "push": "yes"}), set(), ['cutover:image.push = "yes": expected true or false'], id="wrong-type-bool"),
+        pytest.param(minimal(healthcheck={"interval": "10"}), set(), ['cutover:healthcheck.interval = "10": expected a duration with a unit'], id="duration-without-unit"),
+        pytest.param(minimal(healthcheck={"timeout": "ten seconds"}), set(), ['cutover:healthcheck.timeout = "ten seconds": expected a duration with a unit'], id="duration-in-words"),
+        pytest.param(minimal(web={"port": 70000}), set(), ["cutover:web.port = 70000: expected a port number from 1 to 65535"], id="port-too-high"),
+        pytest.param(minimal(proxy={"httpPort": 0}), set(), ["cutover:proxy.httpPort = 0: expected a port number from 1 to 65535"], id="port-zero"),
+        pytest.param(minimal(image={"repository": "ghcr.io/Acme/Web"}), set(), ['cutover:image.repository = "ghcr.io/Acme/Web": expected an image repository in lowercase'], id="uppercase-image"),
+        pytest.param(minimal(image={"repository": "ghcr.io/acme/my web"}), set(), ['cutover:image.repository = "ghcr.io/acme/my web": expected an image repository in lowercase'], id="image-with-space"),
+        pytest.param(minimal(image={"repository": "ghcr.io/acme/web", "tag": "latest"}), set(), ['cutover:image.tag = "latest": expected an immutable tag'], id="latest-only-tag"),
+        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}), set(), ["cutover:sshPrivateKey is missing: expected a secret, because host.url is an ssh:// host"], id="ssh-without-key"),
+        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22"}, sshPrivateKey=KEY), {"sshPrivateKey"}, ["cutover:host.knownHosts is missing: expected the server's pinned host key"], id="ssh-without-pinned-host-key"),
+        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}, sshPrivateKey=KEY), set(), ["cutover:sshPrivateKey is set in plain text: it must be stored as a secret"], id="key-not-secret"),
+        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:99999", "knownHosts": KNOWN}, sshPrivateKey=KEY), {"sshPrivateKey"}, ['cutover:host.url = "ssh://deploy@203.0.113.10:99999": expected \'ssh://user@host:port\' with a port from 1 to 65535'], id="ssh-port-out-of-range"),
+        pytest.param(minimal(host={"url": "tcp://203.0.113.10:2375"}), set(), ['cutover:host.url = "tcp://203.0.113.10:2375": expected \'unix:///var/run/docker.sock\' or \'ssh://user@host:port\''], id="unsupported-host"),
+        pytest.param(minimal(web={"replicaz": 2}), set(), ["cutover:web.replicaz = 2: expected one of the known keys", "did you mean 'replicas'?"], id="typo-in-key"),
+        pytest.param(minimal(web={"memory": "512"}), set(), ['cutover:web.memory = "512": expected a memory limit like \'256m\' or \'1g\''], id="memory-without-unit"),
+        pytest.param(minimal(postgres={"enabled": True}), set(), ["cutover:postgresPassword is missing: expected a secret, because postgres.enabled is true"], id="postgres-without-password"),
+        pytest.param(minimal(secretEnv='{"API_KEY": "x"}'), set(), ["cutover:secretEnv is set in plain text: it must be stored as a secret"], id="secret-env-not-secret"),
+        pytest.param(minimal(proxy={"domain": "App.Example.com"}), set(), ['cutover:proxy.domain = "App.Example.com": expected a lowercase DNS name'], id="domain-uppercase"),
+        pytest.param(minimal(github={"enabled": True}), set(), ["cutover:github.owner is missing", "cutover:github.repository is missing"], id="github-without-repo"),
+        pytest.param(minimal(appName="My App"), set(), ['cutover:appName = "My App": expected a lowercase name'], id="bad-app-name"),
+    ],
+)
+def test_bad_config_is_named_with_key_value_and_expectation(raw: dict[str, Any], secrets: set[str], expected: list[str]) -> None:
+    found = problems(raw, secrets)
+    text = "\n".join(found)
+    for fragment in expected:
+        assert fragment in text, f"{fragment!r} not in:\n{text}"
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = {
+        "appName": "Web App",
+        "image": {"repository": "GHCR.io/x y", "tag": "latest"},
+        "web": {"port": 0, "replicas": -2},
+        "healthcheck": {"interval": "10"},
+    }
+    found = problems(raw)
+    assert len(found) == 6, found
+    message = str(ConfigError(found))
+    assert message.startswith("invalid stack configuration (6 problem(s)):")
+
+
+def test_secret_values_are_never_shown_in_errors() -> None:
+    found = problems(minimal(secretEnv="not json at all"), {"secretEnv"})
+    assert found == ["cutover:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"]
+    assert "not json" not in "".join(found)
+
+
+def test_no_git_sha_and_no_tag_is_an_error() -> None:
+    found = problems(minimal(), sha=None)
+    assert any("cutover:image.tag is missing" in p and "no git SHA was found" in p for p in found)
+
+
+def test_latest_as_an_extra_tag_is_allowed() -> None:
+    cfg = parse(minimal(image={"repository": "ghcr.io/acme/web", "extraTags": ["latest"]}))
+    assert cfg.image.extra_tags == ("latest",) and cfg.image.tag == SHA
+
+
+def test_registry_of() -> None:
+    assert registry_of("ghcr.io/acme/web") == "ghcr.io"
+    assert registry_of("127.0.0.1:5000/web") == "127.0.0.1:5000"
+    assert registry_of("acme/web") == "docker.io"
+    assert registry_of("web") == "docker.io"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_committed_stack_files_are_valid(stack: str) -> None:
+    raw, secrets = load_stack_file(stack)
+    if stack == "prod":
+        # what the README tells a team to set; the committed file holds no secret
+        assert not secrets
+        raw = {**raw, "sshPrivateKey": KEY, "registryPassword": "token", "host": {**raw["host"], "knownHosts": KNOWN}}
+        secrets = {"sshPrivateKey", "registryPassword"}
+    cfg = parse(raw, secrets, stack=stack)
+    assert cfg.stack == stack
+    if stack == "dev":
+        assert not cfg.image.push and not cfg.host.is_ssh and not cfg.github.enabled
+        assert cfg.proxy.http_port == 8080 and cfg.proxy.https_port is None
+    else:
+        assert cfg.image.push and cfg.host.is_ssh and cfg.github.enabled
+        assert cfg.image.repository.startswith("ghcr.io/")
+
+
+def test_committed_prod_file_without_its_secrets_says_what_to_set() -> None:
+    raw, secrets = load_stack_file("prod")
+    with pytest.raises(ConfigError) as err:
+        parse(raw, secrets, stack="prod")
+    text = str(err.value)
+    assert "cutover:sshPrivateKey is missing" in text
+    assert "cutover:host.knownHosts is missing" in text
