@@ -27,7 +27,7 @@ except ConfigError as error:
 
 plan = ReleasePlan(cfg, os.environ)
 image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref))
-host = DockerHost("host", DockerHostArgs(cfg.host, cfg.resource_prefix))
+host = DockerHost("host", DockerHostArgs(cfg.host, ready=plan.ready))
 proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host))
 accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
 web = WebRelease(

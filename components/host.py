@@ -53,7 +53,8 @@ def ssh_options(directory: Path) -> list[str]:
 @dataclass
 class DockerHostArgs:
     host: HostConfig
-    name_prefix: str
+    # Resolves once the release to deploy is known; nothing on the host is touched before.
+    ready: pulumi.Input[bool] = True
 
 
 class DockerHost(pulumi.ComponentResource):
@@ -67,7 +68,8 @@ class DockerHost(pulumi.ComponentResource):
         host = args.host
         self.is_remote = host.is_ssh
         self.connection = None
-        provider_args: dict[str, Any] = {"host": host.url}
+        url = pulumi.Output.from_input(args.ready).apply(lambda _: host.url)
+        provider_args: dict[str, Any] = {"host": url}
         if host.is_ssh:
             assert host.private_key is not None and host.known_hosts is not None  # validated by config
             user, address, port = host.ssh
@@ -77,7 +79,7 @@ class DockerHost(pulumi.ComponentResource):
             # The options name only file paths; the key itself is written beside them, never passed on.
             provider_args["ssh_opts"] = pulumi.Output.unsecret(key.apply(lambda k: write_ssh_files(directory, k, known_hosts)))
             self.connection = command.remote.ConnectionArgs(
-                host=address.strip("[]"), port=port, user=user, private_key=key, host_key=host.host_key, dial_error_limit=3
+                host=url.apply(lambda _: address.strip("[]")), port=port, user=user, private_key=key, host_key=host.host_key, dial_error_limit=3
             )
         self.provider = docker.Provider(f"{name}-docker", **provider_args, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"url": host.url})

@@ -72,6 +72,8 @@ class ReleasePlan:
             self.new = pulumi.Output.from_input(release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, self.deployed_at, "image.ref"))
         else:
             self.mode = "build"
+        # Fails (with the ReleaseError) when a rollback or promotion cannot be carried out.
+        self.ready: pulumi.Output[bool] = self.new.apply(lambda _: True) if self.new is not None else pulumi.Output.from_input(True)
         if self.new is not None:
             self.deploy_ref = self.new.apply(lambda r: str(r["imageRef"]))
             self.version = self.new.apply(lambda r: str(r["tag"]))

@@ -69,7 +69,7 @@ def resolve_target(target: str, current: Release | None, history: Sequence[Relea
         now = f"it runs {describe(current)}" if current else "it has never been deployed"
         raise ReleaseError(f"cannot roll back: this stack has no earlier release ({now})")
     listing = "\n".join(f"  {i}. {describe(r)}  git {str(r.get('gitSha', '?'))[:12]}" for i, r in enumerate(history, 1))
-    if target in ("", "previous") or target.isdigit():
+    if target in ("", "previous") or (target.isdigit() and len(target) < 7):
         n = int(target) if target.isdigit() else 1
         if 1 <= n <= len(history):
             return dict(history[n - 1])

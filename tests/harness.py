@@ -152,6 +152,14 @@ class RecordingMonitor(pmocks.MockMonitor):
         return response
 
 
+class ProgramFailed(Exception):
+    """The program failed; `registrations` holds what it registered before that."""
+
+    def __init__(self, error: BaseException, registrations: list[Registration]) -> None:
+        super().__init__(str(error))
+        self.registrations = registrations
+
+
 @dataclass
 class ProgramRun:
     registrations: list[Registration]
@@ -197,7 +205,12 @@ def run_program(
     try:
         os.chdir(ROOT)
         with mock.patch.dict(os.environ, {**cleared, **environ}):
-            _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+            try:
+                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+            except SystemExit:
+                raise
+            except Exception as error:
+                raise ProgramFailed(error, monitor.registrations) from error
             stack_resource = get_root_resource()
             outputs: dict[str, Any] = {}
             secret_outputs: set[str] = set()

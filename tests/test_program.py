@@ -1,0 +1,228 @@
+"""The program's resources and the dependency edges that make a release drop no request."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
+from components.config import parse_config
+from components.specs import verify_script
+from tests.conftest import full_config
+from tests.harness import ProgramRun, Registration, run_program
+
+CONTAINER = "docker:index/container:Container"
+SECRETS = ["app-secret-for-tests", "pg-password-for-tests", "redis-password-for-tests", "ghcr-token-for-tests", "OPENSSH PRIVATE KEY"]
+
+
+def web_containers(run: ProgramRun) -> list[Registration]:
+    return [r for r in run.of_type(CONTAINER) if r.name.startswith("web-")]
+
+
+def commands(run: ProgramRun, name: str) -> Registration:
+    found = [r for r in run.registrations if r.type.startswith("command:") and r.name == name]
+    assert len(found) == 1, [r.name for r in run.registrations]
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def full_run() -> ProgramRun:
+    raw, secrets = full_config()
+    return run_program(raw, secrets, stack="prod")
+
+
+def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*dev)
+    image = run.one("docker:index/image:Image")
+    assert image.inputs["skipPush"] is True and "registry" not in image.inputs
+    assert image.inputs["imageName"].startswith("cutover/web:")
+    provider = run.one("pulumi:providers:docker")
+    assert provider.inputs["host"] == "unix:///var/run/docker.sock" and "sshOpts" not in provider.inputs
+    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-reload", "switch-verify"}
+    assert len(web_containers(run)) == 1
+    assert run.outputs["url"] == "http://localhost:8080"
+    assert not [r for r in run.registrations if r.type.startswith("github:")]
+
+
+def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*prod, stack="prod")
+    provider = run.one("pulumi:providers:docker")
+    assert provider.inputs["host"] == "ssh://deploy@203.0.113.10:22"
+    opts = json.loads(provider.inputs["sshOpts"])
+    assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
+    assert any(o.startswith("UserKnownHostsFile=") for o in opts)
+    assert not any("PRIVATE KEY" in o for o in opts), "the key itself never travels in provider options"
+    switch = commands(run, "switch-reload")
+    assert switch.type == "command:remote:Command"
+    connection = switch.inputs["connection"]
+    assert connection["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
+    assert (connection["user"], connection["host"], connection["port"]) == ("deploy", "203.0.113.10", 22)
+    assert "connection" in switch.secret_inputs
+    image = run.one("docker:index/image:Image")
+    assert image.inputs["skipPush"] is False and image.inputs["registry"]["server"] == "ghcr.io"
+    assert "registry" in image.secret_inputs
+    assert image.inputs["build"]["cacheFrom"]["images"][0] == image.inputs["imageName"]
+
+
+def test_the_sequence_migration_web_switch_verify(full_run: ProgramRun) -> None:
+    migrate = commands(full_run, "web-migrate")
+    switch = commands(full_run, "switch-reload")
+    verify = commands(full_run, "switch-verify")
+    pulled = full_run.one("docker:index/remoteImage:RemoteImage", "web-image")
+    webs = web_containers(full_run)
+    assert len(webs) == 3
+    assert migrate.depends_on(pulled)
+    for accessory in (full_run.one(CONTAINER, "postgres"), full_run.one(CONTAINER, "redis")):
+        assert migrate.depends_on(accessory)
+    for web in webs:
+        assert web.depends_on(migrate), "no web container starts before the migration exits 0"
+        assert switch.depends_on(web), "the switch waits for every new container to be healthy"
+    assert switch.depends_on(full_run.one(CONTAINER, "proxy-container"))
+    assert verify.depends_on(switch)
+    assert not migrate.depends_on(switch) and not webs[0].depends_on(switch)
+
+
+def test_web_containers_are_created_before_the_old_ones_go(full_run: ProgramRun) -> None:
+    for web in web_containers(full_run):
+        assert "name" not in web.inputs, "a fixed name would force delete-before-replace"
+        assert "ports" not in web.inputs, "only the proxy binds host ports"
+        assert web.options["deleteBeforeReplace"] is False
+        assert web.inputs["wait"] is True and web.inputs["waitTimeout"] == 120
+        assert web.inputs["healthcheck"]["tests"][:2] == ["CMD", "python"]
+        assert web.inputs["image"].startswith("sha256:"), "containers run the pulled digest's image ID"
+    bound = [r.name for r in full_run.of_type(CONTAINER) if r.inputs.get("ports")]
+    assert bound == ["proxy-container"]
+    proxy = full_run.one(CONTAINER, "proxy-container")
+    assert [p["external"] for p in proxy.inputs["ports"]] == [80, 443]
+
+
+def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
+    for web in web_containers(full_run):
+        i = web.inputs
+        assert i["user"] == "10001:10001"
+        assert i["readOnly"] is True and "/tmp" in i["tmpfs"]
+        assert i["securityOpts"] == ["no-new-privileges:true"]
+        assert i["capabilities"] == {"drops": ["ALL"]}
+        assert i["memory"] == 512 and i["cpus"] == "1"
+        assert i["restart"] == "unless-stopped"
+        assert i["logDriver"] == "json-file" and i["logOpts"] == {"max-size": "10m", "max-file": "3"}
+        assert i["stopSignal"] == "SIGTERM" and i["stopTimeout"] == 30 and i["destroyGraceSeconds"] == 30
+        labels = {x["label"]: x["value"] for x in i["labels"]}
+        assert labels["cutover.app"] == "web" and labels["cutover.role"] == "web"
+        assert labels["cutover.release"] == labels["cutover.git-sha"] == "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_secret_env_stays_secret_into_the_container(full_run: ProgramRun) -> None:
+    web = web_containers(full_run)[0]
+    assert "envs" in web.secret_inputs
+    assert "SECRET_KEY=app-secret-for-tests" in web.inputs["envs"]
+    assert any(e.startswith("DATABASE_URL=postgresql://app:pg-password-for-tests@postgres:5432/app") for e in web.inputs["envs"])
+    assert "stdin" in commands(full_run, "web-migrate").secret_inputs
+    for r in full_run.registrations:
+        text = json.dumps(r.inputs)
+        if any(s in text for s in SECRETS):
+            assert r.secret_inputs, f"{r.name} carries a secret in a plain input"
+    exported = json.dumps(full_run.outputs)
+    assert not any(s in exported for s in SECRETS)
+
+
+def test_accessories_do_not_change_when_only_the_image_changes() -> None:
+    raw, secrets = full_config()
+    first = run_program(raw, secrets, stack="prod", env={"CUTOVER_GIT_SHA": "1" * 40})
+    second = run_program(raw, secrets, stack="prod", env={"CUTOVER_GIT_SHA": "2" * 40})
+
+    def stateful(run: ProgramRun) -> dict[str, Any]:
+        keep = ("postgres", "redis", "accessories-network", "proxy")
+        return {r.name: r.inputs for r in run.registrations if r.custom and any(k in r.name for k in keep)}
+
+    assert stateful(first) == stateful(second)
+    assert len(stateful(first)) >= 10
+    assert web_containers(first)[0].inputs["image"] != web_containers(second)[0].inputs["image"] or (
+        web_containers(first)[0].inputs["envs"] != web_containers(second)[0].inputs["envs"]
+    )
+    for name in ("accessories-postgres", "accessories-redis", "proxy-container"):
+        assert next(r for r in first.registrations if r.name == name).options["deleteBeforeReplace"] is True
+    volumes = [r for r in first.of_type("docker:index/volume:Volume")]
+    assert volumes and all(v.options["retainOnDelete"] for v in volumes)
+
+
+def test_accessories_are_private_with_healthchecks(full_run: ProgramRun) -> None:
+    for role in ("postgres", "redis"):
+        c = full_run.one(CONTAINER, f"accessories-{role}")
+        assert "ports" not in c.inputs
+        assert c.inputs["networksAdvanced"] == [{"name": "web-prod-private", "aliases": [role]}]
+        assert c.inputs["wait"] is True and c.inputs["healthcheck"]["tests"]
+        assert "envs" in c.secret_inputs
+
+
+def test_migration_runs_the_new_image_once(full_run: ProgramRun) -> None:
+    migrate = commands(full_run, "web-migrate")
+    image_id = full_run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
+    assert migrate.inputs["create"].endswith(f"{image_id} alembic upgrade head")
+    assert migrate.inputs["triggers"] == [image_id]
+    assert "--env-file /dev/stdin" in migrate.inputs["create"] and "SECRET" not in migrate.inputs["create"]
+
+
+def test_switch_config_lists_exactly_the_new_containers(full_run: ProgramRun) -> None:
+    switch = commands(full_run, "switch-reload")
+    names = full_run.outputs["containers"]
+    assert len(names) == 3
+    assert f"reverse_proxy {' '.join(n + ':8000' for n in names)} {{" in switch.inputs["stdin"]
+    assert switch.inputs["triggers"][0] == switch.inputs["stdin"]
+    assert "caddy reload" in switch.inputs["create"] and "caddy validate" in switch.inputs["create"]
+
+
+def test_verify_expects_the_new_version(full_run: ProgramRun) -> None:
+    verify = commands(full_run, "switch-verify")
+    assert f"http://127.0.0.1:{VERIFY_PORT}/health" in verify.inputs["create"]
+    assert "0123456789abcdef0123456789abcdef01234567" in verify.inputs["create"]
+
+
+def test_no_migration_step_when_not_configured(dev: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*dev)
+    assert not [r for r in run.registrations if r.name == "web-migrate"]
+    assert not [r for r in run.registrations if "accessories-" in r.name]
+
+
+def test_invalid_config_registers_nothing() -> None:
+    with pytest.raises(SystemExit) as err:
+        run_program({"appName": "Bad Name", "web": {"replicas": -1}})
+    message = str(err.value)
+    assert "cutover:appName" in message and "cutover:web.replicas = -1" in message
+    assert "cutover:image.repository is missing" in message
+
+
+# ---------------------------------------------------------------- the rendered proxy config
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+@pytest.mark.parametrize("domain", [None, "app.example.com"])
+def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) -> None:
+    names = tuple(f"web-{i}-abc{i}" for i in range(replicas))
+    text = render_caddyfile(Route(upstreams=names, port=8000, domain=domain, email="ops@example.com" if domain else None))
+    assert text.count(f"reverse_proxy {' '.join(n + ':8000' for n in names)} {{") == 2
+    assert "lb_try_duration" in text and "health_uri /health" in text and "grace_period 30s" in text
+    assert f"http://:{VERIFY_PORT} {{" in text and "bind 127.0.0.1" in text
+    if domain:
+        assert "app.example.com {" in text and "auto_https off" not in text and "email ops@example.com" in text
+    else:
+        assert ":80 {" in text and "auto_https off" in text
+
+
+def test_caddyfile_refuses_no_upstreams_or_odd_names() -> None:
+    with pytest.raises(ValueError, match="at least one upstream"):
+        render_caddyfile(Route(upstreams=(), port=8000))
+    with pytest.raises(ValueError, match="not a container name"):
+        render_caddyfile(Route(upstreams=("web }",), port=8000))
+
+
+def test_verify_script_without_version_only_needs_200() -> None:
+    script = verify_script("proxy", VERIFY_PORT, "/health", None, 3, 1)
+    assert "grep" not in script and "seq 1 3" in script
+
+
+def test_parse_config_is_pure() -> None:
+    raw = {"appName": "web", "image": {"repository": "ghcr.io/acme/web"}}
+    assert parse_config(raw, set(), "dev", "a" * 40) == parse_config(raw, set(), "dev", "a" * 40)

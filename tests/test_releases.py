@@ -1,0 +1,177 @@
+"""Release records, bounded history, rollback targets and promotion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.releases import ReleaseError, next_state, release_record, resolve_target
+from tests.conftest import prod_config
+from tests.harness import ProgramFailed, ProgramRun, run_program
+
+SELF = "organization/cutover/prod"
+
+
+def sha_of(n: int) -> str:
+    return (f"c{n}fe" * 10)[:40]
+
+
+def rel(n: int) -> dict[str, Any]:
+    return release_record(f"ghcr.io/acme/web@sha256:{n:064x}", f"v{n}", sha_of(n), f"2026-01-{n:02d}T00:00:00Z", "build")
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+def test_first_deploy_has_no_history() -> None:
+    current, history = next_state(None, None, rel(1), 10)
+    assert current == rel(1) and history == []
+
+
+def test_a_deploy_pushes_the_previous_release_onto_the_history() -> None:
+    current, history = next_state(rel(2), [rel(1)], rel(3), 10)
+    assert current == rel(3) and history == [rel(2), rel(1)]
+
+
+def test_history_is_bounded_newest_first() -> None:
+    history = [rel(n) for n in range(9, 0, -1)]
+    _, after = next_state(rel(10), history, rel(11), 5)
+    assert [r["tag"] for r in after] == ["v10", "v9", "v8", "v7", "v6"]
+
+
+def test_deploying_the_running_digest_again_changes_nothing() -> None:
+    again = {**rel(2), "deployedAt": "2026-02-02T00:00:00Z"}
+    current, history = next_state(rel(2), [rel(1)], again, 10)
+    assert current == rel(2), "keeps when it was first deployed"
+    assert history == [rel(1)]
+
+
+def test_no_consecutive_duplicates_in_history() -> None:
+    _, history = next_state(rel(2), [rel(2), rel(1)], rel(3), 10)
+    assert [r["tag"] for r in history] == ["v2", "v1"]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("previous", "v3"), ("1", "v3"), ("2", "v2"), ("3", "v1"), (sha_of(2)[:12], "v2"), ("1234567", None), (f"sha256:{1:064x}", "v1"), (f"ghcr.io/acme/web@sha256:{2:064x}", "v2")],
+)
+def test_rollback_targets(target: str, expected: str | None) -> None:
+    if expected is None:  # seven digits or more is a git SHA, not a count
+        with pytest.raises(ReleaseError, match="no such release"):
+            resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])
+        return
+    assert resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])["tag"] == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("4", "expected a number from 1 to 3"),
+        ("0", "expected a number from 1 to 3"),
+        ("deadbeefcafe", "no such release in the history"),
+        (f"sha256:{9:064x}", "no such release in the history"),
+        ("yesterday", "expected 'previous', a number of releases back, a git SHA"),
+    ],
+)
+def test_unknown_rollback_targets_are_refused_with_the_history(target: str, message: str) -> None:
+    with pytest.raises(ReleaseError) as err:
+        resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])
+    assert message in str(err.value)
+    if "such release" in message or "from 1 to 3" in message:
+        assert "1. v3" in str(err.value) and "3. v1" in str(err.value)
+
+
+def test_no_history_cannot_roll_back() -> None:
+    with pytest.raises(ReleaseError, match="no earlier release"):
+        resolve_target("previous", rel(1), [])
+    with pytest.raises(ReleaseError, match="never been deployed"):
+        resolve_target("previous", None, None)
+
+
+# ---------------------------------------------------------------- through the program
+
+
+def deploy(outputs: dict[str, Any] | None, env: dict[str, str] | None = None, extra_refs: dict[str, Any] | None = None, **config: Any) -> ProgramRun:
+    raw, secrets = prod_config()
+    raw = {**raw, **config}
+    refs = {SELF: outputs or {}, **(extra_refs or {})}
+    return run_program(raw, secrets, stack="prod", stack_outputs=refs, env=env)
+
+
+def pulled(run: ProgramRun) -> str:
+    return run.one("docker:index/remoteImage:RemoteImage", "web-image").inputs["name"]
+
+
+def test_first_deploy_through_the_program() -> None:
+    run = deploy(None)
+    assert run.outputs["release"]["source"] == "build"
+    assert run.outputs["releases"] == []
+    assert pulled(run) == run.outputs["release"]["imageRef"]
+    assert "@sha256:" in pulled(run)
+
+
+def test_normal_deploy_grows_the_history() -> None:
+    run = deploy({"release": rel(2), "releases": [rel(1)]})
+    assert [r["tag"] for r in run.outputs["releases"]] == ["v2", "v1"]
+    assert run.outputs["release"]["gitSha"] == "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_history_size_is_configurable() -> None:
+    run = deploy({"release": rel(5), "releases": [rel(4), rel(3), rel(2), rel(1)]}, releases={"historySize": 2})
+    assert [r["tag"] for r in run.outputs["releases"]] == ["v5", "v4"]
+
+
+@pytest.mark.parametrize(("target", "tag"), [("previous", "v2"), ("2", "v1"), (sha_of(1), "v1"), (f"sha256:{2:064x}", "v2")])
+def test_rollback_redeploys_an_earlier_digest_without_building(target: str, tag: str) -> None:
+    run = deploy({"release": rel(3), "releases": [rel(2), rel(1)]}, env={"CUTOVER_ROLLBACK_TO": target})
+    assert not run.of_type("docker:index/image:Image"), "a rollback builds nothing"
+    current = run.outputs["release"]
+    assert current["tag"] == tag and current["source"] == "rollback"
+    assert pulled(run) == current["imageRef"]
+    assert run.outputs["releases"][0]["tag"] == "v3", "the bad release stays in the history"
+    web = next(r for r in run.registrations if r.name == "web-0")
+    assert f"APP_VERSION={tag}" in web.inputs["envs"]
+    verify = next(r for r in run.registrations if r.name == "switch-verify")
+    assert f'"version": ?"{tag}"' in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
+
+
+def test_after_a_rollback_the_next_ordinary_deploy_builds_again() -> None:
+    rolled = deploy({"release": rel(3), "releases": [rel(2), rel(1)]}, env={"CUTOVER_ROLLBACK_TO": "previous"})
+    run = deploy({"release": rolled.outputs["release"], "releases": rolled.outputs["releases"]})
+    assert run.of_type("docker:index/image:Image")
+    assert run.outputs["release"]["source"] == "build"
+    assert [r["tag"] for r in run.outputs["releases"]][:2] == ["v2", "v3"]
+
+
+@pytest.mark.parametrize(
+    ("outputs", "target", "message"),
+    [
+        ({"release": rel(3), "releases": [rel(2)]}, "5", "expected a number from 1 to 1"),
+        ({"release": rel(1), "releases": []}, "previous", "no earlier release"),
+        (None, "previous", "never been deployed"),
+    ],
+)
+def test_impossible_rollback_fails_before_any_container_changes(outputs: dict[str, Any] | None, target: str, message: str) -> None:
+    with pytest.raises(ProgramFailed, match=message) as err:
+        deploy(outputs, env={"CUTOVER_ROLLBACK_TO": target})
+    touched = [r.type for r in err.value.registrations if r.type.startswith(("docker:", "command:", "pulumi:providers:"))]
+    assert touched == [], "nothing on the host is registered before the release is known"
+
+
+def test_promotion_deploys_exactly_what_the_other_stack_runs() -> None:
+    dev_release = rel(7)
+    run = deploy(
+        {"release": rel(3), "releases": []},
+        extra_refs={"organization/cutover/staging": {"release": dev_release}},
+        releases={"promoteFrom": "staging"},
+    )
+    assert not run.of_type("docker:index/image:Image")
+    assert pulled(run) == dev_release["imageRef"]
+    assert run.outputs["release"]["source"] == "promotion from staging"
+    assert run.outputs["release"]["gitSha"] == dev_release["gitSha"]
+
+
+def test_promotion_from_a_stack_with_no_release_is_refused() -> None:
+    with pytest.raises(ProgramFailed, match="that stack exports no release yet"):
+        deploy(None, extra_refs={"organization/cutover/staging": {}}, releases={"promoteFrom": "staging"})
