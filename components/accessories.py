@@ -7,6 +7,7 @@ data. Their volumes are retained if the stack is destroyed: nothing is lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -22,7 +23,7 @@ class AccessoriesArgs:
     host: DockerHost
 
 
-def postgres_spec(cfg: StackConfig) -> dict[str, object]:
+def postgres_spec(cfg: StackConfig) -> dict[str, Any]:
     p = cfg.postgres
     return {
         "envs_plain": [f"POSTGRES_USER={p.user}", f"POSTGRES_DB={p.database}", "PGDATA=/var/lib/postgresql/data/pgdata"],
@@ -32,7 +33,7 @@ def postgres_spec(cfg: StackConfig) -> dict[str, object]:
     }  # fmt: skip
 
 
-def redis_spec() -> dict[str, object]:
+def redis_spec() -> dict[str, Any]:
     return {
         "command": ["sh", "-c", 'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD"'],
         "data_path": "/data",
@@ -78,7 +79,7 @@ class Accessories(pulumi.ComponentResource):
         cfg: StackConfig,
         image_name: str,
         envs: pulumi.Output[list[str]],
-        spec: dict[str, object],
+        spec: dict[str, Any],
         network: docker.Network,
         on_host: pulumi.ResourceOptions,
     ) -> docker.Container:
@@ -90,7 +91,7 @@ class Accessories(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True, protect=False)),
         )
         image = docker.RemoteImage(f"{name}-{role}-image", name=image_name, keep_locally=True, opts=on_host)
-        extra = {"command": spec["command"]} if "command" in spec else {}
+        extra: dict[str, Any] = {"command": spec["command"]} if "command" in spec else {}
         if "shm_size" in spec:
             extra["shm_size"] = spec["shm_size"]
         return docker.Container(

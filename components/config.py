@@ -257,7 +257,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(\d+)([mMgG])$")
 CPUS = re.compile(r"^\d+(\.\d+)?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"
+SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"  # noqa: S105 - a message, not a password
 
 
 def registry_of(repository: str) -> str:
@@ -379,10 +379,11 @@ def _names(v: Any) -> tuple[str, ...] | None:
 
 
 def _str_map(v: Any) -> dict[str, str] | None:
-    if isinstance(v, dict) and all(isinstance(k, str) and ENV_NAME.match(k) for k in v):
-        if all(isinstance(x, (str, int, float, bool)) and not isinstance(x, dict) for x in v.values()):
-            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
-    return None
+    if not (isinstance(v, dict) and all(isinstance(k, str) and ENV_NAME.match(k) for k in v)):
+        return None
+    if not all(isinstance(x, (str, int, float, bool)) for x in v.values()):
+        return None
+    return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
 
 
 PORT = _int(1, 65535)
@@ -421,7 +422,14 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
     proxy = _parse_proxy(r)
     postgres, redis = _parse_accessories(r)
     migrations = MigrationsConfig(
-        command=r.value(m := r.object("migrations"), "migrations", "command", (), _str_list, "a command as a list of strings, like ['alembic', 'upgrade', 'head']")
+        command=r.value(
+            m := r.object("migrations"),
+            "migrations",
+            "command",
+            (),
+            _str_list,
+            "a command as a list of strings, like ['alembic', 'upgrade', 'head']",
+        )
     )
     r.unknown("migrations", m, {"command"})
     releases = _parse_releases(r)
@@ -439,23 +447,43 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
 
 def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
     o = r.object("image")
-    r.unknown("image", o, {"repository", "tag", "context", "dockerfile", "platform", "buildArgs", "extraTags", "push", "cacheFromRegistry", "registryUsername", "ref"})
+    r.unknown(
+        "image",
+        o,
+        {
+            "repository",
+            "tag",
+            "context",
+            "dockerfile",
+            "platform",
+            "buildArgs",
+            "extraTags",
+            "push",
+            "cacheFromRegistry",
+            "registryUsername",
+            "ref",
+        },
+    )
     repo_expected = "an image repository in lowercase without spaces or tag, like 'ghcr.io/acme/web'"
     if not o.get("repository"):
         r.missing("image.repository", repo_expected)
     repository = r.value(o, "image", "repository", "invalid/invalid", _str(REPOSITORY), repo_expected)
     tag = r.value(o, "image", "tag", git_sha or "", _str(TAG), "a tag of letters, digits, '.', '_' or '-' (the git SHA by default)")
     if tag == "latest":
-        r.fail("image.tag", tag, "an immutable tag such as the git SHA: 'latest' moves, so a release could never be told apart or rolled back")
+        r.fail(
+            "image.tag", tag, "an immutable tag such as the git SHA: 'latest' moves, so a release could never be told apart or rolled back"
+        )
     elif not tag and "tag" not in o and not o.get("ref"):
         r.missing("image.tag", "a tag: no git SHA was found (set GITHUB_SHA, run inside a git checkout, or set image.tag)")
-    extra = r.value(o, "image", "extraTags", (), _names, "a list of tags")
+    extra: tuple[str, ...] = r.value(o, "image", "extraTags", (), _names, "a list of tags")
     for t in extra:
         if not TAG.match(t):
             r.fail("image.extraTags", list(extra), "tags of letters, digits, '.', '_' or '-'")
             break
     push = r.value(o, "image", "push", True, _bool, "true or false")
-    password = r.secret("registryPassword", "image.push is true for a registry that needs a login" if push and o.get("registryUsername") else None)
+    password = r.secret(
+        "registryPassword", "image.push is true for a registry that needs a login" if push and o.get("registryUsername") else None
+    )
     username = r.value(o, "image", "registryUsername", None, _str(), "a registry user name")
     if password and not username:
         r.missing("image.registryUsername", "the user name that goes with registryPassword")
@@ -476,15 +504,32 @@ def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
 def _parse_host(r: _Reader) -> HostConfig:
     o = r.object("host")
     r.unknown("host", o, {"url", "knownHosts"})
-    url = r.value(o, "host", "url", "unix:///var/run/docker.sock", _str(re.compile(r"^(unix:///\S+|ssh://\S+)$")), "'unix:///var/run/docker.sock' or 'ssh://user@host:port'")
+    url = r.value(
+        o,
+        "host",
+        "url",
+        "unix:///var/run/docker.sock",
+        _str(re.compile(r"^(unix:///\S+|ssh://\S+)$")),
+        "'unix:///var/run/docker.sock' or 'ssh://user@host:port'",
+    )
     ssh = url.startswith("ssh://")
     if ssh and not SSH_URL.match(url):
         r.fail("host.url", url, "'ssh://user@host' or 'ssh://user@host:port' with a port from 1 to 65535")
     elif ssh and not 1 <= int(SSH_URL.match(url)["port"] or 22) <= 65535:  # type: ignore[index]
         r.fail("host.url", url, "'ssh://user@host:port' with a port from 1 to 65535")
-    known = r.value(o, "host", "knownHosts", None, _str(re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+")), "a known_hosts line for the server, like '[203.0.113.7]:22 ssh-ed25519 AAAA...' (ssh-keyscan prints it)")
+    known = r.value(
+        o,
+        "host",
+        "knownHosts",
+        None,
+        _str(re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+")),
+        "a known_hosts line for the server, like '[203.0.113.7]:22 ssh-ed25519 AAAA...' (ssh-keyscan prints it)",
+    )
     if ssh and not o.get("knownHosts"):
-        r.missing("host.knownHosts", "the server's pinned host key for an ssh:// host (ssh-keyscan -p PORT HOST), so the server cannot be impersonated")
+        r.missing(
+            "host.knownHosts",
+            "the server's pinned host key for an ssh:// host (ssh-keyscan -p PORT HOST), so the server cannot be impersonated",
+        )
     key = r.secret("sshPrivateKey", "host.url is an ssh:// host" if ssh else None)
     return HostConfig(url=url, known_hosts=known, private_key=key)
 
@@ -504,10 +549,12 @@ def _parse_web(r: _Reader) -> WebConfig:
         except json.JSONDecodeError:
             env_obj = None
         if not isinstance(env_obj, dict) or not all(isinstance(k, str) and ENV_NAME.match(k) for k in env_obj):
-            r.problems.append(f"{NAMESPACE}:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)")
+            r.problems.append(
+                f"{NAMESPACE}:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"
+            )
         else:
             secret_env = {k: Secret(str(v)) for k, v in env_obj.items()}
-    env = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables")
+    env: dict[str, str] = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables")
     for k in set(env) & set(secret_env):
         r.fail(f"web.env.{k}", env[k], f"{k} only once: it is also in secretEnv")
     return WebConfig(
@@ -605,7 +652,19 @@ def _parse_verify(r: _Reader) -> VerifyConfig:
 
 def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     o = r.object("github")
-    known = {"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables"}
+    known = {
+        "enabled",
+        "owner",
+        "repository",
+        "environment",
+        "manageRepositoryFiles",
+        "branch",
+        "reviewers",
+        "waitTimer",
+        "protectBranch",
+        "publicUrl",
+        "variables",
+    }
     r.unknown("github", o, known)
     enabled = r.value(o, "github", "enabled", False, _bool, "true or false")
     name = _str(re.compile(r"^[A-Za-z0-9_.-]+$"))

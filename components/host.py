@@ -79,7 +79,12 @@ class DockerHost(pulumi.ComponentResource):
             # The options name only file paths; the key itself is written beside them, never passed on.
             provider_args["ssh_opts"] = pulumi.Output.unsecret(key.apply(lambda k: write_ssh_files(directory, k, known_hosts)))
             self.connection = command.remote.ConnectionArgs(
-                host=url.apply(lambda _: address.strip("[]")), port=port, user=user, private_key=key, host_key=host.host_key, dial_error_limit=3
+                host=url.apply(lambda _: address.strip("[]")),
+                port=port,
+                user=user,
+                private_key=key,
+                host_key=host.host_key,
+                dial_error_limit=3,
             )
         self.provider = docker.Provider(f"{name}-docker", **provider_args, opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"url": host.url})

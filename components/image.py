@@ -53,12 +53,12 @@ class AppImage(pulumi.ComponentResource):
             dockerfile=f"{image.context.rstrip('/')}/{image.dockerfile}",
             platform=image.platform,
             args={"APP_VERSION": image.tag, **image.build_args},
-            cache_from=docker.CacheFromArgs(images=[image.tagged, f"{image.repository}:buildcache"]) if image.push and image.cache_from_registry else None,
+            cache_from=docker.CacheFromArgs(images=[image.tagged, f"{image.repository}:buildcache"])
+            if image.push and image.cache_from_registry
+            else None,
         )
         names = image_names(image)
-        primary = docker.Image(
-            f"{name}-build", image_name=names[0], build=build, registry=registry, skip_push=not image.push, opts=child
-        )
+        primary = docker.Image(f"{name}-build", image_name=names[0], build=build, registry=registry, skip_push=not image.push, opts=child)
         for extra in names[1:]:
             # The same build again (a cache hit), pushed under the extra tag after the immutable one.
             docker.Image(

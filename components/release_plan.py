@@ -9,7 +9,7 @@ that would make the next ordinary deploy roll back again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -29,7 +29,7 @@ def qualified_stack(name: str) -> str:
 
 
 def now_utc() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _require(source: str, release: Any) -> Release:
@@ -69,7 +69,9 @@ class ReleasePlan:
             )
         elif cfg.image.ref:
             self.mode = "given"
-            self.new = pulumi.Output.from_input(release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, self.deployed_at, "image.ref"))
+            self.new = pulumi.Output.from_input(
+                release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, self.deployed_at, "image.ref")
+            )
         else:
             self.mode = "build"
         # Fails (with the ReleaseError) when a rollback or promotion cannot be carried out.

@@ -24,7 +24,7 @@ HARDENING: dict[str, Any] = {
 }
 
 
-def labels(cfg: StackConfig, role: str, extra: dict[str, str] | None = None) -> list[dict[str, str]]:
+def labels(cfg: StackConfig, role: str, extra: dict[str, str] | None = None) -> list[Any]:
     """Labels telling which app, stack and role a container belongs to (and which release, for web)."""
     values = {"cutover.app": cfg.app_name, "cutover.stack": cfg.stack, "cutover.role": role, **(extra or {})}
     return [{"label": k, "value": v} for k, v in sorted(values.items())]
@@ -35,8 +35,8 @@ def web_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
     env: list[tuple[str, str | Secret]] = [("PORT", str(cfg.web.port))]
     env += sorted(cfg.web.env.items())
     env += sorted(cfg.web.secret_env.items())
-    if cfg.postgres.enabled and cfg.postgres.password is not None:
-        p = cfg.postgres
+    p = cfg.postgres
+    if p.enabled and p.password is not None:
         env.append(("DATABASE_URL", Secret(f"postgresql://{p.user}:{p.password.reveal()}@postgres:5432/{p.database}")))
     if cfg.redis.enabled and cfg.redis.password is not None:
         env.append(("REDIS_URL", Secret(f"redis://:{cfg.redis.password.reveal()}@redis:6379/0")))
@@ -55,7 +55,7 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
         "image": image_id,
         "user": w.user,
         "read_only": w.read_only,
-        "tmpfs": {path: "rw,noexec,nosuid,size=64m" for path in w.tmpfs},
+        "tmpfs": dict.fromkeys(w.tmpfs, "rw,noexec,nosuid,size=64m"),
         "memory": w.memory_mb,
         "cpus": w.cpus,
         "stop_signal": "SIGTERM",
@@ -133,11 +133,11 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
             "body=''",
             f"for attempt in $(seq 1 {attempts}); do",
             f"  if body=$({fetch} 2>&1) && {check}; then",
-            f"    echo \"verified through the proxy on attempt $attempt: $body\"; exit 0",
+            '    echo "verified through the proxy on attempt $attempt: $body"; exit 0',
             "  fi",
             f"  sleep {interval_s}",
             "done",
-            f"echo \"verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: $body\" >&2",
+            f'echo "verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: $body" >&2',
             "exit 1",
         ]
     )

@@ -9,6 +9,7 @@ migration, stops the update here: the proxy still routes to the old containers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -56,9 +57,7 @@ class WebRelease(pulumi.ComponentResource):
 
         gate: list[pulumi.Resource] = [pulled, *args.accessories]
         if cfg.migrations.enabled:
-            script = pulumi.Output.all(pulled.image_id, args.private_network).apply(
-                lambda v: migration_script(cfg, v[0], v[1])
-            )
+            script = pulumi.Output.all(pulled.image_id, args.private_network).apply(lambda v: migration_script(cfg, v[0], v[1]))
             migration = args.host.command(
                 f"{name}-migrate",
                 create=script,
@@ -71,7 +70,7 @@ class WebRelease(pulumi.ComponentResource):
         networks: list[pulumi.Input[str]] = [args.edge_network]
         if args.private_network is not None:
             networks.append(args.private_network)
-        release_labels = pulumi.Output.all(args.version, args.git_sha).apply(
+        release_labels: pulumi.Output[Any] = pulumi.Output.all(args.version, args.git_sha).apply(
             lambda v: labels(cfg, "web", {"cutover.release": v[0], "cutover.git-sha": v[1]})
         )
         self.containers = []
@@ -88,4 +87,3 @@ class WebRelease(pulumi.ComponentResource):
             )
         self.names = pulumi.Output.all(*[c.name for c in self.containers]).apply(list)
         self.register_outputs({"containers": self.names, "image": self.image_id})
-

@@ -94,7 +94,9 @@ class ProgramMocks(pmocks.Mocks):
             outputs["imageId"] = fake_digest(args.inputs["name"])
             outputs["repoDigest"] = args.inputs["name"] if "@sha256:" in args.inputs["name"] else ""
         elif args.typ == "docker:index/container:Container":
-            outputs.setdefault("name", f"{args.name}-{hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()[:7]}")
+            outputs.setdefault(
+                "name", f"{args.name}-{hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
+            )
         elif args.typ in ("docker:index/network:Network", "docker:index/volume:Volume"):
             outputs.setdefault("name", f"{args.name}-{hashlib.sha256(args.name.encode()).hexdigest()[:7]}")
         elif args.typ.startswith("command:"):
@@ -111,7 +113,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -152,7 +154,7 @@ class RecordingMonitor(pmocks.MockMonitor):
         return response
 
 
-class ProgramFailed(Exception):
+class ProgramFailedError(Exception):
     """The program failed; `registrations` holds what it registered before that."""
 
     def __init__(self, error: BaseException, registrations: list[Registration]) -> None:
@@ -210,7 +212,7 @@ def run_program(
             except SystemExit:
                 raise
             except Exception as error:
-                raise ProgramFailed(error, monitor.registrations) from error
+                raise ProgramFailedError(error, monitor.registrations) from error
             stack_resource = get_root_resource()
             outputs: dict[str, Any] = {}
             secret_outputs: set[str] = set()

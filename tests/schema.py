@@ -10,7 +10,6 @@ import functools
 import json
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from tests.harness import ROOT, Registration
@@ -54,7 +53,7 @@ def check_value(schema: dict[str, Any], spec: dict[str, Any], value: Any, path: 
     if kind == "string":
         return [] if isinstance(value, str) else [f"{path}: expected string, got {type(value).__name__} {value!r}"]
     if kind == "integer":
-        ok = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and value.is_integer())
         return [] if ok else [f"{path}: expected integer, got {value!r}"]
     if kind == "number":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -115,4 +114,4 @@ def _decode_provider_value(spec: dict[str, Any], value: Any) -> Any:
 
 
 def is_provider_resource(reg: Registration) -> bool:
-    return reg.custom and reg.type.split(":")[0] in ("docker", "command", "github") or reg.type.startswith("pulumi:providers:")
+    return (reg.custom and reg.type.split(":")[0] in ("docker", "command", "github")) or reg.type.startswith("pulumi:providers:")

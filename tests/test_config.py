@@ -67,27 +67,123 @@ def test_secret_env_and_durations() -> None:
     ("raw", "secrets", "expected"),
     [
         pytest.param({}, set(), ["cutover:appName is missing", "cutover:image.repository is missing"], id="missing-required"),
-        pytest.param(minimal(web={"replicas": "three"}), set(), ['cutover:web.replicas = "three": expected a whole number'], id="wrong-type-replicas"),
-        pytest.param(minimal(web={"replicas": -1}), set(), ["cutover:web.replicas = -1: expected a whole number of containers from 1 to 20"], id="negative-replicas"),
-        pytest.param(minimal(image={"repository": "ghcr.io/acme/web", "push": "yes"}), set(), ['cutover:image.push = "yes": expected true or false'], id="wrong-type-bool"),
-        pytest.param(minimal(healthcheck={"interval": "10"}), set(), ['cutover:healthcheck.interval = "10": expected a duration with a unit'], id="duration-without-unit"),
-        pytest.param(minimal(healthcheck={"timeout": "ten seconds"}), set(), ['cutover:healthcheck.timeout = "ten seconds": expected a duration with a unit'], id="duration-in-words"),
-        pytest.param(minimal(web={"port": 70000}), set(), ["cutover:web.port = 70000: expected a port number from 1 to 65535"], id="port-too-high"),
-        pytest.param(minimal(proxy={"httpPort": 0}), set(), ["cutover:proxy.httpPort = 0: expected a port number from 1 to 65535"], id="port-zero"),
-        pytest.param(minimal(image={"repository": "ghcr.io/Acme/Web"}), set(), ['cutover:image.repository = "ghcr.io/Acme/Web": expected an image repository in lowercase'], id="uppercase-image"),
-        pytest.param(minimal(image={"repository": "ghcr.io/acme/my web"}), set(), ['cutover:image.repository = "ghcr.io/acme/my web": expected an image repository in lowercase'], id="image-with-space"),
-        pytest.param(minimal(image={"repository": "ghcr.io/acme/web", "tag": "latest"}), set(), ['cutover:image.tag = "latest": expected an immutable tag'], id="latest-only-tag"),
-        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}), set(), ["cutover:sshPrivateKey is missing: expected a secret, because host.url is an ssh:// host"], id="ssh-without-key"),
-        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22"}, sshPrivateKey=KEY), {"sshPrivateKey"}, ["cutover:host.knownHosts is missing: expected the server's pinned host key"], id="ssh-without-pinned-host-key"),
-        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}, sshPrivateKey=KEY), set(), ["cutover:sshPrivateKey is set in plain text: it must be stored as a secret"], id="key-not-secret"),
-        pytest.param(minimal(host={"url": "ssh://deploy@203.0.113.10:99999", "knownHosts": KNOWN}, sshPrivateKey=KEY), {"sshPrivateKey"}, ['cutover:host.url = "ssh://deploy@203.0.113.10:99999": expected \'ssh://user@host:port\' with a port from 1 to 65535'], id="ssh-port-out-of-range"),
-        pytest.param(minimal(host={"url": "tcp://203.0.113.10:2375"}), set(), ['cutover:host.url = "tcp://203.0.113.10:2375": expected \'unix:///var/run/docker.sock\' or \'ssh://user@host:port\''], id="unsupported-host"),
-        pytest.param(minimal(web={"replicaz": 2}), set(), ["cutover:web.replicaz = 2: expected one of the known keys", "did you mean 'replicas'?"], id="typo-in-key"),
-        pytest.param(minimal(web={"memory": "512"}), set(), ['cutover:web.memory = "512": expected a memory limit like \'256m\' or \'1g\''], id="memory-without-unit"),
-        pytest.param(minimal(postgres={"enabled": True}), set(), ["cutover:postgresPassword is missing: expected a secret, because postgres.enabled is true"], id="postgres-without-password"),
-        pytest.param(minimal(secretEnv='{"API_KEY": "x"}'), set(), ["cutover:secretEnv is set in plain text: it must be stored as a secret"], id="secret-env-not-secret"),
-        pytest.param(minimal(proxy={"domain": "App.Example.com"}), set(), ['cutover:proxy.domain = "App.Example.com": expected a lowercase DNS name'], id="domain-uppercase"),
-        pytest.param(minimal(github={"enabled": True}), set(), ["cutover:github.owner is missing", "cutover:github.repository is missing"], id="github-without-repo"),
+        pytest.param(
+            minimal(web={"replicas": "three"}), set(), ['cutover:web.replicas = "three": expected a whole number'], id="wrong-type-replicas"
+        ),
+        pytest.param(
+            minimal(web={"replicas": -1}),
+            set(),
+            ["cutover:web.replicas = -1: expected a whole number of containers from 1 to 20"],
+            id="negative-replicas",
+        ),
+        pytest.param(
+            minimal(image={"repository": "ghcr.io/acme/web", "push": "yes"}),
+            set(),
+            ['cutover:image.push = "yes": expected true or false'],
+            id="wrong-type-bool",
+        ),
+        pytest.param(
+            minimal(healthcheck={"interval": "10"}),
+            set(),
+            ['cutover:healthcheck.interval = "10": expected a duration with a unit'],
+            id="duration-without-unit",
+        ),
+        pytest.param(
+            minimal(healthcheck={"timeout": "ten seconds"}),
+            set(),
+            ['cutover:healthcheck.timeout = "ten seconds": expected a duration with a unit'],
+            id="duration-in-words",
+        ),
+        pytest.param(
+            minimal(web={"port": 70000}), set(), ["cutover:web.port = 70000: expected a port number from 1 to 65535"], id="port-too-high"
+        ),
+        pytest.param(
+            minimal(proxy={"httpPort": 0}), set(), ["cutover:proxy.httpPort = 0: expected a port number from 1 to 65535"], id="port-zero"
+        ),
+        pytest.param(
+            minimal(image={"repository": "ghcr.io/Acme/Web"}),
+            set(),
+            ['cutover:image.repository = "ghcr.io/Acme/Web": expected an image repository in lowercase'],
+            id="uppercase-image",
+        ),
+        pytest.param(
+            minimal(image={"repository": "ghcr.io/acme/my web"}),
+            set(),
+            ['cutover:image.repository = "ghcr.io/acme/my web": expected an image repository in lowercase'],
+            id="image-with-space",
+        ),
+        pytest.param(
+            minimal(image={"repository": "ghcr.io/acme/web", "tag": "latest"}),
+            set(),
+            ['cutover:image.tag = "latest": expected an immutable tag'],
+            id="latest-only-tag",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}),
+            set(),
+            ["cutover:sshPrivateKey is missing: expected a secret, because host.url is an ssh:// host"],
+            id="ssh-without-key",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10:22"}, sshPrivateKey=KEY),
+            {"sshPrivateKey"},
+            ["cutover:host.knownHosts is missing: expected the server's pinned host key"],
+            id="ssh-without-pinned-host-key",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}, sshPrivateKey=KEY),
+            set(),
+            ["cutover:sshPrivateKey is set in plain text: it must be stored as a secret"],
+            id="key-not-secret",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10:99999", "knownHosts": KNOWN}, sshPrivateKey=KEY),
+            {"sshPrivateKey"},
+            ["cutover:host.url = \"ssh://deploy@203.0.113.10:99999\": expected 'ssh://user@host:port' with a port from 1 to 65535"],
+            id="ssh-port-out-of-range",
+        ),
+        pytest.param(
+            minimal(host={"url": "tcp://203.0.113.10:2375"}),
+            set(),
+            ["cutover:host.url = \"tcp://203.0.113.10:2375\": expected 'unix:///var/run/docker.sock' or 'ssh://user@host:port'"],
+            id="unsupported-host",
+        ),
+        pytest.param(
+            minimal(web={"replicaz": 2}),
+            set(),
+            ["cutover:web.replicaz = 2: expected one of the known keys", "did you mean 'replicas'?"],
+            id="typo-in-key",
+        ),
+        pytest.param(
+            minimal(web={"memory": "512"}),
+            set(),
+            ["cutover:web.memory = \"512\": expected a memory limit like '256m' or '1g'"],
+            id="memory-without-unit",
+        ),
+        pytest.param(
+            minimal(postgres={"enabled": True}),
+            set(),
+            ["cutover:postgresPassword is missing: expected a secret, because postgres.enabled is true"],
+            id="postgres-without-password",
+        ),
+        pytest.param(
+            minimal(secretEnv='{"API_KEY": "x"}'),
+            set(),
+            ["cutover:secretEnv is set in plain text: it must be stored as a secret"],
+            id="secret-env-not-secret",
+        ),
+        pytest.param(
+            minimal(proxy={"domain": "App.Example.com"}),
+            set(),
+            ['cutover:proxy.domain = "App.Example.com": expected a lowercase DNS name'],
+            id="domain-uppercase",
+        ),
+        pytest.param(
+            minimal(github={"enabled": True}),
+            set(),
+            ["cutover:github.owner is missing", "cutover:github.repository is missing"],
+            id="github-without-repo",
+        ),
         pytest.param(minimal(appName="My App"), set(), ['cutover:appName = "My App": expected a lowercase name'], id="bad-app-name"),
     ],
 )
@@ -113,7 +209,9 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_secret_values_are_never_shown_in_errors() -> None:
     found = problems(minimal(secretEnv="not json at all"), {"secretEnv"})
-    assert found == ["cutover:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"]
+    assert found == [
+        "cutover:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"
+    ]
     assert "not json" not in "".join(found)
 
 

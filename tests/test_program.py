@@ -144,7 +144,7 @@ def test_accessories_do_not_change_when_only_the_image_changes() -> None:
     )
     for name in ("accessories-postgres", "accessories-redis", "proxy-container"):
         assert next(r for r in first.registrations if r.name == name).options["deleteBeforeReplace"] is True
-    volumes = [r for r in first.of_type("docker:index/volume:Volume")]
+    volumes = first.of_type("docker:index/volume:Volume")
     assert volumes and all(v.options["retainOnDelete"] for v in volumes)
 
 

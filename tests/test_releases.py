@@ -8,7 +8,7 @@ import pytest
 
 from components.releases import ReleaseError, next_state, release_record, resolve_target
 from tests.conftest import prod_config
-from tests.harness import ProgramFailed, ProgramRun, run_program
+from tests.harness import ProgramFailedError, ProgramRun, run_program
 
 SELF = "organization/cutover/prod"
 
@@ -54,7 +54,16 @@ def test_no_consecutive_duplicates_in_history() -> None:
 
 @pytest.mark.parametrize(
     ("target", "expected"),
-    [("previous", "v3"), ("1", "v3"), ("2", "v2"), ("3", "v1"), (sha_of(2)[:12], "v2"), ("1234567", None), (f"sha256:{1:064x}", "v1"), (f"ghcr.io/acme/web@sha256:{2:064x}", "v2")],
+    [
+        ("previous", "v3"),
+        ("1", "v3"),
+        ("2", "v2"),
+        ("3", "v1"),
+        (sha_of(2)[:12], "v2"),
+        ("1234567", None),
+        (f"sha256:{1:064x}", "v1"),
+        (f"ghcr.io/acme/web@sha256:{2:064x}", "v2"),
+    ],
 )
 def test_rollback_targets(target: str, expected: str | None) -> None:
     if expected is None:  # seven digits or more is a git SHA, not a count
@@ -92,7 +101,9 @@ def test_no_history_cannot_roll_back() -> None:
 # ---------------------------------------------------------------- through the program
 
 
-def deploy(outputs: dict[str, Any] | None, env: dict[str, str] | None = None, extra_refs: dict[str, Any] | None = None, **config: Any) -> ProgramRun:
+def deploy(
+    outputs: dict[str, Any] | None, env: dict[str, str] | None = None, extra_refs: dict[str, Any] | None = None, **config: Any
+) -> ProgramRun:
     raw, secrets = prod_config()
     raw = {**raw, **config}
     refs = {SELF: outputs or {}, **(extra_refs or {})}
@@ -153,7 +164,7 @@ def test_after_a_rollback_the_next_ordinary_deploy_builds_again() -> None:
     ],
 )
 def test_impossible_rollback_fails_before_any_container_changes(outputs: dict[str, Any] | None, target: str, message: str) -> None:
-    with pytest.raises(ProgramFailed, match=message) as err:
+    with pytest.raises(ProgramFailedError, match=message) as err:
         deploy(outputs, env={"CUTOVER_ROLLBACK_TO": target})
     touched = [r.type for r in err.value.registrations if r.type.startswith(("docker:", "command:", "pulumi:providers:"))]
     assert touched == [], "nothing on the host is registered before the release is known"
@@ -173,5 +184,5 @@ def test_promotion_deploys_exactly_what_the_other_stack_runs() -> None:
 
 
 def test_promotion_from_a_stack_with_no_release_is_refused() -> None:
-    with pytest.raises(ProgramFailed, match="that stack exports no release yet"):
+    with pytest.raises(ProgramFailedError, match="that stack exports no release yet"):
         deploy(None, extra_refs={"organization/cutover/staging": {}}, releases={"promoteFrom": "staging"})

@@ -28,7 +28,13 @@ def test_every_registered_resource_matches_its_provider_schema(name: str) -> Non
 
 def test_rollback_and_promotion_programs_conform_too() -> None:
     raw, secrets = prod_config()
-    previous = {"imageRef": f"ghcr.io/acme/web@sha256:{'a' * 64}", "tag": "old", "gitSha": "a" * 40, "deployedAt": "2026-01-01T00:00:00Z", "source": "build"}
+    previous = {
+        "imageRef": f"ghcr.io/acme/web@sha256:{'a' * 64}",
+        "tag": "old",
+        "gitSha": "a" * 40,
+        "deployedAt": "2026-01-01T00:00:00Z",
+        "source": "build",
+    }
     current = {**previous, "imageRef": f"ghcr.io/acme/web@sha256:{'b' * 64}", "tag": "new"}
     refs = {"organization/cutover/prod": {"release": current, "releases": [previous]}}
     run = run_program(raw, secrets, stack="prod", stack_outputs=refs, env={"CUTOVER_ROLLBACK_TO": "1"})

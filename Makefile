@@ -1,0 +1,76 @@
+# cutover: the two commands a newcomer needs are `make deploy` and `make test`.
+#
+#   make deploy              create .venv, select/create the dev stack, `pulumi up`
+#   make deploy STACK=prod   the same for another stack
+#   make preview             `pulumi preview --diff`
+#   make releases            the current release and the history a rollback can use
+#   make rollback            redeploy the previous release (TO=2, TO=<git sha>, TO=sha256:... for others)
+#   make test                lint, type-check, unit + schema + workflow checks, e2e when an engine answers
+#   make e2e                 only the real-Docker end-to-end scenarios
+#   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
+
+SHELL := /bin/bash
+STACK ?= dev
+TO ?= previous
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# A file state backend inside the project unless one is configured; the dev stack has no
+# secrets, so an empty passphrase is fine there (set your own for any stack with secrets).
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_CONFIG_PASSPHRASE ?=
+
+.PHONY: deploy preview up releases rollback test unit e2e bench lint fmt tools-deploy clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+tools-deploy:
+	@command -v pulumi >/dev/null 2>&1 || { echo "cutover: the pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (see https://www.pulumi.com/docs/install/), then run make deploy again"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "cutover: no Docker engine answers: install Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker), then run make deploy again"; exit 1; }
+
+deploy: tools-deploy $(BIN)/.installed
+	@case "$$PULUMI_BACKEND_URL" in file://*) mkdir -p "$${PULUMI_BACKEND_URL#file://}";; esac
+	pulumi stack select --create $(STACK)
+	pulumi up --stack $(STACK)
+
+preview: tools-deploy $(BIN)/.installed
+	pulumi preview --diff --stack $(STACK)
+
+releases: tools-deploy
+	@echo "current release of $(STACK):"; pulumi stack output release --json --stack $(STACK)
+	@echo "earlier releases, newest first (TO=1 is the first):"; pulumi stack output releases --json --stack $(STACK)
+
+rollback: tools-deploy $(BIN)/.installed
+	CUTOVER_ROLLBACK_TO=$(TO) pulumi up --stack $(STACK)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy components
+
+fmt: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint node_modules/.installed
+	$(BIN)/python -m pytest --cov=components --cov-report=term-missing --cov-fail-under=90
+
+unit: $(BIN)/.installed node_modules/.installed
+	$(BIN)/python -m pytest -m "not e2e"
+
+e2e: $(BIN)/.installed
+	CUTOVER_REQUIRE_E2E=1 $(BIN)/python -m pytest -m e2e -v
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m tests.e2e.bench --runs 3 --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .coverage
