@@ -8,6 +8,7 @@
 #   make test                lint, type-check, unit + schema + workflow checks, e2e when an engine answers
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
+#   make workflows           regenerate .github/workflows from components/workflows.py
 
 SHELL := /bin/bash
 STACK ?= dev
@@ -21,7 +22,7 @@ BIN := $(VENV)/bin
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?=
 
-.PHONY: deploy preview up releases rollback test unit e2e bench lint fmt tools-deploy clean
+.PHONY: deploy preview releases rollback test unit e2e bench lint fmt workflows tools-deploy clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +56,10 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy components
+	$(BIN)/hadolint app/Dockerfile
+
+workflows: $(BIN)/.installed
+	$(BIN)/python -m components.workflows --write .github/workflows
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -11,6 +11,7 @@ import pulumi
 
 from components.accessories import Accessories, AccessoriesArgs
 from components.config import ConfigError, load_config
+
 # from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
 from components.image import AppImage, AppImageArgs
@@ -39,7 +40,9 @@ web = WebRelease(
 )  # fmt: skip
 switch = TrafficSwitch(
     "switch",
-    TrafficSwitchArgs(cfg, host, proxy_name=proxy.name, upstreams=web.names, version=plan.version, after=[*web.containers, proxy.container]),
+    TrafficSwitchArgs(
+        cfg, host, proxy_name=proxy.name, upstreams=web.names, version=plan.version, after=[*web.containers, proxy.container]
+    ),
 )
 # if cfg.github.enabled:
 #     GitHubPipeline("github", GitHubPipelineArgs(cfg))

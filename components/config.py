@@ -113,7 +113,7 @@ class HealthcheckConfig:
     path: str = "/health"
     port: int = 8000
     interval: str = "2s"
-    timeout: str = "2s"
+    timeout: str = "3s"
     retries: int = 3
     start_period: str = "10s"
     command: tuple[str, ...] = ()
@@ -154,6 +154,7 @@ class ProxyConfig:
     domain: str | None = None
     email: str | None = None
     drain_s: int = 2
+    bind_address: str | None = None  # host address the ports bind to (all addresses when unset)
 
 
 @dataclass(frozen=True)
@@ -577,7 +578,7 @@ def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
         path=r.value(o, "healthcheck", "path", "/health", _str(re.compile(r"^/[\x21-\x7e]*$")), "an absolute URL path like '/health'"),
         port=r.value(o, "healthcheck", "port", web_port, PORT, PORT_EXPECTED),
         interval=r.value(o, "healthcheck", "interval", "2s", _duration, DURATION_EXPECTED),
-        timeout=r.value(o, "healthcheck", "timeout", "2s", _duration, DURATION_EXPECTED),
+        timeout=r.value(o, "healthcheck", "timeout", "3s", _duration, DURATION_EXPECTED),
         retries=r.value(o, "healthcheck", "retries", 3, _int(1, 100), "a whole number from 1 to 100"),
         start_period=r.value(o, "healthcheck", "startPeriod", "10s", _duration, DURATION_EXPECTED),
         command=r.value(o, "healthcheck", "command", (), _str_list, "a probe command as a list of strings"),
@@ -586,7 +587,7 @@ def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
 
 def _parse_proxy(r: _Reader) -> ProxyConfig:
     o = r.object("proxy")
-    r.unknown("proxy", o, {"image", "httpPort", "httpsPort", "domain", "email", "drain"})
+    r.unknown("proxy", o, {"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress"})
     http = r.value(o, "proxy", "httpPort", 80, PORT, PORT_EXPECTED)
     https: int | None = 443
     if "httpsPort" in o and o["httpsPort"] in (None, False, "", 0, "0"):
@@ -604,6 +605,7 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
         http_port=http, https_port=https, domain=domain,
         email=r.value(o, "proxy", "email", None, _str(re.compile(r"^[^@\s]+@[^@\s]+$")), "an email address for the ACME account"),
         drain_s=int(duration_seconds(drain)),
+        bind_address=r.value(o, "proxy", "bindAddress", None, _str(re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$")), "an IP address like '127.0.0.1'"),
     )  # fmt: skip
 
 

@@ -62,28 +62,33 @@ def next_state(
 
 
 def resolve_target(target: str, current: Release | None, history: Sequence[Release] | None) -> Release:
-    """The release a rollback target names: 'previous' or '1', 'N' releases back, a git SHA, or a digest."""
+    """The release a rollback target names: 'previous' or '1', 'N' releases back, a git SHA, or a digest.
+
+    A git SHA or digest may also name the release running now (redeploying it changes
+    nothing): the deploy workflow rolls back to the digest it saw before a failed update.
+    """
     history = list(history or [])
     target = target.strip()
-    if not history:
-        now = f"it runs {describe(current)}" if current else "it has never been deployed"
-        raise ReleaseError(f"cannot roll back: this stack has no earlier release ({now})")
-    listing = "\n".join(f"  {i}. {describe(r)}  git {str(r.get('gitSha', '?'))[:12]}" for i, r in enumerate(history, 1))
+    listing = "\n".join(f"  {i}. {describe(r)}  git {str(r.get('gitSha', '?'))[:12]}" for i, r in enumerate(history, 1)) or "  (nothing)"
     if target in ("", "previous") or (target.isdigit() and len(target) < 7):
+        if not history:
+            now = f"it runs {describe(current)}" if current else "it has never been deployed"
+            raise ReleaseError(f"cannot roll back: this stack has no earlier release ({now})")
         n = int(target) if target.isdigit() else 1
         if 1 <= n <= len(history):
             return dict(history[n - 1])
         raise ReleaseError(f"{ROLLBACK_ENV}={target}: expected a number from 1 to {len(history)}; the history holds:\n{listing}")
+    candidates = ([dict(current)] if current else []) + history
     if DIGEST.search(target):
-        found = [r for r in history if digest_of(str(r.get("imageRef", ""))) == digest_of(target)]
+        found = [r for r in candidates if digest_of(str(r.get("imageRef", ""))) == digest_of(target)]
     elif SHA.match(target):
-        found = [r for r in history if str(r.get("gitSha", "")).startswith(target)]
+        found = [r for r in candidates if str(r.get("gitSha", "")).startswith(target)]
     else:
         raise ReleaseError(
             f"{ROLLBACK_ENV}={target!r}: expected 'previous', a number of releases back, a git SHA (7 to 40 hex digits) or an image digest (sha256:...)"
         )
     if not found:
-        raise ReleaseError(f"{ROLLBACK_ENV}={target}: no such release in the history; it holds:\n{listing}")
+        raise ReleaseError(f"{ROLLBACK_ENV}={target}: no such release running or in the history; the history holds:\n{listing}")
     return dict(found[0])
 
 

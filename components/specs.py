@@ -76,9 +76,11 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
 def proxy_container(cfg: StackConfig, image_id: Any, network: Any, volumes: dict[str, Any]) -> dict[str, Any]:
     """The edge proxy: the only container bound to host ports."""
     p = cfg.proxy
-    ports = [{"internal": 80, "external": p.http_port}]
+    ports: list[dict[str, Any]] = [{"internal": 80, "external": p.http_port}]
     if p.https_port is not None:
         ports.append({"internal": 443, "external": p.https_port})
+    if p.bind_address:
+        ports = [{**port, "ip": p.bind_address} for port in ports]
     return {
         "image": image_id,
         "name": f"{cfg.resource_prefix}-proxy",

@@ -67,7 +67,7 @@ def test_no_consecutive_duplicates_in_history() -> None:
 )
 def test_rollback_targets(target: str, expected: str | None) -> None:
     if expected is None:  # seven digits or more is a git SHA, not a count
-        with pytest.raises(ReleaseError, match="no such release"):
+        with pytest.raises(ReleaseError, match="no such release running or in the history"):
             resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])
         return
     assert resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])["tag"] == expected
@@ -78,8 +78,8 @@ def test_rollback_targets(target: str, expected: str | None) -> None:
     [
         ("4", "expected a number from 1 to 3"),
         ("0", "expected a number from 1 to 3"),
-        ("deadbeefcafe", "no such release in the history"),
-        (f"sha256:{9:064x}", "no such release in the history"),
+        ("deadbeefcafe", "no such release running or in the history"),
+        (f"sha256:{9:064x}", "no such release running or in the history"),
         ("yesterday", "expected 'previous', a number of releases back, a git SHA"),
     ],
 )
@@ -87,8 +87,16 @@ def test_unknown_rollback_targets_are_refused_with_the_history(target: str, mess
     with pytest.raises(ReleaseError) as err:
         resolve_target(target, rel(4), [rel(3), rel(2), rel(1)])
     assert message in str(err.value)
-    if "such release" in message or "from 1 to 3" in message:
+    if "such release" in message or "from 1 to 3" in message:  # the message lists what can be chosen
         assert "1. v3" in str(err.value) and "3. v1" in str(err.value)
+
+
+def test_the_running_release_can_be_named_by_digest_or_sha() -> None:
+    """What the deploy workflow does after a failed update: redeploy the digest it saw before."""
+    assert resolve_target(f"sha256:{4:064x}", rel(4), [rel(3)])["tag"] == "v4"
+    assert resolve_target(sha_of(1), rel(1), [])["tag"] == "v1", "works on a stack's second deploy too"
+    current, history = next_state(rel(4), [rel(3)], {**rel(4), "source": "rollback"}, 10)
+    assert current == rel(4) and history == [rel(3)], "redeploying what runs leaves no trace"
 
 
 def test_no_history_cannot_roll_back() -> None:
