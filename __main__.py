@@ -11,8 +11,7 @@ import pulumi
 
 from components.accessories import Accessories, AccessoriesArgs
 from components.config import ConfigError, load_config
-
-# from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
+from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
 from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
@@ -44,8 +43,8 @@ switch = TrafficSwitch(
         cfg, host, proxy_name=proxy.name, upstreams=web.names, version=plan.version, after=[*web.containers, proxy.container]
     ),
 )
-# if cfg.github.enabled:
-#     GitHubPipeline("github", GitHubPipelineArgs(cfg))
+if cfg.github.enabled:
+    GitHubPipeline("github", GitHubPipelineArgs(cfg, ready=plan.ready))
 
 release, releases = plan.records(image.ref)
 # Recorded only once the switch and its verification succeeded.

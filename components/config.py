@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 NAMESPACE = "cutover"
 
@@ -198,6 +198,10 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class GitHubConfig:
+    # Names the GitHub pipeline sets itself: config may not redefine them.
+    RESERVED_VARIABLES: ClassVar[tuple[str, ...]] = ("PULUMI_STACK", "DEPLOY_HOST", "IMAGE_REPOSITORY", "PUBLIC_URL", "SSH_KNOWN_HOSTS")
+    RESERVED_SECRETS: ClassVar[tuple[str, ...]] = ("SSH_PRIVATE_KEY",)
+
     enabled: bool = False
     owner: str | None = None
     repository: str | None = None
@@ -210,6 +214,8 @@ class GitHubConfig:
     public_url: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
+    # Stack -> GitHub deployment environment, in deploy order (the workflows deploy them one after another).
+    stacks: dict[str, str] = field(default_factory=lambda: {"dev": "dev", "prod": "production"})
 
 
 @dataclass(frozen=True)
@@ -666,10 +672,17 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         "protectBranch",
         "publicUrl",
         "variables",
+        "stacks",
     }
     r.unknown("github", o, known)
     enabled = r.value(o, "github", "enabled", False, _bool, "true or false")
     name = _str(re.compile(r"^[A-Za-z0-9_.-]+$"))
+    # GitHub's rules: secret and variable names of letters, digits and '_', not starting with a digit or GITHUB_.
+    gh_name = re.compile(r"^(?!GITHUB_)[A-Z_][A-Z0-9_]*$")
+    stack_name = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    environment_name = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+    login = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+    branch_name = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<!/)$")
     if enabled:
         for k in ("owner", "repository"):
             if not o.get(k):
@@ -680,24 +693,72 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
             obj = json.loads(s.reveal())
         except json.JSONDecodeError:
             obj = None
-        if not isinstance(obj, dict) or not all(isinstance(k, str) and re.match(r"^[A-Z_][A-Z0-9_]*$", k) for k in obj):
-            r.problems.append(f"{NAMESPACE}:githubSecrets = [secret]: expected an object of UPPER_CASE_NAME: value")
+        if not isinstance(obj, dict) or not all(isinstance(k, str) and gh_name.match(k) for k in obj):
+            r.problems.append(
+                f"{NAMESPACE}:githubSecrets = [secret]: expected an object of UPPER_CASE_NAME: value, names not starting with GITHUB_"
+                " (pulumi config set --secret --path 'githubSecrets.NAME' VALUE)"
+            )
         else:
             secrets = {k: Secret(str(v)) for k, v in obj.items()}
+            for k in sorted(set(secrets) & set(GitHubConfig.RESERVED_SECRETS)):
+                r.problems.append(f"{NAMESPACE}:githubSecrets.{k} = [secret]: expected another name: {k} is set from sshPrivateKey")
+
+    def check_stacks(v: Any) -> dict[str, str] | None:
+        if not (isinstance(v, dict) and v and all(isinstance(k, str) and stack_name.match(k) for k in v)):
+            return None
+        return v if all(isinstance(e, str) and environment_name.match(e) for e in v.values()) else None
+
+    stacks: dict[str, str] = r.value(
+        o,
+        "github",
+        "stacks",
+        GitHubConfig().stacks,
+        check_stacks,
+        'an object of stack name: GitHub environment name in deploy order, like {"dev": "dev", "prod": "production"}'
+        " (names of letters, digits, '_', '.' and '-')",
+    )
+    default_environment = stacks.get(stack, "production" if stack == "prod" else stack)
+    environment = r.value(o, "github", "environment", default_environment, name, "a deployment environment name like 'production'")
+    if enabled and stack in stacks and environment != stacks[stack]:
+        r.fail(
+            "github.environment",
+            environment,
+            f"{stacks[stack]!r}, the environment github.stacks gives stack {stack!r} (the deploy workflow deploys it there)",
+        )
+
+    reviewers: tuple[str, ...] = r.value(o, "github", "reviewers", (), _names, "a list of GitHub user names")
+    if reviewers and (len(reviewers) > 6 or len(set(reviewers)) != len(reviewers) or not all(login.match(u) for u in reviewers)):
+        r.fail("github.reviewers", list(reviewers), "at most 6 distinct GitHub user names like 'octocat' (letters, digits and single '-')")
+        reviewers = ()
     wait = r.value(o, "github", "waitTimer", "0m", _duration, "a duration in minutes like '10m' (at most 30 days)")
+    wait_minutes = int(duration_seconds(wait) // 60)
+    if wait_minutes > 43200:
+        r.fail("github.waitTimer", wait, "a duration in minutes like '10m' (at most 30 days)")
+        wait_minutes = 0
+    variables: dict[str, str] = r.value(o, "github", "variables", {}, _str_map, "an object of NAME: value")
+    for k in variables:
+        if not gh_name.match(k):
+            r.fail(f"github.variables.{k}", variables[k], "a variable name in upper case, not starting with GITHUB_")
+        elif k in GitHubConfig.RESERVED_VARIABLES:
+            r.fail(
+                f"github.variables.{k}",
+                variables[k],
+                f"a name other than {list(GitHubConfig.RESERVED_VARIABLES)}, which are set from the stack",
+            )
     return GitHubConfig(
         enabled=enabled,
         owner=r.value(o, "github", "owner", None, name, "a GitHub user or organisation name"),
         repository=r.value(o, "github", "repository", None, name, "a repository name without the owner"),
-        environment=r.value(o, "github", "environment", "production" if stack == "prod" else stack, name, "a deployment environment name like 'production'"),
+        environment=environment,
         manage_repository_files=r.value(o, "github", "manageRepositoryFiles", False, _bool, "true or false"),
-        branch=r.value(o, "github", "branch", "main", _str(re.compile(r"^[\w./-]+$")), "a branch name"),
-        reviewers=r.value(o, "github", "reviewers", (), _names, "a list of GitHub user names"),
-        wait_timer_minutes=int(duration_seconds(wait) // 60),
+        branch=r.value(o, "github", "branch", "main", _str(branch_name), "a branch name like 'main'"),
+        reviewers=reviewers,
+        wait_timer_minutes=wait_minutes,
         protect_branch=r.value(o, "github", "protectBranch", False, _bool, "true or false"),
         public_url=r.value(o, "github", "publicUrl", None, _str(re.compile(r"^https?://\S+$")), "a URL like 'https://app.example.com'"),
-        variables=r.value(o, "github", "variables", {}, _str_map, "an object of NAME: value"),
+        variables=variables,
         secrets=secrets,
+        stacks=dict(stacks),
     )  # fmt: skip
 
 

@@ -127,9 +127,9 @@ class WorkflowSettings:
     # More secrets exposed to the pulumi steps under their own names, e.g. the
     # credentials of an object-storage state backend.
     extra_secrets: tuple[str, ...] = ()
-    # Steps run before the test command; `make test` installs what it needs itself.
+    # Steps run before the test command; `make lint unit` installs what it needs itself.
     test_setup_commands: tuple[str, ...] = ()
-    test_command: str = "make test"
+    test_command: str = "make lint unit"
     # Installs the program's dependencies the way Pulumi.yaml says (toolchain, virtualenv).
     install_command: str = "pulumi install"
     release_output: str = "release"

@@ -105,6 +105,11 @@ class ProgramMocks(pmocks.Mocks):
         return rid, outputs
 
     def call(self, args: pmocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "github:index/getUser:getUser":
+            # A deterministic numeric id per login, as a string like the provider returns it.
+            login = args.args["username"]
+            user_id = int(hashlib.sha256(login.encode()).hexdigest()[:8], 16)
+            return {"id": str(user_id), "login": login, "username": login, "nodeId": f"U_{user_id}"}, []
         return {}, None
 
 

@@ -184,6 +184,111 @@ def test_secret_env_and_durations() -> None:
             ["cutover:github.owner is missing", "cutover:github.repository is missing"],
             id="github-without-repo",
         ),
+        pytest.param(
+            minimal(github={"stacks": ["dev", "prod"]}),
+            set(),
+            ['cutover:github.stacks = ["dev", "prod"]: expected an object of stack name: GitHub environment name in deploy order'],
+            id="github-stacks-not-an-object",
+        ),
+        pytest.param(
+            minimal(github={"stacks": {}}),
+            set(),
+            ["cutover:github.stacks = {}: expected an object of stack name: GitHub environment name"],
+            id="github-stacks-empty",
+        ),
+        pytest.param(
+            minimal(github={"stacks": {"dev": "dev", "prod": "prod env"}}),
+            set(),
+            ['cutover:github.stacks = {"dev": "dev", "prod": "prod env"}: expected an object of stack name: GitHub environment name'],
+            id="github-stacks-bad-environment",
+        ),
+        pytest.param(
+            minimal(github={"stacks": {"-dev": "dev"}}),
+            set(),
+            ['cutover:github.stacks = {"-dev": "dev"}: expected an object of stack name'],
+            id="github-stacks-bad-stack-name",
+        ),
+        pytest.param(
+            minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging"}),
+            set(),
+            ["cutover:github.environment = \"staging\": expected 'dev', the environment github.stacks gives stack 'dev'"],
+            id="github-environment-not-the-deployed-one",
+        ),
+        pytest.param(
+            minimal(github={"reviewers": ["alice", "not a user"]}),
+            set(),
+            ['cutover:github.reviewers = ["alice", "not a user"]: expected at most 6 distinct GitHub user names'],
+            id="github-reviewer-bad-name",
+        ),
+        pytest.param(
+            minimal(github={"reviewers": [f"user{i}" for i in range(7)]}),
+            set(),
+            ['cutover:github.reviewers = ["user0", "user1", "user2", "user3", "user4", "user5", "user6"]: expected at most 6'],
+            id="github-too-many-reviewers",
+        ),
+        pytest.param(
+            minimal(github={"reviewers": ["alice", "alice"]}),
+            set(),
+            ['cutover:github.reviewers = ["alice", "alice"]: expected at most 6 distinct'],
+            id="github-reviewer-twice",
+        ),
+        pytest.param(
+            minimal(github={"reviewers": "alice,bob"}),
+            set(),
+            ['cutover:github.reviewers = ["alice,bob"]: expected at most 6 distinct GitHub user names'],
+            id="github-reviewers-as-one-string",
+        ),
+        pytest.param(
+            minimal(github={"waitTimer": "31d"}),
+            set(),
+            ['cutover:github.waitTimer = "31d": expected a duration in minutes'],
+            id="github-wait-timer-without-known-unit",
+        ),
+        pytest.param(
+            minimal(github={"waitTimer": "721h"}),
+            set(),
+            ["cutover:github.waitTimer = \"721h\": expected a duration in minutes like '10m' (at most 30 days)"],
+            id="github-wait-timer-too-long",
+        ),
+        pytest.param(
+            minimal(github={"variables": {"PULUMI_STACK": "other"}}),
+            set(),
+            ['cutover:github.variables.PULUMI_STACK = "other": expected a name other than', "which are set from the stack"],
+            id="github-variable-reserved",
+        ),
+        pytest.param(
+            minimal(github={"variables": {"GITHUB_THING": "x", "lower": "y"}}),
+            set(),
+            [
+                'cutover:github.variables.GITHUB_THING = "x": expected a variable name in upper case, not starting with GITHUB_',
+                'cutover:github.variables.lower = "y": expected a variable name in upper case',
+            ],
+            id="github-variable-names",
+        ),
+        pytest.param(
+            minimal(githubSecrets='{"GITHUB_TOKEN": "x"}'),
+            {"githubSecrets"},
+            ["cutover:githubSecrets = [secret]: expected an object of UPPER_CASE_NAME: value, names not starting with GITHUB_"],
+            id="github-secret-reserved-prefix",
+        ),
+        pytest.param(
+            minimal(githubSecrets='{"SSH_PRIVATE_KEY": "x"}'),
+            {"githubSecrets"},
+            ["cutover:githubSecrets.SSH_PRIVATE_KEY = [secret]: expected another name: SSH_PRIVATE_KEY is set from sshPrivateKey"],
+            id="github-secret-set-from-ssh-key",
+        ),
+        pytest.param(
+            minimal(githubSecrets='{"PULUMI_CONFIG_PASSPHRASE": "x"}'),
+            set(),
+            ["cutover:githubSecrets is set in plain text: it must be stored as a secret"],
+            id="github-secrets-not-secret",
+        ),
+        pytest.param(
+            minimal(github={"branch": "feature/../main"}),
+            set(),
+            ['cutover:github.branch = "feature/../main": expected a branch name'],
+            id="github-bad-branch",
+        ),
         pytest.param(minimal(appName="My App"), set(), ['cutover:appName = "My App": expected a lowercase name'], id="bad-app-name"),
     ],
 )
@@ -192,6 +297,30 @@ def test_bad_config_is_named_with_key_value_and_expectation(raw: dict[str, Any],
     text = "\n".join(found)
     for fragment in expected:
         assert fragment in text, f"{fragment!r} not in:\n{text}"
+
+
+def test_github_stacks_give_the_environment_of_each_stack() -> None:
+    default = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web"}), stack="prod")
+    assert default.github.stacks == {"dev": "dev", "prod": "production"}
+    assert default.github.environment == "production"
+    stacks = {"staging": "stage", "prod": "production"}
+    cfg = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "stacks": stacks}), stack="staging")
+    assert cfg.github.environment == "stage"
+    assert list(cfg.github.stacks) == ["staging", "prod"], "deploy order is the order given"
+    other = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "sandbox"}), stack="qa")
+    assert other.github.environment == "sandbox", "a stack the workflows do not deploy may name any environment"
+
+
+def test_github_reviewers_wait_timer_and_secrets() -> None:
+    raw = minimal(
+        github={"reviewers": ["alice", "bob-ops"], "waitTimer": "1h30m", "variables": {"SENTRY_ENV": "production"}},
+        githubSecrets='{"PULUMI_BACKEND_URL": "s3://bucket"}',
+    )
+    cfg = parse(raw, {"githubSecrets"})
+    assert cfg.github.reviewers == ("alice", "bob-ops")
+    assert cfg.github.wait_timer_minutes == 90
+    assert cfg.github.variables == {"SENTRY_ENV": "production"}
+    assert cfg.github.secrets == {"PULUMI_BACKEND_URL": Secret("s3://bucket")}
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -269,7 +269,7 @@ def test_ci_runs_the_tests_on_push_and_pull_request() -> None:
     assert set(ci["on"]) == {"push", "pull_request"}
     assert ci["on"]["push"]["branches"] == ["main"]
     runs = [step["run"] for _, step in _all_steps(ci) if "run" in step]
-    assert runs == ["make test"]
+    assert runs == ["make lint unit"]
 
 
 def test_preview_runs_every_stack_comments_the_diff_and_fails_the_check() -> None:

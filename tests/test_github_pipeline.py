@@ -1,0 +1,347 @@
+"""The GitHub side: environments, their secrets and variables, and the files only the owning stack commits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pulumi.runtime import mocks as pmocks
+
+from components.config import GitHubConfig, StackConfig, parse_config
+from components.github_pipeline import (
+    check_names,
+    environment_secrets,
+    environment_variables,
+    repository_files,
+    repository_secrets,
+    required_checks,
+)
+from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
+from tests.conftest import KNOWN_HOSTS, PROD_SECRETS, SSH_KEY, prod_config
+from tests.harness import ROOT, ProgramFailedError, ProgramMocks, ProgramRun, Registration, run_program
+from tests.schema import check_registration
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
+POLICY = "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
+ENV_VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
+ENV_SECRET = "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret"
+REPO_SECRET = "github:index/actionsSecret:ActionsSecret"
+REPO_VARIABLE = "github:index/actionsVariable:ActionsVariable"
+FILE = "github:index/repositoryFile:RepositoryFile"
+RULESET = "github:index/repositoryRuleset:RepositoryRuleset"
+PROVIDER = "pulumi:providers:github"
+REPOSITORY_LEVEL = {FILE, REPO_SECRET, REPO_VARIABLE, RULESET}
+
+BACKEND_URL = "s3://state-bucket-for-tests?region=eu-west-1"
+PASSPHRASE = json.loads(PROD_SECRETS["githubSecrets"])["PULUMI_CONFIG_PASSPHRASE"]
+EXTRA_SECRET = "extra-github-secret-for-tests"
+SECRET_VALUES = [SSH_KEY, PASSPHRASE, BACKEND_URL, EXTRA_SECRET, "ghcr-token-for-tests", "app-secret-for-tests"]
+
+
+def configured(**github: Any) -> tuple[dict[str, Any], set[str]]:
+    """The prod stack's config with more `github.*` keys; all three kinds of GitHub secrets given."""
+    raw, secrets = prod_config()
+    given = {"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE, "PULUMI_BACKEND_URL": BACKEND_URL, "SENTRY_DSN": EXTRA_SECRET}
+    return {**raw, "github": {**raw["github"], **github}, "githubSecrets": json.dumps(given)}, secrets
+
+
+def model(raw: dict[str, Any], secrets: set[str], stack: str = "prod") -> StackConfig:
+    return parse_config(raw, secrets, stack, SHA)
+
+
+def github_resources(run: ProgramRun) -> list[Registration]:
+    return [r for r in run.registrations if r.type.startswith("github:") or r.type == PROVIDER]
+
+
+def user_id(login: str) -> int:
+    """The id the mocked `github.get_user` invoke answers for a login."""
+    result, _ = ProgramMocks({}).call(pmocks.MockCallArgs("github:index/getUser:getUser", {"username": login}, ""))
+    return int(result["id"])
+
+
+def leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in leaves(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in leaves(v, f"{path}[{i}]")]
+    return [(path, value)]
+
+
+def plain_leaks(reg: Registration) -> list[str]:
+    """Input paths holding a secret value without being marked secret."""
+    found = []
+    for path, value in leaves(reg.inputs):
+        marked = any(path == s or path.startswith((f"{s}.", f"{s}[")) for s in reg.secret_inputs)
+        if isinstance(value, str) and not marked and any(secret in value for secret in SECRET_VALUES):
+            found.append(f"{reg.name}: {path}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def run() -> ProgramRun:
+    raw, secrets = configured(reviewers=["alice", "bob-ops"], waitTimer="15m", variables={"SENTRY_ENV": "production"})
+    return run_program(raw, secrets, stack="prod")
+
+
+# --- which stack registers what ------------------------------------------------------------------
+
+
+def test_dev_stack_registers_no_github_resource(dev: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*dev)
+    assert github_resources(run) == []
+
+
+def test_every_github_resource_is_a_child_of_the_component_on_the_explicit_provider(run: ProgramRun) -> None:
+    component = run.one("cutover:index:GitHubPipeline")
+    provider = run.one(PROVIDER)
+    assert provider.inputs["owner"] == "acme"
+    assert provider.parent == component.urn
+    for reg in github_resources(run):
+        assert reg.parent == component.urn, reg.name
+        if reg.type != PROVIDER:
+            assert reg.provider.startswith(provider.urn + "::"), reg.name
+
+
+def test_token_comes_from_github_token_and_stays_secret(prod: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*prod, stack="prod", env={"GITHUB_TOKEN": "ghp_token_for_tests"})
+    provider = run.one(PROVIDER)
+    assert provider.inputs["token"] == "ghp_token_for_tests"
+    assert "token" in provider.secret_inputs
+
+
+def test_an_impossible_rollback_changes_nothing_on_github(prod: tuple[dict[str, Any], set[str]]) -> None:
+    with pytest.raises(ProgramFailedError, match="never been deployed") as err:
+        run_program(*prod, stack="prod", env={"CUTOVER_ROLLBACK_TO": "previous"})
+    assert [r.type for r in err.value.registrations if r.type.startswith("github:") or r.type == PROVIDER] == []
+
+
+# --- the stack's environment ---------------------------------------------------------------------
+
+
+def test_production_deploys_only_from_the_default_branch_after_review_and_wait(run: ProgramRun) -> None:
+    env = run.one(ENVIRONMENT)
+    assert env.inputs["repository"] == "web"
+    assert env.inputs["environment"] == "production"
+    assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
+    assert env.inputs["reviewers"] == [{"users": [user_id("alice"), user_id("bob-ops")]}]
+    assert env.inputs["waitTimer"] == 15
+    policy = run.one(POLICY)
+    assert (policy.inputs["environment"], policy.inputs["branchPattern"]) == ("production", "main")
+    assert policy.depends_on(env), "the policy is added to the environment once it exists"
+
+
+def test_no_reviewers_and_no_wait_by_default(prod: tuple[dict[str, Any], set[str]]) -> None:
+    env = run_program(*prod, stack="prod").one(ENVIRONMENT)
+    assert "reviewers" not in env.inputs and env.inputs["waitTimer"] == 0
+
+
+def test_environment_variables_name_the_stack_host_image_and_url(run: ProgramRun) -> None:
+    variables = {r.inputs["variableName"]: r.inputs["value"] for r in run.of_type(ENV_VARIABLE)}
+    assert variables == {
+        "PULUMI_STACK": "prod",
+        "DEPLOY_HOST": "ssh://deploy@203.0.113.10:22",
+        "IMAGE_REPOSITORY": "ghcr.io/acme/web",
+        "PUBLIC_URL": "https://app.example.com",
+        "SSH_KNOWN_HOSTS": KNOWN_HOSTS,
+        "SENTRY_ENV": "production",
+    }
+    assert {r.inputs["environment"] for r in run.of_type(ENV_VARIABLE)} == {"production"}
+    assert all(r.depends_on(run.one(ENVIRONMENT)) for r in run.of_type(ENV_VARIABLE))
+
+
+def test_environment_secrets_are_the_ssh_key_and_github_secrets(run: ProgramRun) -> None:
+    secrets = {r.inputs["secretName"]: r for r in run.of_type(ENV_SECRET)}
+    assert sorted(secrets) == ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "SENTRY_DSN", "SSH_PRIVATE_KEY"]
+    assert secrets["SSH_PRIVATE_KEY"].inputs["value"] == SSH_KEY
+    assert secrets["SENTRY_DSN"].inputs["value"] == EXTRA_SECRET
+    for reg in secrets.values():
+        assert reg.inputs["environment"] == "production"
+        assert "value" in reg.secret_inputs, reg.name
+        assert "plaintextValue" not in reg.inputs, "the deprecated input is not used"
+
+
+def test_secrets_never_appear_in_plain_inputs_or_outputs(run: ProgramRun) -> None:
+    leaks = [leak for reg in run.registrations for leak in plain_leaks(reg)]
+    assert leaks == []
+    plain_outputs = json.dumps({k: v for k, v in run.outputs.items() if k not in run.secret_outputs}, default=str)
+    assert not [s for s in SECRET_VALUES if s in plain_outputs]
+
+
+def test_a_local_host_has_no_ssh_secret_or_known_hosts() -> None:
+    raw = {
+        "appName": "web",
+        "image": {"repository": "ghcr.io/acme/web", "push": False},
+        "proxy": {"httpPort": 8080, "httpsPort": None},
+        "github": {"enabled": True, "owner": "acme", "repository": "web"},
+    }
+    run = run_program(raw, set(), stack="dev")
+    assert run.one(ENVIRONMENT).inputs["environment"] == "dev"
+    assert run.of_type(ENV_SECRET) == []
+    variables = {r.inputs["variableName"]: r.inputs["value"] for r in run.of_type(ENV_VARIABLE)}
+    assert variables == {
+        "PULUMI_STACK": "dev",
+        "DEPLOY_HOST": "unix:///var/run/docker.sock",
+        "IMAGE_REPOSITORY": "ghcr.io/acme/web",
+        "PUBLIC_URL": "http://localhost:8080",
+    }
+    assert not {r.type for r in run.registrations} & REPOSITORY_LEVEL
+
+
+# --- what only the owning stack manages ----------------------------------------------------------
+
+
+def test_only_the_owning_stack_manages_repository_things() -> None:
+    raw, secrets = configured(manageRepositoryFiles=False, protectBranch=True)
+    run = run_program(raw, secrets, stack="prod")
+    assert not {r.type for r in run.registrations} & REPOSITORY_LEVEL
+    assert run.one(ENVIRONMENT) and run.of_type(ENV_SECRET)
+
+
+def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run: ProgramRun) -> None:
+    expected = render_workflows(WorkflowSettings(stacks=("dev", "prod"), environments={"dev": "dev", "prod": "production"}))
+    files = {r.inputs["file"]: r for r in run.of_type(FILE)}
+    assert {path: reg.inputs["content"] for path, reg in files.items()} == {f".github/workflows/{n}": t for n, t in expected.items()}
+    for reg in files.values():
+        assert SKIP_CI_MARKER in reg.inputs["commitMessage"]
+        assert reg.inputs["branch"] == "main"
+        assert reg.inputs["overwriteOnCreate"] is True
+        assert reg.inputs["repository"] == "web"
+
+
+def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
+    """So the first `pulumi up` of prod commits nothing new, and the copies in git are the real pipeline."""
+    files = repository_files(model(*prod_config()))
+    for path, content in files.items():
+        assert (ROOT / path).read_text(encoding="utf-8") == content, f"{path}: run python -m components.workflows --write .github/workflows"
+
+
+def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
+    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, branch="trunk")
+    files = repository_files(model(raw, secrets))
+    deploy = yaml.safe_load(files[".github/workflows/deploy.yml"])
+    assert [j for j in deploy["jobs"] if j != "test"] == ["deploy-staging", "deploy-prod"]
+    assert deploy["jobs"]["deploy-staging"]["environment"]["name"] == "staging"
+    assert deploy["on"]["push"]["branches"] == ["trunk"]
+
+
+def test_repository_secrets_are_those_the_preview_job_needs(run: ProgramRun) -> None:
+    secrets = {r.inputs["secretName"]: r for r in run.of_type(REPO_SECRET)}
+    assert sorted(secrets) == ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"], "SENTRY_DSN stays in the environment"
+    assert secrets["PULUMI_BACKEND_URL"].inputs["value"] == BACKEND_URL
+    assert all("value" in r.secret_inputs for r in secrets.values())
+    stacks = run.one(REPO_VARIABLE)
+    assert (stacks.inputs["variableName"], json.loads(stacks.inputs["value"])) == ("PULUMI_STACKS", ["dev", "prod"])
+
+
+def test_repository_secrets_not_given_are_not_created(prod: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*prod, stack="prod")
+    assert [r.inputs["secretName"] for r in run.of_type(REPO_SECRET)] == ["PULUMI_CONFIG_PASSPHRASE"]
+    assert repository_secrets(model(*prod)).keys() == {"PULUMI_CONFIG_PASSPHRASE"}
+
+
+def rendered_check_names(workflows: dict[str, str]) -> list[str]:
+    """Check names as a reader of the files finds them: job names of the pull-request workflows, matrix expanded."""
+    names = []
+    for text in workflows.values():
+        data = yaml.safe_load(text)
+        if "pull_request" not in data["on"]:
+            continue
+        for job in data["jobs"].values():
+            matrix = job.get("strategy", {}).get("matrix", {})
+            if matrix:
+                names += [job["name"].replace("${{ matrix.stack }}", stack) for stack in matrix["stack"]]
+            else:
+                names.append(job["name"])
+    return names
+
+
+def test_ruleset_requires_pull_requests_and_the_checks_the_workflows_report(run: ProgramRun) -> None:
+    ruleset = run.one(RULESET)
+    workflows = {p.rsplit("/", 1)[-1]: r.inputs["content"] for r in run.of_type(FILE) for p in [r.inputs["file"]]}
+    contexts = [c["context"] for c in ruleset.inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
+    assert contexts == rendered_check_names(workflows)
+    assert contexts == ["lint, type-check and test", "preview dev", "preview prod"]
+    assert "pullRequest" in ruleset.inputs["rules"]
+    assert ruleset.inputs["target"] == "branch" and ruleset.inputs["enforcement"] == "active"
+    assert ruleset.inputs["conditions"]["refName"]["includes"] == ["refs/heads/main"]
+    # The owning stack's token (a repository admin) commits the workflow files past the rules.
+    assert ruleset.inputs["bypassActors"] == [{"actorType": "RepositoryRole", "actorId": 5, "bypassMode": "always"}]
+
+
+def test_ruleset_checks_follow_the_configured_stacks() -> None:
+    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"})
+    run = run_program(raw, secrets, stack="prod")
+    contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
+    assert contexts == ["lint, type-check and test", "preview staging", "preview prod"]
+
+
+def test_no_ruleset_unless_protect_branch() -> None:
+    raw, secrets = configured(protectBranch=False)
+    run = run_program(raw, secrets, stack="prod")
+    assert run.of_type(RULESET) == [] and len(run.of_type(FILE)) == 4
+
+
+def test_every_github_resource_matches_the_provider_schema(run: ProgramRun) -> None:
+    checked = github_resources(run)
+    assert {r.type for r in checked} >= {PROVIDER, ENVIRONMENT, POLICY, ENV_VARIABLE, ENV_SECRET, *REPOSITORY_LEVEL}
+    assert [p for r in checked for p in check_registration(r)] == []
+
+
+# --- pure functions -------------------------------------------------------------------------------
+
+
+def test_environment_variables_and_secrets_of_the_model() -> None:
+    cfg = model(*configured(variables={"SENTRY_ENV": "production"}))
+    variables = environment_variables(cfg)
+    assert set(GitHubConfig.RESERVED_VARIABLES) <= set(variables)
+    assert variables["SENTRY_ENV"] == "production" and variables["PUBLIC_URL"] == cfg.public_url
+    secrets = environment_secrets(cfg)
+    assert secrets["SSH_PRIVATE_KEY"].reveal() == SSH_KEY
+    assert SSH_KEY not in repr(secrets)
+
+
+def test_required_checks_come_from_pull_request_workflows_only() -> None:
+    workflows = render_workflows(WorkflowSettings())
+    assert required_checks(workflows) == rendered_check_names(workflows)
+    assert required_checks({"deploy.yml": workflows["deploy.yml"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("job", "expected"),
+    [
+        ({"name": "test"}, ["test"]),
+        ({}, ["build"]),
+        ({"name": "e2e on ${{ matrix.os }}", "strategy": {"matrix": {"os": ["a", "b"]}}}, ["e2e on a", "e2e on b"]),
+        ({"name": "lint", "strategy": {"matrix": {"py": ["3.11", "3.12"], "os": ["x"]}}}, ["lint (3.11, x)", "lint (3.12, x)"]),
+        ({"strategy": {"matrix": {"stack": ["dev"]}}}, ["build (dev)"]),
+    ],
+)
+def test_check_names_expand_the_matrix_like_github(job: dict[str, Any], expected: list[str]) -> None:
+    assert check_names("build", job) == expected
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        {"stack": ["dev"], "include": [{"stack": "prod"}]},
+        "${{ fromJSON(vars.PULUMI_STACKS) }}",
+        {"stack": "${{ fromJSON(vars.PULUMI_STACKS) }}"},
+    ],
+)
+def test_check_names_refuse_what_they_cannot_know(matrix: Any) -> None:
+    with pytest.raises(ValueError, match="cannot derive"):
+        check_names("preview", {"name": "preview ${{ matrix.stack }}", "strategy": {"matrix": matrix}})
+
+
+def test_check_names_refuse_other_expressions() -> None:
+    with pytest.raises(ValueError, match="cannot derive"):
+        check_names("x", {"name": "x ${{ matrix.other }}", "strategy": {"matrix": {"stack": ["dev"]}}})
+
+
+def test_the_workflows_directory_of_this_repository_is_what_repository_files_name() -> None:
+    names = {Path(p).name for p in repository_files(model(*prod_config()))}
+    assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")}
