@@ -321,7 +321,7 @@ class _Reader:
             return default
         return parsed
 
-    def unknown(self, key: str, obj: Mapping[str, Any], known: set[str]) -> None:
+    def unknown(self, key: str, obj: Mapping[str, Any], known: set[str] | frozenset[str]) -> None:
         for sub in obj:
             if sub not in known:
                 hint = difflib.get_close_matches(sub, known, n=1)
@@ -397,13 +397,24 @@ PORT = _int(1, 65535)
 PORT_EXPECTED = "a port number from 1 to 65535"
 DURATION_EXPECTED = "a duration with a unit, like '500ms', '10s', '1m' or '1m30s'"
 
-KNOWN_KEYS = {
-    "appName", "image", "host", "healthcheck", "web", "proxy", "postgres", "redis", "migrations",
-    "releases", "verify", "github",
-    # secrets live in keys of their own, so that marking one secret never hides the rest
-    "sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets",
+# The keys of each object, in one place: the parser refuses others (naming the closest),
+# and a test checks that README's table documents every one.
+SECTION_KEYS: dict[str, frozenset[str]] = {
+    "image": frozenset({"repository", "tag", "context", "dockerfile", "platform", "buildArgs", "extraTags", "push", "cacheFromRegistry", "registryUsername", "ref"}),
+    "host": frozenset({"url", "knownHosts"}),
+    "web": frozenset({"port", "replicas", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "user", "readOnly", "tmpfs", "command"}),
+    "healthcheck": frozenset({"path", "port", "interval", "timeout", "retries", "startPeriod", "command"}),
+    "proxy": frozenset({"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress"}),
+    "postgres": frozenset({"enabled", "image", "database", "user"}),
+    "redis": frozenset({"enabled", "image"}),
+    "migrations": frozenset({"command"}),
+    "releases": frozenset({"historySize", "promoteFrom"}),
+    "verify": frozenset({"enabled", "expectVersion", "attempts", "interval"}),
+    "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks"}),
 }  # fmt: skip
-SECRET_KEYS = {"sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets"}
+# Secrets live in keys of their own, so that marking one secret never hides the rest.
+SECRET_KEYS = frozenset({"sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets"})
+KNOWN_KEYS = {"appName", *SECTION_KEYS, *SECRET_KEYS}
 
 
 def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_sha: str | None = None) -> StackConfig:
@@ -438,7 +449,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
             "a command as a list of strings, like ['alembic', 'upgrade', 'head']",
         )
     )
-    r.unknown("migrations", m, {"command"})
+    r.unknown("migrations", m, SECTION_KEYS["migrations"])
     releases = _parse_releases(r)
     verify = _parse_verify(r)
     github = _parse_github(r, stack)
@@ -454,23 +465,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
 
 def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
     o = r.object("image")
-    r.unknown(
-        "image",
-        o,
-        {
-            "repository",
-            "tag",
-            "context",
-            "dockerfile",
-            "platform",
-            "buildArgs",
-            "extraTags",
-            "push",
-            "cacheFromRegistry",
-            "registryUsername",
-            "ref",
-        },
-    )
+    r.unknown("image", o, SECTION_KEYS["image"])
     repo_expected = "an image repository in lowercase without spaces or tag, like 'ghcr.io/acme/web'"
     if not o.get("repository"):
         r.missing("image.repository", repo_expected)
@@ -510,7 +505,7 @@ def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
 
 def _parse_host(r: _Reader) -> HostConfig:
     o = r.object("host")
-    r.unknown("host", o, {"url", "knownHosts"})
+    r.unknown("host", o, SECTION_KEYS["host"])
     url = r.value(
         o,
         "host",
@@ -543,7 +538,7 @@ def _parse_host(r: _Reader) -> HostConfig:
 
 def _parse_web(r: _Reader) -> WebConfig:
     o = r.object("web")
-    r.unknown("web", o, {"port", "replicas", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "user", "readOnly", "tmpfs", "command"})
+    r.unknown("web", o, SECTION_KEYS["web"])
     memory = r.value(o, "web", "memory", "512m", _str(MEMORY), "a memory limit like '256m' or '1g'")
     m = MEMORY.match(memory)
     memory_mb = int(m[1]) * (1024 if m[2].lower() == "g" else 1) if m else 512
@@ -579,7 +574,7 @@ def _parse_web(r: _Reader) -> WebConfig:
 
 def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
     o = r.object("healthcheck")
-    r.unknown("healthcheck", o, {"path", "port", "interval", "timeout", "retries", "startPeriod", "command"})
+    r.unknown("healthcheck", o, SECTION_KEYS["healthcheck"])
     return HealthcheckConfig(
         path=r.value(o, "healthcheck", "path", "/health", _str(re.compile(r"^/[\x21-\x7e]*$")), "an absolute URL path like '/health'"),
         port=r.value(o, "healthcheck", "port", web_port, PORT, PORT_EXPECTED),
@@ -593,7 +588,7 @@ def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
 
 def _parse_proxy(r: _Reader) -> ProxyConfig:
     o = r.object("proxy")
-    r.unknown("proxy", o, {"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress"})
+    r.unknown("proxy", o, SECTION_KEYS["proxy"])
     http = r.value(o, "proxy", "httpPort", 80, PORT, PORT_EXPECTED)
     https: int | None = 443
     if "httpsPort" in o and o["httpsPort"] in (None, False, "", 0, "0"):
@@ -617,7 +612,7 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
 
 def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
     p = r.object("postgres")
-    r.unknown("postgres", p, {"enabled", "image", "database", "user"})
+    r.unknown("postgres", p, SECTION_KEYS["postgres"])
     p_on = r.value(p, "postgres", "enabled", False, _bool, "true or false")
     postgres = PostgresConfig(
         enabled=p_on,
@@ -627,7 +622,7 @@ def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
         password=r.secret("postgresPassword", "postgres.enabled is true" if p_on else None),
     )  # fmt: skip
     d = r.object("redis")
-    r.unknown("redis", d, {"enabled", "image"})
+    r.unknown("redis", d, SECTION_KEYS["redis"])
     d_on = r.value(d, "redis", "enabled", False, _bool, "true or false")
     redis = RedisConfig(
         enabled=d_on,
@@ -639,7 +634,7 @@ def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
 
 def _parse_releases(r: _Reader) -> ReleasesConfig:
     o = r.object("releases")
-    r.unknown("releases", o, {"historySize", "promoteFrom"})
+    r.unknown("releases", o, SECTION_KEYS["releases"])
     return ReleasesConfig(
         history_size=r.value(o, "releases", "historySize", 10, _int(1, 100), "a whole number from 1 to 100"),
         promote_from=r.value(o, "releases", "promoteFrom", None, _str(re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")), "a stack name like 'dev' or 'org/cutover/dev'"),
@@ -648,7 +643,7 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
 
 def _parse_verify(r: _Reader) -> VerifyConfig:
     o = r.object("verify")
-    r.unknown("verify", o, {"enabled", "expectVersion", "attempts", "interval"})
+    r.unknown("verify", o, SECTION_KEYS["verify"])
     interval = r.value(o, "verify", "interval", "2s", _duration, DURATION_EXPECTED)
     return VerifyConfig(
         enabled=r.value(o, "verify", "enabled", True, _bool, "true or false"),
@@ -660,21 +655,7 @@ def _parse_verify(r: _Reader) -> VerifyConfig:
 
 def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     o = r.object("github")
-    known = {
-        "enabled",
-        "owner",
-        "repository",
-        "environment",
-        "manageRepositoryFiles",
-        "branch",
-        "reviewers",
-        "waitTimer",
-        "protectBranch",
-        "publicUrl",
-        "variables",
-        "stacks",
-    }
-    r.unknown("github", o, known)
+    r.unknown("github", o, SECTION_KEYS["github"])
     enabled = r.value(o, "github", "enabled", False, _bool, "true or false")
     name = _str(re.compile(r"^[A-Za-z0-9_.-]+$"))
     # GitHub's rules: secret and variable names of letters, digits and '_', not starting with a digit or GITHUB_.

@@ -386,3 +386,13 @@ def test_committed_prod_file_without_its_secrets_says_what_to_set() -> None:
     text = str(err.value)
     assert "cutover:sshPrivateKey is missing" in text
     assert "cutover:host.knownHosts is missing" in text
+
+
+def test_readme_documents_every_config_key() -> None:
+    from components.config import SECRET_KEYS, SECTION_KEYS
+    from tests.harness import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    keys = [f"{section}.{key}" for section, subkeys in SECTION_KEYS.items() for key in sorted(subkeys)]
+    missing = [k for k in [*keys, "appName", *sorted(SECRET_KEYS)] if f"`{k}`" not in readme]
+    assert missing == []
