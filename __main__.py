@@ -15,25 +15,27 @@ from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
 from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
-from components.release_plan import ReleasePlan
+from components.release_plan import load_release_plan
+from components.releases import ReleaseError
 from components.switch import TrafficSwitch, TrafficSwitchArgs
 from components.web import WebRelease, WebReleaseArgs
 
 try:
     cfg = load_config()
-except ConfigError as error:
-    # One message with every problem, before any resource is registered.
+    plan = load_release_plan(cfg, os.environ)
+except (ConfigError, ReleaseError) as error:
+    # One message, before any resource is registered: nothing changes on the server.
     raise SystemExit(str(error)) from None
 
-plan = ReleasePlan(cfg, os.environ)
-image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref))
-host = DockerHost("host", DockerHostArgs(cfg.host, ready=plan.ready))
+image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref, cache_from=plan.cache_from))
+host = DockerHost("host", DockerHostArgs(cfg.host, cfg.image.registry, cfg.image.registry_username, cfg.image.registry_password))
 proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host))
 accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
 web = WebRelease(
     "web",
     WebReleaseArgs(
-        cfg, host, image_ref=image.ref, version=plan.version, git_sha=plan.git_sha,
+        cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
+        migrate=plan.mode != "rollback",
         edge_network=proxy.network, private_network=accessories.network, accessories=accessories.containers,
     ),
 )  # fmt: skip
@@ -44,11 +46,11 @@ switch = TrafficSwitch(
     ),
 )
 if cfg.github.enabled:
-    GitHubPipeline("github", GitHubPipelineArgs(cfg, ready=plan.ready))
+    GitHubPipeline("github", GitHubPipelineArgs(cfg))
 
-release, releases = plan.records(image.ref)
 # Recorded only once the switch and its verification succeeded.
-pulumi.export("release", pulumi.Output.all(release, switch.done.id).apply(lambda a: a[0]))
-pulumi.export("releases", pulumi.Output.all(releases, switch.done.id).apply(lambda a: a[0]))
+records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0]))
+pulumi.export("release", records.apply(lambda r: r[0]))
+pulumi.export("releases", records.apply(lambda r: r[1]))
 pulumi.export("url", cfg.public_url)
 pulumi.export("containers", web.names)

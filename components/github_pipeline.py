@@ -169,8 +169,6 @@ def _resource_suffix(name: str) -> str:
 @dataclass
 class GitHubPipelineArgs:
     config: StackConfig
-    # Resolves once the release to deploy is known: a deploy that cannot start changes nothing on GitHub either.
-    ready: pulumi.Input[bool] = True
 
 
 class GitHubPipeline(pulumi.ComponentResource):
@@ -193,8 +191,7 @@ class GitHubPipeline(pulumi.ComponentResource):
         if token is None and not os.environ.get("GITHUB_TOKEN"):
             pulumi.log.warn("no GitHub token: set github:token (pulumi config set --secret github:token ...) or GITHUB_TOKEN", self)
         # Without a token here, the provider reads GITHUB_TOKEN itself.
-        owner = pulumi.Output.from_input(args.ready).apply(lambda _: gh.owner)
-        self.provider = github.Provider(f"{name}-provider", owner=owner, token=token, opts=pulumi.ResourceOptions(parent=self))
+        self.provider = github.Provider(f"{name}-provider", owner=gh.owner, token=token, opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=self.provider)
 
         reviewers = None

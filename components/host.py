@@ -18,7 +18,7 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.config import HostConfig
+from components.config import HostConfig, Secret
 
 
 def ssh_files_dir(project: str, stack: str) -> Path:
@@ -53,8 +53,10 @@ def ssh_options(directory: Path) -> list[str]:
 @dataclass
 class DockerHostArgs:
     host: HostConfig
-    # Resolves once the release to deploy is known; nothing on the host is touched before.
-    ready: pulumi.Input[bool] = True
+    # Registry login the host's engine uses to pull the app image (a private GHCR package needs it).
+    registry: str | None = None
+    registry_username: str | None = None
+    registry_password: Secret | None = None
 
 
 class DockerHost(pulumi.ComponentResource):
@@ -68,8 +70,15 @@ class DockerHost(pulumi.ComponentResource):
         host = args.host
         self.is_remote = host.is_ssh
         self.connection = None
-        url = pulumi.Output.from_input(args.ready).apply(lambda _: host.url)
-        provider_args: dict[str, Any] = {"host": url}
+        provider_args: dict[str, Any] = {"host": host.url}
+        if args.registry and args.registry_username and args.registry_password is not None:
+            provider_args["registry_auth"] = [
+                docker.ProviderRegistryAuthArgs(
+                    address=args.registry,
+                    username=args.registry_username,
+                    password=pulumi.Output.secret(args.registry_password.reveal()),
+                )
+            ]
         if host.is_ssh:
             assert host.private_key is not None and host.known_hosts is not None  # validated by config
             user, address, port = host.ssh
@@ -79,7 +88,7 @@ class DockerHost(pulumi.ComponentResource):
             # The options name only file paths; the key itself is written beside them, never passed on.
             provider_args["ssh_opts"] = pulumi.Output.unsecret(key.apply(lambda k: write_ssh_files(directory, k, known_hosts)))
             self.connection = command.remote.ConnectionArgs(
-                host=url.apply(lambda _: address.strip("[]")),
+                host=address.strip("[]"),
                 port=port,
                 user=user,
                 private_key=key,

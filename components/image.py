@@ -25,17 +25,17 @@ class AppImageArgs:
     image: ImageConfig
     # Where the release came from when no build is needed: a digest-pinned reference.
     deploy_ref: str | None = None
+    # An image to use as build cache (the release running now).
+    cache_from: str | None = None
 
 
 class AppImage(pulumi.ComponentResource):
     ref: pulumi.Output[str]
-    built: bool
 
     def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:AppImage", name, None, opts)
         image = args.image
         child = pulumi.ResourceOptions(parent=self)
-        self.built = args.deploy_ref is None
         if args.deploy_ref is not None:
             self.ref = pulumi.Output.from_input(args.deploy_ref)
             self.register_outputs({"ref": self.ref})
@@ -53,8 +53,8 @@ class AppImage(pulumi.ComponentResource):
             dockerfile=f"{image.context.rstrip('/')}/{image.dockerfile}",
             platform=image.platform,
             args={"APP_VERSION": image.tag, **image.build_args},
-            cache_from=docker.CacheFromArgs(images=[image.tagged, f"{image.repository}:buildcache"])
-            if image.push and image.cache_from_registry
+            cache_from=docker.CacheFromArgs(images=[args.cache_from])
+            if args.cache_from and image.push and image.cache_from_registry
             else None,
         )
         names = image_names(image)

@@ -1,20 +1,25 @@
 """Which release this update deploys: a new build, a rollback, a promotion, or a given digest.
 
 The stack reads its own previous outputs (`release`, `releases`) through a
-StackReference to itself. A rollback is asked for with the environment variable
-CUTOVER_ROLLBACK_TO for one `pulumi up` only, so no configuration is left behind
-that would make the next ordinary deploy roll back again.
+StackReference to itself, before any resource is registered, so an impossible
+rollback or promotion stops the program before anything changes. A rollback is
+asked for with the environment variable CUTOVER_ROLLBACK_TO for one `pulumi up`
+only, so no configuration is left behind that would make the next ordinary
+deploy roll back again.
+
+`plan_release` is pure; `read_stack_outputs` is the Pulumi-facing read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
 
-from components.config import StackConfig
+from components.config import DIGEST_REF, StackConfig
 from components.releases import ROLLBACK_ENV, Release, ReleaseError, next_state, redeploy_of, release_record, resolve_target
 
 
@@ -32,68 +37,85 @@ def now_utc() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _require(source: str, release: Any) -> Release:
-    if not isinstance(release, Mapping) or not release.get("imageRef"):
-        raise ReleaseError(f"releases.promoteFrom = {source!r}: that stack exports no release yet; deploy it first")
-    return dict(release)
+def read_stack_outputs(resource_name: str, stack: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named outputs of a stack, read now (before any resource of this program is registered)."""
+    from pulumi.runtime.sync_await import _sync_await  # the SDK's own way to wait inside a program
+
+    ref = pulumi.StackReference(resource_name, stack_name=qualified_stack(stack))
+    values: dict[str, Any] = {}
+    for name in names:
+        details = _sync_await(ref.get_output_details(name))
+        values[name] = details.value if details.value is not None else details.secret_value
+    return values
 
 
+@dataclass(frozen=True)
 class ReleasePlan:
-    """Decides the image to deploy before anything is built, and the records to export after."""
+    mode: str  # "build", "rollback", "promotion" or "given"
+    version: str  # the release's tag, reported by the app as its version
+    git_sha: str
+    previous: Release | None
+    history: list[Release] = field(default_factory=list)
+    release: Release | None = None  # the record, when it is known before the build
+    history_size: int = 10
 
-    deploy_ref: pulumi.Output[str] | None  # None: build the image
-    version: pulumi.Output[str]
-    git_sha: pulumi.Output[str]
-    mode: str
+    @property
+    def deploy_ref(self) -> str | None:
+        """The digest to deploy without building, or None to build."""
+        return str(self.release["imageRef"]) if self.release else None
 
-    def __init__(self, cfg: StackConfig, env: Mapping[str, str], deployed_at: str | None = None) -> None:
-        self.cfg = cfg
-        self.deployed_at = deployed_at or now_utc()
-        own = pulumi.StackReference("previous-outputs", stack_name=qualified_stack(pulumi.get_stack()))
-        self.previous_current = own.get_output("release")
-        self.previous_history = own.get_output("releases")
-        rollback_to = env.get(ROLLBACK_ENV)
-        self.new: pulumi.Output[Release] | None = None
-        if rollback_to:
-            target = rollback_to
-            self.mode = "rollback"
-            self.new = pulumi.Output.all(self.previous_current, self.previous_history).apply(
-                lambda a: redeploy_of(resolve_target(target, a[0], a[1]), self.deployed_at, "rollback")
-            )
-        elif cfg.releases.promote_from:
-            source = cfg.releases.promote_from
-            self.mode = "promotion"
-            other = pulumi.StackReference("promotion-source", stack_name=qualified_stack(source))
-            self.new = other.get_output("release").apply(
-                lambda r: redeploy_of(_require(source, r), self.deployed_at, f"promotion from {source}")
-            )
-        elif cfg.image.ref:
-            self.mode = "given"
-            self.new = pulumi.Output.from_input(
-                release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, self.deployed_at, "image.ref")
-            )
-        else:
-            self.mode = "build"
-        # Fails (with the ReleaseError) when a rollback or promotion cannot be carried out.
-        self.ready: pulumi.Output[bool] = self.new.apply(lambda _: True) if self.new is not None else pulumi.Output.from_input(True)
-        if self.new is not None:
-            self.deploy_ref = self.new.apply(lambda r: str(r["imageRef"]))
-            self.version = self.new.apply(lambda r: str(r["tag"]))
-            self.git_sha = self.new.apply(lambda r: str(r["gitSha"]))
-        else:
-            self.deploy_ref = None
-            self.version = pulumi.Output.from_input(cfg.image.tag)
-            self.git_sha = pulumi.Output.from_input(cfg.image.git_sha)
+    @property
+    def key(self) -> str:
+        """Names the release's containers, so each release gets containers of its own."""
+        return self.version[:12] if len(self.version) == 40 else self.version
 
-    def records(self, image_ref: pulumi.Input[str]) -> tuple[pulumi.Output[Release], pulumi.Output[list[Release]]]:
+    @property
+    def cache_from(self) -> str | None:
+        """The image running now: the build's best cache."""
+        return str(self.previous["imageRef"]) if self.previous and "@sha256:" in str(self.previous.get("imageRef")) else None
+
+    def records(self, image_ref: str) -> tuple[Release, list[Release]]:
         """The `release` and `releases` outputs once `image_ref` is deployed."""
-        if self.new is not None:
-            new = self.new
-        else:
-            new = pulumi.Output.from_input(image_ref).apply(
-                lambda ref: release_record(ref, self.cfg.image.tag, self.cfg.image.git_sha, self.deployed_at, "build")
+        new = self.release or release_record(image_ref, self.version, self.git_sha, now_utc(), "build")
+        return next_state(self.previous, self.history, new, self.history_size)
+
+
+def plan_release(
+    cfg: StackConfig,
+    env: Mapping[str, str],
+    previous: Any,
+    history: Any,
+    promoted: Any = None,
+    deployed_at: str | None = None,
+) -> ReleasePlan:
+    """Decide what to deploy; raises ReleaseError, naming what was asked and what exists, when it cannot be done."""
+    at = deployed_at or now_utc()
+    previous = dict(previous) if isinstance(previous, Mapping) else None
+    history = [dict(r) for r in history] if isinstance(history, list) else []
+    common = {"previous": previous, "history": history, "history_size": cfg.releases.history_size}
+    target = env.get(ROLLBACK_ENV, "").strip()
+    if target:
+        release = redeploy_of(resolve_target(target, previous, history), at, "rollback")
+        return ReleasePlan("rollback", str(release["tag"]), str(release["gitSha"]), release=release, **common)
+    if cfg.releases.promote_from:
+        source = cfg.releases.promote_from
+        if not isinstance(promoted, Mapping) or not DIGEST_REF.match(str(promoted.get("imageRef", ""))):
+            shown = promoted.get("imageRef") if isinstance(promoted, Mapping) else None
+            raise ReleaseError(
+                f"releases.promoteFrom = {source!r}: expected a stack whose release is a digest-pinned image "
+                f"(repo@sha256:...) in a registry; it exports {shown or 'no release'}"
             )
-        state = pulumi.Output.all(self.previous_current, self.previous_history, new).apply(
-            lambda a: next_state(a[0], a[1], a[2], self.cfg.releases.history_size)
-        )
-        return state.apply(lambda s: s[0]), state.apply(lambda s: s[1])
+        release = redeploy_of(promoted, at, f"promotion from {source}")
+        return ReleasePlan("promotion", str(release["tag"]), str(release["gitSha"]), release=release, **common)
+    if cfg.image.ref:
+        release = release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, at, "image.ref")
+        return ReleasePlan("given", cfg.image.tag, cfg.image.git_sha, release=release, **common)
+    return ReleasePlan("build", cfg.image.tag, cfg.image.git_sha, **common)
+
+
+def load_release_plan(cfg: StackConfig, env: Mapping[str, str]) -> ReleasePlan:
+    own = read_stack_outputs("previous-outputs", pulumi.get_stack(), ("release", "releases"))
+    promoted = None
+    if cfg.releases.promote_from and not env.get(ROLLBACK_ENV, "").strip():
+        promoted = read_stack_outputs("promotion-source", cfg.releases.promote_from, ("release",))["release"]
+    return plan_release(cfg, env, own["release"], own["releases"], promoted)

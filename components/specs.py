@@ -105,16 +105,22 @@ def container_exec(container: str, *argv: str) -> str:
     return shlex.join(["docker", "exec", container, *argv])
 
 
+CADDYFILE = "/etc/caddy/Caddyfile"
+
+
 def switch_script(proxy: str, drain_s: int) -> str:
-    """Install the config given on stdin into the proxy, validate it, reload gracefully, let old routes drain."""
-    cfg, nxt = "/etc/caddy/Caddyfile", "/etc/caddy/Caddyfile.next"
+    """Install the config given on stdin into the proxy, validate it, reload gracefully, let old routes drain.
+
+    The config it replaces is kept as Caddyfile.prev, for the verification to put back.
+    """
+    nxt, prev = f"{CADDYFILE}.next", f"{CADDYFILE}.prev"
     return "\n".join(
         [
             "set -eu",
             shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {nxt}"]),
             container_exec(proxy, "caddy", "validate", "--config", nxt, "--adapter", "caddyfile"),
-            container_exec(proxy, "mv", nxt, cfg),
-            container_exec(proxy, "caddy", "reload", "--config", cfg, "--adapter", "caddyfile"),
+            container_exec(proxy, "sh", "-c", f"cp {CADDYFILE} {prev} && mv {nxt} {CADDYFILE}"),
+            container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"),
             f"echo 'proxy now routes to the new release; draining old routes for {drain_s}s'",
             f"sleep {drain_s}",
         ]
@@ -122,7 +128,11 @@ def switch_script(proxy: str, drain_s: int) -> str:
 
 
 def verify_script(proxy: str, port: int, path: str, version: str | None, attempts: int, interval_s: int) -> str:
-    """Ask the proxy for the health path until it answers 200 (with the new version), or fail saying what it saw."""
+    """Ask the proxy for the health path until it answers 200 (with the new version).
+
+    If it never does, put the previous config back (the old containers are still
+    running: nothing is deleted before this succeeds) and fail saying what it saw.
+    """
     url = f"http://127.0.0.1:{port}{path}"
     fetch = container_exec(proxy, "wget", "-q", "-T", "5", "-O", "-", url)
     check = "true"
@@ -130,6 +140,8 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
         pattern = '"version": ?"' + re.escape(version) + '"'
         check = f"printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
     want = f"200 with version {version}" if version is not None else "200"
+    restore = container_exec(proxy, "sh", "-c", f"test -f {CADDYFILE}.prev && cp {CADDYFILE}.prev {CADDYFILE}")
+    reload = container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile")
     return "\n".join(
         [
             "body=''",
@@ -140,6 +152,7 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
             f"  sleep {interval_s}",
             "done",
             f'echo "verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: $body" >&2',
+            f"if {restore} && {reload}; then echo 'the proxy routes to the previous release again' >&2; fi",
             "exit 1",
         ]
     )

@@ -1,15 +1,17 @@
 """One release of the app on the host: pull by digest, migrate once, start health-gated web containers.
 
-The containers have no fixed name and no host port, so a new image makes Pulumi
-create the new containers beside the old ones; `wait=True` makes each creation
-return only once Docker reports it healthy. An unhealthy release, or a failed
-migration, stops the update here: the proxy still routes to the old containers.
+Each release has containers of its own (`web-<release>-<n>`, auto-named on the host,
+no host port): Pulumi creates them beside the old release's, and deletes the old
+ones at the end of the update because the program no longer declares them.
+`wait=True` makes each creation return only once Docker reports it healthy. An
+unhealthy release, or a failed migration, stops the update here: the proxy still
+routes to the old containers, which nothing has marked for deletion, so the next
+update (a fix, or a rollback to what runs) starts with them still serving.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -24,16 +26,18 @@ class WebReleaseArgs:
     config: StackConfig
     host: DockerHost
     image_ref: pulumi.Input[str]
-    version: pulumi.Input[str]
-    git_sha: pulumi.Input[str]
+    release_key: str  # names this release's containers
+    version: str
+    git_sha: str
     edge_network: pulumi.Input[str]
     private_network: pulumi.Input[str] | None = None
     accessories: list[pulumi.Resource] = field(default_factory=list)
+    migrate: bool = True  # a rollback never runs the older image's migrations
 
 
-def env_output(pairs: list[tuple[str, str | Secret]], version: pulumi.Input[str]) -> pulumi.Output[list[str]]:
+def env_output(pairs: list[tuple[str, str | Secret]], version: str) -> pulumi.Output[list[str]]:
     """NAME=value strings; secret values stay Pulumi secrets (so the whole list is one)."""
-    items: list[pulumi.Input[str]] = [pulumi.Output.concat("APP_VERSION=", version)]
+    items: list[pulumi.Input[str]] = [f"APP_VERSION={version}"]
     for k, v in pairs:
         if isinstance(v, Secret):
             items.append(pulumi.Output.secret(f"{k}={v.reveal()}"))
@@ -56,7 +60,7 @@ class WebRelease(pulumi.ComponentResource):
         env = env_output(web_env(cfg), args.version)
 
         gate: list[pulumi.Resource] = [pulled, *args.accessories]
-        if cfg.migrations.enabled:
+        if cfg.migrations.enabled and args.migrate:
             script = pulumi.Output.all(pulled.image_id, args.private_network).apply(lambda v: migration_script(cfg, v[0], v[1]))
             migration = args.host.command(
                 f"{name}-migrate",
@@ -70,14 +74,12 @@ class WebRelease(pulumi.ComponentResource):
         networks: list[pulumi.Input[str]] = [args.edge_network]
         if args.private_network is not None:
             networks.append(args.private_network)
-        release_labels: pulumi.Output[Any] = pulumi.Output.all(args.version, args.git_sha).apply(
-            lambda v: labels(cfg, "web", {"cutover.release": v[0], "cutover.git-sha": v[1]})
-        )
+        release_labels = labels(cfg, "web", {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
         self.containers = []
         for i in range(cfg.web.replicas):
             self.containers.append(
                 docker.Container(
-                    f"{name}-{i}",
+                    f"{name}-{args.release_key}-{i}",
                     envs=env,
                     labels=release_labels,
                     **web_container(cfg, pulled.image_id, networks),

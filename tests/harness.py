@@ -214,9 +214,7 @@ def run_program(
         with mock.patch.dict(os.environ, {**cleared, **environ}):
             try:
                 _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
-            except SystemExit:
-                raise
-            except Exception as error:
+            except (SystemExit, Exception) as error:
                 raise ProgramFailedError(error, monitor.registrations) from error
             stack_resource = get_root_resource()
             outputs: dict[str, Any] = {}

@@ -11,7 +11,7 @@ from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.config import parse_config
 from components.specs import verify_script
 from tests.conftest import full_config
-from tests.harness import ProgramRun, Registration, run_program
+from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
 CONTAINER = "docker:index/container:Container"
 SECRETS = ["app-secret-for-tests", "pg-password-for-tests", "redis-password-for-tests", "ghcr-token-for-tests", "OPENSSH PRIVATE KEY"]
@@ -63,7 +63,7 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
     image = run.one("docker:index/image:Image")
     assert image.inputs["skipPush"] is False and image.inputs["registry"]["server"] == "ghcr.io"
     assert "registry" in image.secret_inputs
-    assert image.inputs["build"]["cacheFrom"]["images"][0] == image.inputs["imageName"]
+    assert "cacheFrom" not in image.inputs["build"], "a first deploy has nothing to cache from"
 
 
 def test_the_sequence_migration_web_switch_verify(full_run: ProgramRun) -> None:
@@ -187,8 +187,9 @@ def test_no_migration_step_when_not_configured(dev: tuple[dict[str, Any], set[st
 
 
 def test_invalid_config_registers_nothing() -> None:
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(ProgramFailedError) as err:
         run_program({"appName": "Bad Name", "web": {"replicas": -1}})
+    assert err.value.registrations == []
     message = str(err.value)
     assert "cutover:appName" in message and "cutover:web.replicas = -1" in message
     assert "cutover:image.repository is missing" in message
@@ -226,3 +227,19 @@ def test_verify_script_without_version_only_needs_200() -> None:
 def test_parse_config_is_pure() -> None:
     raw = {"appName": "web", "image": {"repository": "ghcr.io/acme/web"}}
     assert parse_config(raw, set(), "dev", "a" * 40) == parse_config(raw, set(), "dev", "a" * 40)
+
+
+def test_the_host_pulls_with_the_registry_login(prod: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*prod, stack="prod")
+    provider = run.one("pulumi:providers:docker")
+    auth = json.loads(provider.inputs["registryAuth"])
+    assert auth == [{"address": "ghcr.io", "username": "acme-deploy", "password": "ghcr-token-for-tests"}]
+    assert "registryAuth" in provider.secret_inputs
+
+
+def test_a_failed_verification_puts_the_previous_config_back(full_run: ProgramRun) -> None:
+    switch = commands(full_run, "switch-reload").inputs["create"]
+    verify = commands(full_run, "switch-verify").inputs["create"]
+    assert "cp /etc/caddy/Caddyfile /etc/caddy/Caddyfile.prev" in switch
+    restore = verify.index("cp /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
+    assert verify.index("verification failed") < restore < verify.rindex("exit 1")

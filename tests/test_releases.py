@@ -149,7 +149,7 @@ def test_rollback_redeploys_an_earlier_digest_without_building(target: str, tag:
     assert current["tag"] == tag and current["source"] == "rollback"
     assert pulled(run) == current["imageRef"]
     assert run.outputs["releases"][0]["tag"] == "v3", "the bad release stays in the history"
-    web = next(r for r in run.registrations if r.name == "web-0")
+    web = next(r for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-"))
     assert f"APP_VERSION={tag}" in web.inputs["envs"]
     verify = next(r for r in run.registrations if r.name == "switch-verify")
     assert f'"version": ?"{tag}"' in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
@@ -174,8 +174,7 @@ def test_after_a_rollback_the_next_ordinary_deploy_builds_again() -> None:
 def test_impossible_rollback_fails_before_any_container_changes(outputs: dict[str, Any] | None, target: str, message: str) -> None:
     with pytest.raises(ProgramFailedError, match=message) as err:
         deploy(outputs, env={"CUTOVER_ROLLBACK_TO": target})
-    touched = [r.type for r in err.value.registrations if r.type.startswith(("docker:", "command:", "pulumi:providers:"))]
-    assert touched == [], "nothing on the host is registered before the release is known"
+    assert err.value.registrations == [], "nothing is registered before the release is known"
 
 
 def test_promotion_deploys_exactly_what_the_other_stack_runs() -> None:
@@ -192,5 +191,58 @@ def test_promotion_deploys_exactly_what_the_other_stack_runs() -> None:
 
 
 def test_promotion_from_a_stack_with_no_release_is_refused() -> None:
-    with pytest.raises(ProgramFailedError, match="that stack exports no release yet"):
+    with pytest.raises(ProgramFailedError, match="expected a stack whose release is a digest-pinned image"):
         deploy(None, extra_refs={"organization/cutover/staging": {}}, releases={"promoteFrom": "staging"})
+
+
+def web_names(run: ProgramRun) -> list[str]:
+    return sorted(r.name for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-"))
+
+
+def test_each_release_has_containers_of_its_own() -> None:
+    """A new release adds new resources rather than replacing the old ones, so a failed
+    release never marks the serving containers for deletion by the next update."""
+    first = deploy(None, env={"CUTOVER_GIT_SHA": "a" * 40})
+    second = deploy({"release": first.outputs["release"], "releases": []}, env={"CUTOVER_GIT_SHA": "b" * 40})
+    assert web_names(first) == ["web-aaaaaaaaaaaa-0", "web-aaaaaaaaaaaa-1"]
+    assert web_names(second) == ["web-bbbbbbbbbbbb-0", "web-bbbbbbbbbbbb-1"]
+    for web in second.of_type("docker:index/container:Container"):
+        if web.name.startswith("web-"):
+            assert web.options["deleteBeforeReplace"] is False
+
+
+def test_rolling_back_to_the_release_that_serves_declares_exactly_its_containers() -> None:
+    """After a failed deploy the workflow redeploys the digest it saw: nothing to create, nothing to replace."""
+    built = deploy(None, env={"CUTOVER_GIT_SHA": "a" * 40})
+    current = built.outputs["release"]
+    again = deploy({"release": current, "releases": []}, env={"CUTOVER_ROLLBACK_TO": current["imageRef"].split("@")[1]})
+
+    def webs(run: ProgramRun) -> dict[str, dict[str, Any]]:
+        return {r.name: r.inputs for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-")}
+
+    assert webs(again) == webs(built)
+    assert pulled(again) == pulled(built)
+    assert again.outputs["release"] == current, "redeploying what runs changes no record"
+
+
+def test_a_rollback_runs_no_migration() -> None:
+    migrations = {"command": ["alembic", "upgrade", "head"]}
+    normal = deploy({"release": rel(3), "releases": [rel(2)]}, migrations=migrations)
+    rolled = deploy({"release": rel(3), "releases": [rel(2)]}, env={"CUTOVER_ROLLBACK_TO": "previous"}, migrations=migrations)
+    assert [r.name for r in normal.registrations if r.name == "web-migrate"] == ["web-migrate"]
+    assert not [r for r in rolled.registrations if r.name == "web-migrate"], "the older image's migrations never run"
+
+
+def test_the_build_uses_the_running_release_as_cache() -> None:
+    run = deploy({"release": rel(3), "releases": []})
+    image = run.one("docker:index/image:Image")
+    assert image.inputs["build"]["cacheFrom"] == {"images": [rel(3)["imageRef"]]}
+    first = deploy(None)
+    assert "cacheFrom" not in first.one("docker:index/image:Image").inputs["build"]
+
+
+def test_promotion_needs_a_digest_pinned_release() -> None:
+    local = {**rel(7), "imageRef": "cutover/web:" + sha_of(7)}
+    with pytest.raises(ProgramFailedError, match="digest-pinned image") as err:
+        deploy(None, extra_refs={"organization/cutover/staging": {"release": local}}, releases={"promoteFrom": "staging"})
+    assert "cutover/web:" in str(err.value)
