@@ -334,7 +334,9 @@ def _stack_job(s: WorkflowSettings, stack: str, name: str, condition: Mapping[st
 
 
 def _test_job(s: WorkflowSettings) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = [_checkout(), _setup_python(s)]
+    # The Pulumi CLI lets the schema-conformance tests read the providers' schemas
+    # (`pulumi package get-schema`) where the pinned copies beside the project are absent.
+    steps: list[dict[str, Any]] = [_checkout(), _setup_python(s), _install_pulumi(s)]
     steps += [{"name": f"Run {command}", "run": command} for command in s.test_setup_commands]
     steps.append({"name": "Lint, type-check and test", "run": s.test_command})
     return {
@@ -413,7 +415,7 @@ def deploy_workflow(s: WorkflowSettings) -> dict[str, Any]:
                 "run": f"pulumi stack select --create {q}",
             },
             _capture_release_step(s, stack),
-            {"name": "pulumi up", "id": "up", "env": _pulumi_env(s), "run": f"pulumi up --yes --stack {q}"},
+            {"name": "pulumi up", "id": "up", "env": _pulumi_env(s), "run": f"pulumi up --yes --refresh --stack {q}"},
             {
                 # The job stays failed: this step only puts the last good release back.
                 "name": "Roll back to the release serving before this deploy",

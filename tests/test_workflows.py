@@ -329,7 +329,9 @@ def test_deploy_captures_the_release_then_rolls_back_on_failure(settings: Workfl
         assert steps[ids.index("select")]["run"] == f"pulumi stack select --create {stack}"
         before, up, rollback, summary = (steps[ids.index(i)] for i in ("before", "up", "rollback", "summary"))
         assert f"pulumi stack output {settings.release_output} --json --stack {stack}" in before["run"]
-        assert up["run"] == f"pulumi up --yes --stack {stack}"
+        assert up["run"] == f"pulumi up --yes --refresh --stack {stack}", (
+            "refreshed: drift (or a new runner for a local stack) is seen first"
+        )
         assert "if" not in up
         assert rollback["if"].startswith("failure()")
         assert "steps.up.outcome == 'failure'" in rollback["if"]
@@ -624,7 +626,7 @@ def test_deploy_step_fails_when_pulumi_up_fails(bash: Bash) -> None:
     bash.up_fails = True
     proc = bash.run(_step("deploy.yml", "deploy-prod", "up"))
     assert proc.returncode != 0
-    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--stack", "prod"], "rollback": None}]
+    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--refresh", "--stack", "prod"], "rollback": None}]
 
 
 @pytest.mark.parametrize(
