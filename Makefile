@@ -17,15 +17,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-# A file state backend inside the project unless one is configured; the dev stack has no
-# secrets, so an empty passphrase is fine there (set your own for any stack with secrets).
+# The dev stack: a file state backend inside the project unless one is configured, and, as it
+# holds no secret, an empty passphrase. Other stacks use the backend you are logged in to (or
+# PULUMI_BACKEND_URL) with your passphrase, and are never created here by accident.
+ifeq ($(STACK),dev)
 export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?=
+SELECT := pulumi stack select --create $(STACK)
+else
+SELECT := pulumi stack select $(STACK)
+endif
 
-.PHONY: deploy preview releases rollback test unit e2e bench lint fmt workflows tools-deploy clean
+.PHONY: deploy preview releases rollback test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.program: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(BIN)/.installed: $(BIN)/.program requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -33,24 +43,27 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-tools-deploy:
-	@command -v pulumi >/dev/null 2>&1 || { echo "cutover: the pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (see https://www.pulumi.com/docs/install/), then run make deploy again"; exit 1; }
-	@docker info >/dev/null 2>&1 || { echo "cutover: no Docker engine answers: install Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker), then run make deploy again"; exit 1; }
+tools-pulumi:
+	@command -v pulumi >/dev/null 2>&1 || { echo "cutover: the pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (see https://www.pulumi.com/docs/install/), then run make $(MAKECMDGOALS) again"; exit 1; }
 
-deploy: tools-deploy $(BIN)/.installed
+tools-deploy: tools-pulumi
+	@docker info >/dev/null 2>&1 || { echo "cutover: no Docker engine answers: install Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker), then run make $(MAKECMDGOALS) again"; exit 1; }
+
+deploy: tools-deploy $(BIN)/.program
 	@case "$$PULUMI_BACKEND_URL" in file://*) mkdir -p "$${PULUMI_BACKEND_URL#file://}";; esac
-	pulumi stack select --create $(STACK)
+	$(SELECT)
 	pulumi up --stack $(STACK)
 
-preview: tools-deploy $(BIN)/.installed
+preview: tools-pulumi $(BIN)/.program
 	pulumi preview --diff --stack $(STACK)
 
-releases: tools-deploy
+releases: tools-pulumi
 	@echo "current release of $(STACK):"; pulumi stack output release --json --stack $(STACK)
 	@echo "earlier releases, newest first (TO=1 is the first):"; pulumi stack output releases --json --stack $(STACK)
 
-rollback: tools-deploy $(BIN)/.installed
-	CUTOVER_ROLLBACK_TO=$(TO) pulumi up --stack $(STACK)
+# Needs no local Docker engine for a remote (ssh://) stack: nothing is built.
+rollback: tools-pulumi $(BIN)/.program
+	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up --stack $(STACK)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

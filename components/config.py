@@ -61,7 +61,7 @@ class ImageConfig:
     tag: str
     context: str = "./app"
     dockerfile: str = "Dockerfile"
-    platform: str = "linux/amd64"
+    platform: str | None = None  # the engine's own platform unless set
     build_args: dict[str, str] = field(default_factory=dict)
     extra_tags: tuple[str, ...] = ()
     push: bool = True
@@ -263,6 +263,7 @@ DIGEST_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(\d+)([mMgG])$")
 CPUS = re.compile(r"^\d+(\.\d+)?$")
+KNOWN_HOSTS_LINE = re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( [^\n]*)?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"  # noqa: S105 - a message, not a password
 
@@ -388,7 +389,8 @@ def _names(v: Any) -> tuple[str, ...] | None:
 def _str_map(v: Any) -> dict[str, str] | None:
     if not (isinstance(v, dict) and all(isinstance(k, str) and ENV_NAME.match(k) for k in v)):
         return None
-    if not all(isinstance(x, (str, int, float, bool)) for x in v.values()):
+    # one line each: values travel in env files and container environments
+    if not all(isinstance(x, (str, int, float, bool)) and "\n" not in str(x) for x in v.values()):
         return None
     return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
 
@@ -493,7 +495,7 @@ def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
         repository=repository, tag=tag or "unknown",
         context=r.value(o, "image", "context", "./app", _str(), "a path to the build context"),
         dockerfile=r.value(o, "image", "dockerfile", "Dockerfile", _str(), "a Dockerfile path relative to the context"),
-        platform=r.value(o, "image", "platform", "linux/amd64", _str(re.compile(r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$")), "a platform like 'linux/amd64' or 'linux/arm64'"),
+        platform=r.value(o, "image", "platform", None, _str(re.compile(r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$")), "a platform like 'linux/amd64' or 'linux/arm64'"),
         build_args=r.value(o, "image", "buildArgs", {}, _str_map, "an object of NAME: value build arguments"),
         extra_tags=extra, push=push,
         cache_from_registry=r.value(o, "image", "cacheFromRegistry", True, _bool, "true or false"),
@@ -524,9 +526,15 @@ def _parse_host(r: _Reader) -> HostConfig:
         "host",
         "knownHosts",
         None,
-        _str(re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+")),
-        "a known_hosts line for the server, like '[203.0.113.7]:22 ssh-ed25519 AAAA...' (ssh-keyscan prints it)",
+        _str(KNOWN_HOSTS_LINE),
+        "one known_hosts line for the server, like '203.0.113.7 ssh-ed25519 AAAA...' (ssh-keyscan -t ed25519 -p PORT HOST prints it)",
     )
+    if ssh and known and (m := SSH_URL.match(url)):
+        port = int(m["port"] or 22)
+        expected = m["host"] if port == 22 else f"[{m['host'].strip('[]')}]:{port}"
+        names = known.split()[0]
+        if not names.startswith("|1|") and expected not in names.split(","):
+            r.fail("host.knownHosts", known, f"a line for {expected} (the host and port of host.url), as ssh looks it up")
     if ssh and not o.get("knownHosts"):
         r.missing(
             "host.knownHosts",
@@ -554,9 +562,12 @@ def _parse_web(r: _Reader) -> WebConfig:
             r.problems.append(
                 f"{NAMESPACE}:secretEnv = [secret]: expected an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"
             )
+        elif any("\n" in str(v) for v in env_obj.values()):
+            bad = sorted(k for k, v in env_obj.items() if "\n" in str(v))
+            r.problems.append(f"{NAMESPACE}:secretEnv = [secret]: expected values of one line; {', '.join(bad)} span several")
         else:
             secret_env = {k: Secret(str(v)) for k, v in env_obj.items()}
-    env: dict[str, str] = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables")
+    env: dict[str, str] = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables, one line each")
     for k in set(env) & set(secret_env):
         r.fail(f"web.env.{k}", env[k], f"{k} only once: it is also in secretEnv")
     return WebConfig(
@@ -567,7 +578,7 @@ def _parse_web(r: _Reader) -> WebConfig:
         stop_timeout_s=max(1, int(duration_seconds(stop))), wait_timeout_s=max(1, int(duration_seconds(wait))),
         user=r.value(o, "web", "user", "10001:10001", _str(re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")), "a user like '10001' or '10001:10001'"),
         read_only=r.value(o, "web", "readOnly", True, _bool, "true or false"),
-        tmpfs=r.value(o, "web", "tmpfs", ("/tmp",), _names, "a list of absolute paths"),
+        tmpfs=r.value(o, "web", "tmpfs", ("/tmp",), lambda v: t if (t := _names(v)) is not None and all(p.startswith("/") for p in t) else None, "a list of absolute paths"),
         command=r.value(o, "web", "command", (), _str_list, "a command as a list of strings"),
     )  # fmt: skip
 

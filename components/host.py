@@ -22,13 +22,22 @@ from components.config import HostConfig, Secret
 
 
 def ssh_files_dir(project: str, stack: str) -> Path:
-    """Where the key and known_hosts for the docker CLI's ssh live: stable, so the provider never changes."""
-    return Path(tempfile.gettempdir()) / f"{project}-{stack}-ssh"
+    """Where the key and known_hosts for the docker CLI's ssh live.
+
+    The path is the same on every run (a changed path would change the provider), and
+    private to this user: the per-user runtime directory, else the temp dir with the uid.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    return base / f"{project}-{os.getuid()}-{stack}-ssh"
 
 
 def write_ssh_files(directory: Path, private_key: str, known_hosts: str) -> list[str]:
     """Write the key (0600) and the pinned known_hosts; return the ssh options that use them."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = directory.lstat()
+    if directory.is_symlink() or info.st_uid != os.getuid():
+        raise PermissionError(f"{directory} is not a directory of this user's: refusing to write the SSH key there")
     os.chmod(directory, 0o700)
     key = directory / "id"
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

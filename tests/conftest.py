@@ -9,7 +9,7 @@ import pytest
 from tests.harness import load_stack_file
 
 SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
-KNOWN_HOSTS = "[203.0.113.10]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
+KNOWN_HOSTS = "203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
 PROD_SECRETS = {
     "sshPrivateKey": SSH_KEY,
     "registryPassword": "ghcr-token-for-tests",

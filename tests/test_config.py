@@ -11,7 +11,7 @@ from tests.harness import load_stack_file
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"
-KNOWN = "[203.0.113.10]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
+KNOWN = "203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
 
 
 def minimal(**over: Any) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def test_defaults_of_a_minimal_config() -> None:
     cfg = parse(minimal())
     assert cfg.app_name == "web"
     assert cfg.image.tag == SHA and cfg.image.git_sha == SHA
-    assert cfg.image.context == "./app" and cfg.image.platform == "linux/amd64"
+    assert cfg.image.context == "./app" and cfg.image.platform is None
     assert cfg.host.url == "unix:///var/run/docker.sock" and not cfg.host.is_ssh
     assert cfg.healthcheck.path == "/health" and cfg.healthcheck.port == 8000
     assert cfg.web.replicas == 1 and cfg.web.memory_mb == 512
@@ -43,7 +43,7 @@ def test_defaults_of_a_minimal_config() -> None:
 
 
 def test_ssh_host_reads_user_address_port_and_pinned_key() -> None:
-    cfg = parse(minimal(host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": KNOWN}, sshPrivateKey=KEY), {"sshPrivateKey"})
+    cfg = parse(minimal(host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": "[203.0.113.10]:2222 " + KNOWN.split(" ", 1)[1]}, sshPrivateKey=KEY), {"sshPrivateKey"})
     assert cfg.host.ssh == ("deploy", "203.0.113.10", 2222)
     assert cfg.host.host_key == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
     assert isinstance(cfg.host.private_key, Secret) and cfg.host.private_key.reveal() == KEY
@@ -288,6 +288,28 @@ def test_secret_env_and_durations() -> None:
             set(),
             ['cutover:github.branch = "feature/../main": expected a branch name'],
             id="github-bad-branch",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": KNOWN}, sshPrivateKey=KEY),
+            {"sshPrivateKey"},
+            ["cutover:host.knownHosts = ", "expected a line for [203.0.113.10]:2222 (the host and port of host.url)"],
+            id="known-hosts-for-another-port",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10", "knownHosts": KNOWN + "\n" + KNOWN}, sshPrivateKey=KEY),
+            {"sshPrivateKey"},
+            ["cutover:host.knownHosts = ", "expected one known_hosts line"],
+            id="known-hosts-several-lines",
+        ),
+        pytest.param(
+            minimal(web={"tmpfs": ["tmp"]}), set(), ['cutover:web.tmpfs = ["tmp"]: expected a list of absolute paths'], id="tmpfs-relative"
+        ),
+        pytest.param(minimal(web={"env": {"MOTD": "two\nlines"}}), set(), ["cutover:web.env = ", "one line each"], id="env-with-newline"),
+        pytest.param(
+            minimal(secretEnv='{"CERT": "a\\nb"}'),
+            {"secretEnv"},
+            ["cutover:secretEnv = [secret]: expected values of one line; CERT span several"],
+            id="secret-env-with-newline",
         ),
         pytest.param(minimal(appName="My App"), set(), ['cutover:appName = "My App": expected a lowercase name'], id="bad-app-name"),
     ],
