@@ -58,7 +58,7 @@ class Accessories(pulumi.ComponentResource):
             self.register_outputs({})
             return
         network = docker.Network(
-            f"{name}-network", name=f"{prefix}-private", internal=False, labels=labels(cfg, "private-network"), opts=on_host
+            f"{name}-network", name=f"{prefix}-private", internal=True, labels=labels(cfg, "private-network"), opts=on_host
         )
         self.network = network.name
         if cfg.postgres.enabled and cfg.postgres.password is not None:
@@ -88,7 +88,7 @@ class Accessories(pulumi.ComponentResource):
             f"{name}-{role}-data",
             name=f"{prefix}-{role}-data",
             labels=labels(cfg, f"{role}-volume"),
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True, protect=False)),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         image = docker.RemoteImage(f"{name}-{role}-image", name=image_name, keep_locally=True, opts=on_host)
         extra: dict[str, Any] = {"command": spec["command"]} if "command" in spec else {}

@@ -149,6 +149,7 @@ def test_accessories_do_not_change_when_only_the_image_changes() -> None:
 
 
 def test_accessories_are_private_with_healthchecks(full_run: ProgramRun) -> None:
+    assert full_run.one("docker:index/network:Network", "accessories-network").inputs["internal"] is True
     for role in ("postgres", "redis"):
         c = full_run.one(CONTAINER, f"accessories-{role}")
         assert "ports" not in c.inputs
