@@ -43,7 +43,12 @@ def test_defaults_of_a_minimal_config() -> None:
 
 
 def test_ssh_host_reads_user_address_port_and_pinned_key() -> None:
-    cfg = parse(minimal(host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": "[203.0.113.10]:2222 " + KNOWN.split(" ", 1)[1]}, sshPrivateKey=KEY), {"sshPrivateKey"})
+    cfg = parse(
+        minimal(
+            host={"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": "[203.0.113.10]:2222 " + KNOWN.split(" ", 1)[1]}, sshPrivateKey=KEY
+        ),
+        {"sshPrivateKey"},
+    )
     assert cfg.host.ssh == ("deploy", "203.0.113.10", 2222)
     assert cfg.host.host_key == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
     assert isinstance(cfg.host.private_key, Secret) and cfg.host.private_key.reveal() == KEY
