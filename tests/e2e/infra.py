@@ -238,8 +238,10 @@ _CADDYFILE = """\
 CADDY_STANDIN = StandIn(
     name="caddy:2",
     # busybox gives `wget` (as in the Alpine-based official image) for
-    # healthchecks such as `wget -q -O /dev/null http://127.0.0.1:2019/config/`
-    packages=("caddy", "ca-certificates", "busybox"),
+    # healthchecks such as `wget -q -O /dev/null http://127.0.0.1:2019/config/`;
+    # GNU wget takes its place on PATH because Debian's busybox wget crashes
+    # (SIGSEGV) with a timeout (`wget -q -T 5 -O - URL`, the post-switch check)
+    packages=("caddy", "ca-certificates", "busybox", "wget"),
     changes=(
         f"ENV PATH={_STANDIN_PATH}",
         "ENV XDG_CONFIG_HOME=/config",
