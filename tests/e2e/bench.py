@@ -1,0 +1,508 @@
+"""Side-by-side deploy benchmark: the same app image, the same load, the same machine, three ways.
+
+    (a) plain script:   docker stop -> docker rm -> docker run of the new image
+    (b) compose-style:  what `docker compose up -d --wait` does when the image changed (stop the old
+                        container, rename it, create the new one, remove the old, start, wait until
+                        healthy), replayed with the docker CLI: Compose is not installed here
+    (c) cutover:        this project's release (the program's resources applied by engine.py: new
+                        health-gated containers beside the old ones, proxy switch, verification,
+                        old containers stopped and removed)
+
+(a) and (b) run behind the same Caddy image and the same Caddyfile (rendered by
+components/caddyfile.py) with a fixed upstream name, `app`; (c) behind the edge
+proxy the program declares. Each run measures failed requests, the longest time
+without a successful response, and how long the deploy took (until the new
+release served). A control follows: the edge alone, reloaded with an unchanged
+config under the same load (as rendered, and with HTTP/1.x answered
+`Connection: close`), which tells the edge's share of (c)'s failures.
+Run (about 1.5 minutes per run on 2 cores after the first build, plus ~2 minutes of reloads):
+
+    .venv/bin/python -m tests.e2e.bench --runs 3 --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from components.caddyfile import Route, render_caddyfile
+from components.config import HealthcheckConfig
+from components.host import ssh_files_dir
+from tests.e2e import infra
+from tests.e2e.engine import Engine, Stack, e2e_config, ensure_app_wheels, fake_sha
+from tests.e2e.loadgen import LoadGen, Result
+
+THREADS = 16  # keep-alive clients
+FRESH_THREADS = 4  # clients that open a new connection per request
+LABEL = "org.cutover.e2e=bench"
+NET = "cutover-bench-net"
+EDGE = "cutover-bench-edge"
+APP = "cutover-bench-app"
+
+
+class Load:
+    """Steady traffic through the edge for the duration of a block, from two kinds of clients:
+    keep-alive connections (`result`, the main measure: what browsers and API clients do) and a
+    few clients opening a new connection per request (`fresh`), which tells failures of the edge's
+    own connection handling apart from failures of the release sequence. Times are on one clock."""
+
+    def __init__(self, url: str, threads: int = THREADS, fresh_threads: int = FRESH_THREADS, retry_closed: bool = False) -> None:
+        self.gen = LoadGen(url, threads=threads, max_duration=900, retry_closed=retry_closed)
+        self.fresh_gen = LoadGen(url, threads=fresh_threads, keep_alive=False, max_duration=900, retry_closed=retry_closed)
+        self.result: Result | None = None
+        self.fresh: Result | None = None
+        self.t0 = 0.0
+
+    def __enter__(self) -> Load:
+        self.gen.start()
+        self.fresh_gen.start()
+        self.t0 = time.monotonic() - self.gen.elapsed()
+        time.sleep(1.0)  # traffic is flowing before anything happens
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.result is None:
+            self.stop(settle=0)
+
+    def stop(self, settle: float = 1.0) -> Result:
+        time.sleep(settle)
+        self.result = self.gen.stop()
+        self.fresh = self.fresh_gen.stop()
+        return self.result
+
+    def rel(self, t: float) -> float:
+        """A monotonic time as seconds since the keep-alive load started (its records' clock)."""
+        return t - self.t0
+
+    def numbers(self) -> dict[str, Any]:
+        assert self.result is not None and self.fresh is not None
+        res, fresh = self.result, self.fresh
+        return {
+            "requests": res.total + fresh.total,
+            "failed": res.failed + fresh.failed,
+            "failed_keepalive": res.failed,
+            "failed_new_conn": fresh.failed,
+            "closed_before_response_and_retried": res.retried + fresh.retried,
+            "rate_per_s": round(res.rate + fresh.rate),
+            "longest_gap_s": round(max(res.longest_gap, fresh.longest_gap), 3),
+            "errors": dict(res.errors + fresh.errors),
+            "failures": [
+                f"{kind} at {r.start:.3f}s: {r.error}: {r.detail}"
+                for kind, result in (("keep-alive", res), ("new-conn", fresh))
+                for r in result.failures[:5]
+            ],
+        }
+
+    def assert_nothing_failed(self) -> None:
+        """Zero failed requests from either kind of client (the design's invariant)."""
+        assert self.result is not None and self.fresh is not None
+        assert self.fresh.failed == 0, "new-connection clients: " + self.fresh.summary()
+        assert self.result.failed == 0, (
+            "keep-alive clients: " + self.result.summary() + "\n(connections closed without a response at the instant of "
+            "the switch come from the edge's `caddy reload`: see 'The edge's own reload' in BENCHMARKS.md)"
+        )
+
+
+# --------------------------------------------------------------------------- (a) and (b): one container named app
+
+
+def app_options(version: str) -> list[str]:
+    """The web container as the program runs it, in docker CLI terms (healthcheck in shell form)."""
+    probe = HealthcheckConfig(interval="1s", retries=2, start_period="10s").test()[1:]
+    return [
+        "--label", LABEL, "--network", NET, "--network-alias", "app",
+        "--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
+        "--memory", "512m", "--cpus", "1", "--stop-signal", "SIGTERM", "--stop-timeout", "10",
+        "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--restart", "unless-stopped",
+        "--health-cmd", shlex.join(probe), "--health-interval", "1s", "--health-timeout", "3s",
+        "--health-retries", "2", "--health-start-period", "10s",
+        "-e", f"APP_VERSION={version}", "-e", "PORT=8000",
+    ]  # fmt: skip
+
+
+def healthy(name: str) -> bool:
+    out = infra.docker("inspect", "--format", "{{json .State}}", name, check=False)
+    if out.returncode != 0:
+        return False
+    state = json.loads(out.stdout)
+    return bool(state.get("Running")) and (state.get("Health") or {}).get("Status") == "healthy"
+
+
+def wait_until(predicate: Any, timeout: float = 90, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise infra.InfraError(f"not true after {timeout}s: {predicate}")
+        time.sleep(step)
+
+
+def fixed_name_caddyfile(http1_close: bool = False) -> str:
+    """The program's Caddyfile for the single upstream `app`; optionally with the HTTP/1.x
+    `Connection: close` answer proposed for the edge (see reload_series)."""
+    text = render_caddyfile(Route(upstreams=("app",), port=8000, grace_period_s=10))
+    if http1_close:
+        text = text.replace("\treverse_proxy ", "\t@http1 not protocol http/2+\n\theader @http1 Connection close\n\treverse_proxy ")
+    return text
+
+
+@contextlib.contextmanager
+def fixed_name_edge(workdir: Path) -> Iterator[tuple[int, Path]]:
+    """A Caddy edge routing to the fixed upstream name `app`; yields its port on 127.0.0.1 and its Caddyfile."""
+    port = infra.free_port()
+    caddyfile = workdir / "Caddyfile"
+    caddyfile.write_text(fixed_name_caddyfile())
+    caddyfile.chmod(0o644)
+    workdir.chmod(0o755)
+    infra.docker("network", "create", "--label", LABEL, NET)
+    try:
+        infra.docker(
+            "run", "-d", "--name", EDGE, "--label", LABEL, "--network", NET, "--read-only", "--tmpfs", "/tmp",
+            "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro", "-p", f"127.0.0.1:{port}:80",
+            "--health-cmd", "wget -q -O /dev/null http://localhost:2019/config/", "--health-interval", "1s",
+            "caddy:2",
+        )  # fmt: skip
+        infra.wait_healthy(EDGE, timeout=60)
+        yield port, caddyfile
+    finally:
+        for name in (EDGE, APP, f"{APP}-old"):
+            infra.docker("rm", "-f", "-v", name, check=False)  # -v: caddy:2 declares VOLUME /config /data
+        infra.docker("network", "rm", NET, check=False)
+
+
+def start_app(image: str, version: str) -> None:
+    infra.docker("rm", "-f", "-v", APP, check=False)
+    infra.docker("run", "-d", "--name", APP, *app_options(version), image)
+    wait_until(lambda: healthy(APP))
+
+
+def flow_plain(image: str, version: str) -> float:
+    """(a) stop -> rm -> run; the deploy is done when the new container is healthy."""
+    started = time.monotonic()
+    infra.docker("stop", APP)
+    infra.docker("rm", APP)
+    infra.docker("run", "-d", "--name", APP, *app_options(version), image)
+    wait_until(lambda: healthy(APP))
+    return time.monotonic() - started
+
+
+def flow_compose(image: str, version: str) -> float:
+    """(b) Compose v2's recreate of a service whose image changed, then --wait for healthy."""
+    started = time.monotonic()
+    infra.docker("stop", "-t", "10", APP)
+    infra.docker("rename", APP, f"{APP}-old")
+    infra.docker("create", "--name", APP, *app_options(version), image)
+    infra.docker("rm", f"{APP}-old")
+    infra.docker("start", APP)
+    wait_until(lambda: healthy(APP))
+    return time.monotonic() - started
+
+
+def reload_series(port: int, caddyfile: Path, reloads: int) -> dict[str, dict[str, Any]]:
+    """The edge alone: forced reloads of an unchanged config under the same load, no release at all.
+    Once with the Caddyfile as the program renders it, once with HTTP/1.x answered `Connection: close`."""
+    series: dict[str, dict[str, Any]] = {}
+    for variant, fixed in (("as rendered", False), ("HTTP/1.x answered `Connection: close`", True)):
+        caddyfile.write_text(fixed_name_caddyfile(http1_close=fixed))  # same inode: the bind mount sees it
+        reload = ["exec", EDGE, "caddy", "reload", "--force", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+        infra.docker(*reload)
+        time.sleep(1.0)
+        with Load(f"http://127.0.0.1:{port}/") as load:
+            for _ in range(reloads):
+                infra.docker(*reload)
+                time.sleep(1.0)
+            load.stop()
+        series[variant] = {"reloads": reloads, **load.numbers()}
+        infra.log(f"edge reloads, {variant}: {series[variant]}")
+    caddyfile.write_text(fixed_name_caddyfile())
+    return series
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+@dataclasses.dataclass
+class Sample:
+    flow: str
+    run: int
+    deploy_s: float
+    numbers: dict[str, Any]
+
+
+FLOWS = {
+    "a": "(a) stop → rm → run (plain script)",
+    "b": "(b) compose-style recreate (`up -d --wait`, replayed with the CLI)",
+    "c": "(c) cutover release (engine.py)",
+}
+
+
+def bench(runs: int, reloads: int) -> tuple[list[Sample], dict[str, Any], dict[str, dict[str, Any]]]:
+    facts = machine_facts()
+    edge: dict[str, dict[str, Any]] = {}
+    infra.ensure_base_images()
+    ensure_app_wheels()
+    samples: list[Sample] = []
+    salt = secrets.token_hex(4)
+    with infra.start_registry() as registry, infra.start_sshd() as host, tempfile.TemporaryDirectory(prefix="cutover-bench-") as tmp:
+        engine = Engine(log=infra.log)
+        port = infra.free_port()
+        config = e2e_config(
+            ssh_url=host.url, known_hosts=host.known_hosts_line, private_key=host.private_key, registry=registry.address,
+            registry_user=registry.user, registry_password=registry.password, http_port=port,
+        )  # fmt: skip
+        stack = Stack(engine, config, name="bench")
+        try:
+            # the two releases, built once by the program itself; (a) and (b) run the same images
+            refs: dict[str, str] = {}
+            for label in ("A", "B"):
+                stack.up(sha=fake_sha(label, salt))
+                refs[label] = stack.outputs["release"]["imageRef"]
+            current = "B"
+            with fixed_name_edge(Path(tmp)) as (edge_port, caddyfile):
+                for run in range(1, runs + 1):
+                    for flow in ("a", "b"):
+                        start_app(refs["A"], fake_sha("A", salt))
+                        with Load(f"http://127.0.0.1:{edge_port}/") as load:
+                            took = (flow_plain if flow == "a" else flow_compose)(refs["B"], fake_sha("B", salt))
+                            load.stop(settle=2.0)
+                        samples.append(Sample(flow, run, took, load.numbers()))
+                        infra.log(f"run {run} {FLOWS[flow]}: {took:.1f}s {samples[-1].numbers}")
+                    nxt = "A" if current == "B" else "B"
+                    with Load(f"http://127.0.0.1:{port}/") as load:
+                        result = stack.up(sha=fake_sha(nxt, salt))
+                        load.stop(settle=2.0)
+                    current = nxt
+                    samples.append(Sample("c", run, result.duration, load.numbers()))
+                    infra.log(f"run {run} {FLOWS['c']}: {result.duration:.1f}s {samples[-1].numbers}")
+                if reloads:
+                    start_app(refs["B"], fake_sha("B", salt))
+                    edge = reload_series(edge_port, caddyfile, reloads)
+        finally:
+            with contextlib.suppress(Exception):
+                engine.destroy()
+            for suffix in ("data", "config", "etc"):
+                infra.docker("volume", "rm", f"web-bench-proxy-{suffix}", check=False)
+            for ref in {*refs.values()} if "refs" in locals() else set():
+                infra.docker("rmi", ref, check=False)
+            images = infra.docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{registry.address}/cutover/web", check=False)
+            for ref in images.stdout.split():
+                infra.docker("rmi", ref, check=False)
+            shutil.rmtree(ssh_files_dir("cutover", stack.name), ignore_errors=True)  # the program wrote the test key there
+            engine.close()
+    return samples, facts, edge
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine_facts() -> dict[str, Any]:
+    def out(*argv: str) -> str:
+        with contextlib.suppress(Exception):
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        return ""
+
+    cpu = next((line.split(":", 1)[1].strip() for line in out("lscpu").splitlines() if line.startswith("Model name")), "?")
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")), "0")
+    os_name = next(
+        (line.split("=", 1)[1].strip('"') for line in Path("/etc/os-release").read_text().splitlines() if line.startswith("PRETTY_NAME")),
+        "?",
+    )
+    engine = infra.ensure_engine()
+    caddy = out("docker", "run", "--rm", "--network", "none", "caddy:2", "caddy", "version").split(" ")[0]
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{int(mem) // 1024 // 1024} GiB",
+        "os": f"{os_name}, kernel {platform.release()}",
+        "docker": f"engine {engine.server_version}, CLI {engine.client_version}",
+        "caddy": f"{caddy} (caddy:2 {'stand-in from Debian packages' if infra.image_label('caddy:2', infra.STANDIN_LABEL) else 'image'})",
+        "python": platform.python_version(),
+        "load": f"{THREADS} keep-alive clients + {FRESH_THREADS} new-connection-per-request clients, unthrottled, GET / through the edge",
+    }
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def _ratio(a: float, c: float) -> str:
+    if c == 0:
+        return "—" if a == 0 else "∞ (c: 0)"
+    return f"{a / c:.1f}×"
+
+
+def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str, edge: dict[str, dict[str, Any]] | None = None) -> str:
+    by_flow = {f: [s for s in samples if s.flow == f] for f in FLOWS}
+    med = {
+        f: {
+            "failed": _median([s.numbers["failed"] for s in ss]),
+            "gap": _median([s.numbers["longest_gap_s"] for s in ss]),
+            "deploy": _median([s.deploy_s for s in ss]),
+        }
+        for f, ss in by_flow.items()
+    }
+    lines = [
+        "# Deploy benchmark",
+        "",
+        "The same app image, the same load and the same machine; three ways to replace the running release",
+        "with a new one. Produced by `tests/e2e/bench.py`; reproduce with:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"{runs} run(s) per flow. Failed requests: every request that did not answer 200 (refused, reset,",
+        "closed without response, timeout after 3 s, 502...). Longest gap: the longest time without any",
+        "successful response. Deploy: from the first step until the new release serves ((a), (b): its",
+        "container is healthy; (c): the whole `pulumi up`, including the image build (a cache hit),",
+        "push, migration, health-gated start, switch, verification and removal of the old containers).",
+        "",
+        "| flow | failed requests (median; each run) | longest gap, s (median; each run) | deploy, s (median; each run) |",
+        "|---|---|---|---|",
+    ]
+    for f, ss in by_flow.items():
+        failed = ", ".join(str(s.numbers["failed"]) for s in ss)
+        gaps = ", ".join(f"{s.numbers['longest_gap_s']:.3f}" for s in ss)
+        took = ", ".join(f"{s.deploy_s:.1f}" for s in ss)
+        lines.append(f"| {FLOWS[f]} | {med[f]['failed']:g}; {failed} | {med[f]['gap']:.3f}; {gaps} | {med[f]['deploy']:.1f}; {took} |")
+    lines += [
+        "",
+        "Ratios of the medians against (c):",
+        "",
+        "| flow | failed requests | longest gap | deploy duration |",
+        "|---|---|---|---|",
+    ]
+    for f in ("a", "b"):
+        lines.append(
+            f"| {FLOWS[f]} | {_ratio(med[f]['failed'], med['c']['failed'])} | {_ratio(med[f]['gap'], med['c']['gap'])} "
+            f"| {_ratio(med[f]['deploy'], med['c']['deploy'])} |"
+        )
+    lines += [
+        "",
+        "Requests and failures by client kind, per run:",
+        "",
+        "| flow | run | requests | req/s | failed keep-alive | failed new-connection | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in samples:
+        n = s.numbers
+        errors = ", ".join(f"{k}: {v}" for k, v in n["errors"].items()) or "—"
+        lines.append(
+            f"| {s.flow} | {s.run} | {n['requests']} | {n['rate_per_s']} | {n['failed_keepalive']} | {n['failed_new_conn']} | {errors} |"
+        )
+    lines += [
+        "",
+        "Why (a) and (b) fail: the only container stops before its successor is up, so for the boot",
+        "time of the app every request through the edge waits (Caddy retries the dial for",
+        "`lb_try_duration` 5 s) and times out at the client's 3 s. Where the gap reaches ~9 s, Caddy's",
+        "passive health check (`fail_duration 10s`, the same Caddyfile as (c)) still held the one",
+        "upstream as failed after the new container was healthy. Why (c) is slower to finish: it does",
+        "more (build, push, migration, verification, a 2 s drain) and its new containers boot while the",
+        "old ones carry the whole load on 2 cores; none of that time is visible to clients.",
+    ]
+    if edge:
+        lines += [
+            "",
+            "## The edge's own reload",
+            "",
+            "Each release of (c) ends with one `caddy reload`. Reloading Caddy restarts its HTTP server:",
+            "requests in flight finish (`grace_period`), but idle HTTP/1.1 keep-alive connections are",
+            "closed at once, and a client that sent its next request on such a connection at that",
+            "instant gets the connection closed without a response (RFC 9112 §9.3.1 allows a client to",
+            "retry such an idempotent request; Python's http.client, used by the load here, does not).",
+            "This control measures the edge alone: forced reloads of an unchanged Caddyfile, one a",
+            "second, under the same load, with the single upstream `app` up the whole time.",
+            "",
+            "| Caddyfile | reloads | failed keep-alive | failed new-connection | failed per reload | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant, n in edge.items():
+            errors = ", ".join(f"{k}: {v}" for k, v in n["errors"].items()) or "—"
+            per = (n["failed_keepalive"] + n["failed_new_conn"]) / n["reloads"]
+            lines.append(f"| {variant} | {n['reloads']} | {n['failed_keepalive']} | {n['failed_new_conn']} | {per:.2f} | {errors} |")
+        lines += [
+            "",
+            "So the failures (c) shows in some runs, and those of the e2e scenarios' switches, come from",
+            "the reload itself, not from the release sequence: with no release at all, a reload fails",
+            "about as many requests as a switch does. Two mechanisms, both inside `caddy reload`:",
+            "",
+            "1. idle HTTP/1.1 keep-alive connections are closed at once; a request sent on one at that",
+            "   instant gets no response;",
+            "2. Caddy 2.6 opens a new listening socket on every config load (SO_REUSEPORT; the socket's",
+            "   inode changes at each reload, checked with `ss -ltne` in the proxy's network namespace)",
+            "   and closes the old one; connections still queued on the old socket are reset. This hits",
+            "   clients that open a new connection per request too.",
+            "",
+            "Answering HTTP/1.x with `Connection: close` (second row; two lines in the rendered site",
+            "blocks, `@http1 not protocol http/2+` and `header @http1 Connection close`) turns every",
+            "client into a new-connection client: it removes the first mechanism and leaves the second,",
+            "so it is not a fix. No Caddyfile setting avoids the listener being re-created. Zero failed",
+            "requests for clients that do not retry needs a switch that does not reload the edge's HTTP",
+            "server: upstreams the proxy re-reads at run time (Caddy's `dynamic` upstreams), or a proxy",
+            "whose backends change through a runtime API. Clients that retry an idempotent request",
+            "whose connection closed before any response (RFC 9112 §9.3.1), as browsers and most HTTP",
+            "libraries do, do not see these failures.",
+        ]
+    results = infra.CACHE_DIR / "e2e-results.json"
+    if results.exists():
+        data = json.loads(results.read_text())
+        lines += [
+            "",
+            "## Scenario numbers",
+            "",
+            f"From the last e2e run (`{results.relative_to(infra.REPO_ROOT)}`, started {data.get('started', '?')}):",
+            "",
+        ]
+        for name, numbers in (data.get("scenarios") or {}).items():
+            nested = {k: v for k, v in numbers.items() if isinstance(v, dict) and k != "errors"}
+            for label, values in ({f"{name}.{k}": v for k, v in nested.items()} or {name: numbers}).items():
+                shown = {k: v for k, v in values.items() if k != "failures" and (v or v == 0)}
+                lines.append(f"- {label}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        if data.get("timings"):
+            lines.append("- timings: " + ", ".join(f"{k}={v}" for k, v in data["timings"].items()))
+    lines += ["", "Machine:", ""] + [f"- {k}: {v}" for k, v in facts.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--reloads", type=int, default=30, help="forced edge reloads per Caddyfile variant (0: skip)")
+    parser.add_argument("--write", type=Path, help="write the report here (e.g. BENCHMARKS.md)")
+    parser.add_argument("--json", type=Path, default=infra.CACHE_DIR / "bench-results.json")
+    parser.add_argument("--render-only", action="store_true", help="re-render the report from --json, measuring nothing")
+    args = parser.parse_args(argv)
+    if args.render_only:
+        data = json.loads(args.json.read_text())
+        samples = [Sample(**s) for s in data["samples"]]
+        facts, edge, runs, command = data["facts"], data["edge_reloads"], data["runs"], data["command"]
+    else:
+        given = argv if argv is not None else sys.argv[1:]
+        command = ".venv/bin/python -m tests.e2e.bench " + " ".join(shlex.quote(a) for a in given)
+        runs = args.runs
+        samples, facts, edge = bench(args.runs, args.reloads)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"facts": facts, "samples": [dataclasses.asdict(s) for s in samples], "edge_reloads": edge}
+        args.json.write_text(json.dumps({**payload, "runs": runs, "command": command}, indent=2) + "\n")
+    report = render(samples, facts, runs, command, edge)
+    if args.write:
+        args.write.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

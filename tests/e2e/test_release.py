@@ -1,0 +1,520 @@
+"""Releases on a real Docker engine, under load, the way `pulumi up` would run them.
+
+The program's own registrations (captured under mocks) are applied by
+tests/e2e/engine.py to a Docker host reached over ssh (sshd on loopback, pinned
+host key), with the app image built from app/ and pushed to a loopback registry
+with a login, the real Caddy edge proxy, and steady traffic through it:
+
+    1  first deploy of v1
+    2  v1 -> v2 under load: nothing fails; v2 answers only once healthy and switched to
+    3  v3 that never gets healthy: refused before the switch; v2 keeps answering
+    4  rollback to the previous release (v1) from the stack's history: no build
+    5  a 5 s request in flight across a switch completes
+    6  a crashed or killed web container, and a restarted dockerd: the service comes back
+    7  a failing migration: no new web container, the old release keeps answering
+    8  10 switches in a row under load: 0 failed requests in total
+
+The clients send GETs as browsers, curl and Go's HTTP client do: a request whose
+connection is closed or reset before any response is sent again once, at once, on
+a new connection (RFC 9112 section 9.3.1). A failed request is one that still did
+not get a 200. Each switch reloads Caddy, and a reload closes idle keep-alive
+connections and re-creates the listening socket, so a client that does not retry
+sees a few such closes per switch (counted as `closed_before_response_and_retried`;
+see "The edge's own reload" in BENCHMARKS.md). Any other failure (5xx, refused,
+timeout, or a close that happens again on the retry) fails the scenario.
+
+Every scenario records its numbers (tests/e2e/conftest.py prints them and
+writes .cache/e2e-results.json). Run: .venv/bin/pytest -m e2e tests/e2e -v
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.host import ssh_files_dir
+from tests.e2e import infra
+from tests.e2e.bench import Load
+from tests.e2e.conftest import may_restart_dockerd, tools_problem, unavailable
+from tests.e2e.engine import ApplyResult, Engine, Stack, UpdateFailedError, e2e_config, ensure_app_wheels, fake_sha
+from tests.e2e.loadgen import Result
+
+pytestmark = pytest.mark.e2e
+
+
+def client_load(url: str) -> Load:
+    """Steady load from clients that resend a GET closed before any response (see the module doc)."""
+    return Load(url, retry_closed=True)
+
+
+WEB = "docker:index/container:Container"
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@dataclasses.dataclass
+class E2E:
+    stack: Stack
+    engine: Engine
+    registry: infra.Registry
+    host: infra.SshHost
+    port: int
+    salt: str
+    images: dict[str, str] = dataclasses.field(default_factory=dict)  # release label -> digest ref
+
+    def sha(self, label: str) -> str:
+        return fake_sha(label, self.salt)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def up(self, label: str, **kwargs: Any) -> ApplyResult:
+        result = self.stack.up(sha=self.sha(label), **kwargs)
+        if not kwargs.get("rollback_to"):
+            self.images[label] = self.stack.outputs["release"]["imageRef"]
+        return result
+
+    @property
+    def containers(self) -> list[str]:
+        return list(self.stack.outputs["containers"])
+
+    @property
+    def proxy(self) -> str:
+        return "web-e2e-proxy"
+
+
+@pytest.fixture(scope="module")
+def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2E]:
+    problem = tools_problem("docker-registry", "htpasswd", "sshd", "ssh", "ssh-keygen", root=True)
+    if problem:
+        unavailable(problem)
+    started = time.monotonic()
+    base = infra.ensure_base_images()
+    wheels_started = time.monotonic()
+    ensure_app_wheels()
+    e2e_results["environment"] = {
+        "cpus": os.cpu_count(),
+        "docker_server": docker_engine.server_version,
+        "docker_cli": docker_engine.client_version,
+        "base_images": ",".join(f"{b['image']}:{b['source']}" for b in base),
+    }
+    timings = e2e_results.setdefault("timings", {})
+    timings["base_images_s"] = round(wheels_started - started, 1)
+    timings["wheels_s"] = round(time.monotonic() - wheels_started, 1)
+    with infra.start_registry() as registry, infra.start_sshd() as host:
+        engine = Engine(log=infra.log)
+        port = infra.free_port()
+        config = e2e_config(
+            ssh_url=host.url,
+            known_hosts=host.known_hosts_line,
+            private_key=host.private_key,
+            registry=registry.address,
+            registry_user=registry.user,
+            registry_password=registry.password,
+            http_port=port,
+        )
+        env = E2E(Stack(engine, config), engine, registry, host, port, salt=secrets.token_hex(4))
+        try:
+            yield env
+        finally:
+            teardown(env)
+
+
+def teardown(env: E2E) -> None:
+    """Everything the scenarios created goes: containers, networks, the retained volumes, images."""
+    try:
+        env.engine.destroy()
+    except Exception as exc:  # keep tearing down
+        infra.log(f"destroy failed, removing by label: {exc}")
+    leftovers = infra.docker("ps", "-aq", "--filter", "label=cutover.stack=e2e", "--filter", "label=cutover.app=web", check=False)
+    for cid in leftovers.stdout.split():
+        infra.remove_container(cid)
+    infra.docker("network", "rm", "web-e2e-edge", check=False)
+    for suffix in ("data", "config", "etc"):
+        infra.docker("volume", "rm", f"web-e2e-proxy-{suffix}", check=False)
+    images = infra.docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{env.registry.address}/cutover/web", check=False)
+    for ref in images.stdout.split():
+        infra.docker("rmi", ref, check=False)
+    for ref in env.images.values():
+        infra.docker("rmi", ref, check=False)
+    shutil.rmtree(ssh_files_dir("cutover", env.stack.name), ignore_errors=True)  # the program wrote the test key there
+    env.engine.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, None
+
+
+def inspect(name: str) -> dict[str, Any]:
+    return json.loads(infra.docker("inspect", name).stdout)[0]
+
+
+def web_containers() -> list[str]:
+    out = infra.docker("ps", "-a", "--filter", "label=cutover.stack=e2e", "--filter", "label=cutover.role=web", "--format", "{{.Names}}")
+    return sorted(out.stdout.split())
+
+
+def switch_window(result: ApplyResult) -> tuple[float, float]:
+    op = result.step("switch-reload")
+    assert op is not None and op.ok, result.actions()
+    return op.start, op.end
+
+
+def healthy_at(result: ApplyResult) -> float:
+    """When the last new web container was reported healthy (its create step ended)."""
+    ends = [o.end for o in result.ops if o.type == WEB and o.name.startswith("web-") and o.action in ("create", "replace")]
+    assert ends, result.actions()
+    return max(ends)
+
+
+def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
+    results.setdefault("scenarios", {})[name] = numbers
+    infra.log(f"{name}: {numbers}")
+
+
+def short(sha: str) -> str:
+    return sha[:7]
+
+
+# --------------------------------------------------------------------------- 1. first deploy
+
+
+def test_1_first_deploy_serves_v1(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    result = e2e.up("v1")
+    status, body = get_json(e2e.url("/health"))
+    assert status == 200 and body["version"] == e2e.sha("v1"), body
+    names = e2e.containers
+    key = e2e.sha("v1")[:12]  # each release has containers of its own: web-<release>-<n>-<suffix>
+    assert [re.sub(r"-[0-9a-f]{7}$", "", n) for n in names] == [f"web-{key}-0", f"web-{key}-1"], names
+    for name in names:
+        state = inspect(name)["State"]
+        assert state["Running"] and state["Health"]["Status"] == "healthy", state
+    # the switch wrote the real container names into the live Caddyfile
+    caddyfile = infra.docker("exec", e2e.proxy, "cat", "/etc/caddy/Caddyfile").stdout
+    assert all(f"{n}:8000" in caddyfile for n in names), caddyfile
+    # the healthcheck is stored in exec form, as the program declares it
+    test = inspect(names[0])["Config"]["Healthcheck"]["Test"]
+    assert test[:2] == ["CMD", "python"], test
+    build = result.op("app-build")
+    assert build is not None
+    e2e_results.setdefault("timings", {})["first_deploy_s"] = round(result.duration, 1)
+    e2e_results["timings"]["first_build_s"] = round(build.end - build.start, 1)
+    record(
+        e2e_results,
+        "1_first_deploy",
+        {"deploy_s": round(result.duration, 1), "build_s": round(build.end - build.start, 1), "version": short(body["version"])},
+    )
+
+
+# --------------------------------------------------------------------------- 2. v1 -> v2
+
+
+def test_2_switch_v1_to_v2_drops_nothing(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    v1, v2 = e2e.sha("v1"), e2e.sha("v2")
+    with client_load(e2e.url()) as load:
+        result = e2e.up("v2")
+        res = load.stop()
+    switch_start, switch_end = (load.rel(t) for t in switch_window(result))
+    ready = load.rel(healthy_at(result))
+    v2_ok = [r for r in res.records if r.ok and r.version == v2]
+    after_switch = [r for r in res.records if r.start > switch_end]
+    numbers = {
+        **load.numbers(),
+        "deploy_s": round(result.duration, 1),
+        "first_v2_after_healthy_s": round(min(r.end for r in v2_ok) - ready, 3) if v2_ok else None,
+        "last_v1_before_switch_end_s": round(switch_end - max((r.end for r in res.records if r.version == v1), default=0), 3),
+    }
+    record(e2e_results, "2_v1_to_v2", numbers)
+    assert v2_ok, res.summary()
+    assert {r.version for r in after_switch if r.ok} == {v2}, res.summary()
+    # no v2 answer before every v2 container was healthy and the switch had begun
+    assert min(r.end for r in v2_ok) >= max(ready, switch_start), (ready, switch_start, res.summary())
+    assert {r.version for r in res.records if r.end < switch_start and r.ok} <= {v1}
+    assert len(web_containers()) == 2  # the v1 containers are gone
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 3. unhealthy v3
+
+
+def test_3_unhealthy_release_is_refused_before_the_switch(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    v2 = e2e.sha("v2")
+    before = e2e.stack.outputs
+    serving = e2e.containers
+    with client_load(e2e.url()) as load:
+        started = time.monotonic()
+        with pytest.raises(UpdateFailedError) as failure:
+            e2e.up("v3", overrides={"web": {"env": {"APP_FAIL_HEALTH": "1"}}})
+        failed_after = time.monotonic() - started
+        res = load.stop()
+    message = str(failure.value)
+    result = failure.value.result
+    record(
+        e2e_results,
+        "3_unhealthy_v3",
+        {**load.numbers(), "refused_after_s": round(failed_after, 1), "switch_ran": result.ran("switch-reload")},
+    )
+    assert "healthy state in time" in message and "unhealthy" in message, message
+    assert "503" in message, message  # the probe's own words: the app answered 503
+    assert result.op("switch-reload") is None and result.op("switch-verify") is None, result.actions()
+    assert {r.version for r in res.records if r.ok} == {v2}, res.summary()
+    assert e2e.stack.outputs == before  # the stack still records v2
+    for name in serving:
+        assert inspect(name)["State"]["Health"]["Status"] == "healthy"
+    caddyfile = infra.docker("exec", e2e.proxy, "cat", "/etc/caddy/Caddyfile").stdout
+    assert all(f"{n}:8000" in caddyfile for n in serving)
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 4. rollback
+
+
+def test_4_rollback_to_previous_release_without_a_build(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    v1 = e2e.sha("v1")
+    assert e2e.stack.outputs["releases"][0]["tag"] == v1  # the history holds v1 under v2
+    with client_load(e2e.url()) as load:
+        result = e2e.up("v3", rollback_to="previous")  # CI runs it from whatever commit is checked out
+        res = load.stop()
+    _, switch_end = (load.rel(t) for t in switch_window(result))
+    builds = [o for o in result.ops if o.type == "docker:index/image:Image" and o.action in ("create", "update", "replace")]
+    release = e2e.stack.outputs["release"]
+    record(e2e_results, "4_rollback", {**load.numbers(), "deploy_s": round(result.duration, 1), "builds": len(builds)})
+    assert builds == [], result.actions()
+    assert release["imageRef"] == e2e.images["v1"] and release["source"] == "rollback", release
+    assert {r.version for r in res.records if r.start > switch_end and r.ok} == {v1}, res.summary()
+    # the containers run exactly the v1 digest
+    digest = e2e.images["v1"].split("@", 1)[1]
+    for name in e2e.containers:
+        image = json.loads(infra.docker("image", "inspect", inspect(name)["Image"]).stdout)[0]
+        assert any(d.endswith(digest) for d in image["RepoDigests"]), image["RepoDigests"]
+    # the refused v3 containers and the v2 ones (pending deletion since the failure) are gone
+    assert web_containers() == sorted(e2e.containers)
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 5. a slow request across a switch
+
+
+def test_5_request_in_flight_survives_the_switch(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    old = e2e.stack.outputs["release"]["tag"]
+    slow: dict[str, Any] = {}
+
+    def fetch() -> None:
+        started = time.monotonic()
+        try:
+            slow["status"], slow["body"] = get_json(e2e.url("/slow?seconds=5"), timeout=30)
+        except OSError as exc:
+            slow["status"], slow["body"] = None, repr(exc)
+        slow["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=fetch)
+
+    def just_before_the_switch(reg: Any, action: str) -> None:
+        if reg.name == "switch-reload" and not thread.is_alive() and "seconds" not in slow:
+            slow["started"] = time.monotonic()
+            thread.start()
+            time.sleep(0.5)  # the request has reached an old container
+
+    e2e.engine.before_step = just_before_the_switch
+    try:
+        with client_load(e2e.url()) as load:
+            result = e2e.up("v4")
+            thread.join(timeout=40)
+            load.stop()
+    finally:
+        e2e.engine.before_step = None
+    switch_start, _ = switch_window(result)
+    record(
+        e2e_results,
+        "5_slow_request",
+        {
+            **load.numbers(),
+            "slow_status": slow.get("status"),
+            "slow_s": round(slow.get("seconds", 0), 2),
+            "started_before_switch_s": round(switch_start - slow.get("started", switch_start), 2),
+        },
+    )
+    assert slow.get("status") == 200, slow
+    assert slow["body"]["version"] == old and slow["seconds"] >= 5, slow
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 6. crashes and restarts
+
+
+def _wait(predicate: Any, timeout: float, step: float = 0.2) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(step)
+    raise AssertionError(f"not true after {timeout}s: {predicate}")
+
+
+def _healthy(name: str) -> bool:
+    state = inspect(name)["State"]
+    return bool(state.get("Running")) and (state.get("Health") or {}).get("Status") == "healthy"
+
+
+def _recovery(res: Result, since: float) -> float:
+    """Seconds from `since` until the first successful answer that started after it."""
+    ok = [r.end for r in res.records if r.ok and r.start > since]
+    assert ok, res.summary()
+    return min(ok) - since
+
+
+def test_6_web_containers_come_back_by_themselves(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    names = e2e.containers
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "6_crash_and_kill", numbers)  # filled in below
+
+    # a) `docker kill` of one replica: Docker treats it as a manual stop (no restart by policy);
+    #    the proxy keeps serving from the other replica.
+    with client_load(e2e.url()) as load:
+        killed_at = load.rel(time.monotonic())
+        infra.docker("kill", names[0])
+        time.sleep(5)
+        state = inspect(names[0])["State"]
+        res = load.stop(settle=0)
+    numbers["docker_kill_one"] = {**load.numbers(), "restarted_by_docker": bool(state["Running"])}
+    after = [r for r in res.records if r.start > killed_at + 0.5]
+    assert after and all(r.ok for r in after), res.summary()
+    if not state["Running"]:
+        infra.docker("start", names[0])
+    _wait(lambda: _healthy(names[0]), 30)
+
+    # b) the app process dies (SIGKILL of the containers' init from the host, like the OOM killer):
+    #    the restart policy brings both back with no help.
+    with client_load(e2e.url()) as load:
+        pids = [inspect(n)["State"]["Pid"] for n in names]
+        crashed = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        back = _wait(lambda: all(_healthy(n) for n in names), 60)
+        _wait(lambda: get_json(e2e.url("/health"), timeout=2)[0] == 200, 30)
+        res = load.stop()
+    restarts = [inspect(n)["RestartCount"] for n in names]
+    answered = _recovery(res, load.rel(crashed))
+    numbers["crash_all"] = {
+        **load.numbers(),
+        "answered_again_after_s": round(answered, 2),
+        "healthy_again_after_s": round(back, 2),
+        "restart_counts": restarts,
+    }
+    assert all(n >= 1 for n in restarts), restarts
+    assert answered < 30, res.summary()
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    reason = may_restart_dockerd()
+    if reason:
+        record(e2e_results, "6_dockerd_restart", {"skipped": reason})
+        pytest.skip(reason)
+    pidfile = Path("/var/run/docker.pid")
+    pid = int(pidfile.read_text().strip())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    environ = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in v)
+    with client_load(e2e.url()) as load:
+        stopped = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        _wait(lambda: _gone(pid), 120)
+        with open(infra.CACHE_DIR / "dockerd.log", "ab") as log:  # the same daemon again, as it was started
+            subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        engine_back = _wait(lambda: infra.docker("version", check=False).returncode == 0, 60)
+        _wait(lambda: all(_healthy(n) for n in e2e.containers), 90)
+        _wait(lambda: get_json(e2e.url("/health"), timeout=2)[0] == 200, 60)
+        res = load.stop()
+    answered = _recovery(res, load.rel(stopped))
+    record(
+        e2e_results,
+        "6_dockerd_restart",
+        {**load.numbers(), "engine_back_after_s": round(engine_back, 1), "answered_again_after_s": round(answered, 2)},
+    )
+    assert answered < 120, res.summary()
+
+
+# --------------------------------------------------------------------------- 7. failing migration
+
+
+def test_7_failed_migration_keeps_the_old_release(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    before = e2e.stack.outputs
+    serving = e2e.containers
+    version = before["release"]["tag"]
+    with client_load(e2e.url()) as load:
+        with pytest.raises(UpdateFailedError) as failure:
+            e2e.up("v5", overrides={"web": {"env": {"APP_FAIL_MIGRATION": "1"}}})
+        res = load.stop()
+    message = str(failure.value)
+    result = failure.value.result
+    new_web = [o for o in result.ops if o.type == WEB and o.action != "same"]
+    record(e2e_results, "7_failed_migration", {**load.numbers(), "new_web_containers": len(new_web)})
+    assert "web-migrate" in message and "FAILED (APP_FAIL_MIGRATION is set)" in message, message
+    assert f"migrate: release {e2e.sha('v5')}: checking schema" in message, message  # its stdout too
+    assert new_web == [], result.actions()
+    assert web_containers() == sorted(serving)
+    assert {r.version for r in res.records if r.ok} == {version}
+    assert e2e.stack.outputs == before
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 8. many switches
+
+
+SWITCHES = 10
+
+
+def test_8_ten_switches_in_a_row_drop_nothing(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    labels = ["v6" if i % 2 == 0 else "v7" for i in range(SWITCHES)]
+    per_switch = []
+    with client_load(e2e.url()) as load:
+        for label in labels:
+            before = load.gen.snapshot().failed + load.fresh_gen.snapshot().failed
+            result = e2e.up(label)
+            failed = load.gen.snapshot().failed + load.fresh_gen.snapshot().failed - before
+            per_switch.append({"deploy_s": round(result.duration, 1), "failed": failed})
+        load.stop()
+    record(
+        e2e_results,
+        "8_ten_switches",
+        {
+            **load.numbers(),
+            "switches": SWITCHES,
+            "deploy_s_each": [s["deploy_s"] for s in per_switch],
+            "failed_each": [s["failed"] for s in per_switch],
+        },
+    )
+    status, body = get_json(e2e.url("/health"))
+    assert status == 200 and body["version"] == e2e.sha(labels[-1]), body
+    assert len(web_containers()) == 2
+    load.assert_nothing_failed()
