@@ -96,6 +96,7 @@ def proxy_container(cfg: StackConfig, image_id: Any, network: Any, volumes: dict
         "wait": True,
         "wait_timeout": 60,
         "stop_timeout": 30,
+        "destroy_grace_seconds": 30,
         "labels": labels(cfg, "proxy"),
         **{**HARDENING, "capabilities": {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}},
     }  # fmt: skip
