@@ -463,7 +463,10 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
             "",
             "## Scenario numbers",
             "",
-            f"From the last e2e run (`{results.relative_to(infra.REPO_ROOT)}`, started {data.get('started', '?')}):",
+            f"From the last e2e run (`{results.relative_to(infra.REPO_ROOT)}`, started {data.get('started', '?')};",
+            "`make e2e` reproduces it). Unlike the table above, the scenarios' clients resend a GET whose",
+            "connection was closed before any response, once (RFC 9112 §9.3.1, as browsers, curl and Go do):",
+            "`failed` counts what still failed, `closed_before_response_and_retried` the closes the reloads caused.",
             "",
         ]
         for name, numbers in (data.get("scenarios") or {}).items():
