@@ -77,7 +77,6 @@ class DockerHost(pulumi.ComponentResource):
     def __init__(self, name: str, args: DockerHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:DockerHost", name, None, opts)
         host = args.host
-        self.is_remote = host.is_ssh
         self.connection = None
         provider_args: dict[str, Any] = {"host": host.url}
         if args.registry and args.registry_username and args.registry_password is not None:

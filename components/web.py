@@ -83,7 +83,7 @@ class WebRelease(pulumi.ComponentResource):
                     envs=env,
                     labels=release_labels,
                     **web_container(cfg, pulled.image_id, networks),
-                    # no name: the replacement is created (and healthy) before the old container is deleted
+                    # no fixed name: a same-tag rebuild is replaced create-first, never delete-first
                     opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=gate)),
                 )
             )
