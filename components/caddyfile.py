@@ -1,9 +1,14 @@
-"""The edge proxy's configuration, rendered from the list of web containers to route to.
+"""The edge proxy's configuration: routes that read their upstreams from files at request time.
 
-Pure: the switch step feeds the result to `caddy reload`. Caddy drains in-flight
-requests of the old configuration (grace period) and retries a failed dial on
-another upstream (lb_try_duration), so a reload between two healthy sets of
-containers drops nothing.
+Pure. The Caddyfile names no container. Each upstream is a placeholder,
+`{file./etc/caddy/live/<n>}:<port>`, that Caddy (2.8 or newer) fills per request
+from a file holding one web container's name, which Docker's DNS resolves on the
+edge network. The traffic switch points the proxy at a new release by rewriting
+those small files (each by an atomic rename); Caddy's HTTP server is never
+reloaded for a release, so no client connection is closed by a release.
+
+The Caddyfile changes only with the proxy's own settings (port, domain, email,
+number of replicas); then the switch validates it and reloads Caddy once.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from dataclasses import dataclass
 # check asks it, so it sees exactly the routes the public site uses.
 VERIFY_PORT = 9180
 ADMIN = "localhost:2019"
+CADDYFILE = "/etc/caddy/Caddyfile"
+# One file per upstream slot, each holding a web container's name (no newline).
+LIVE_DIR = "/etc/caddy/live"
 
 
 @dataclass(frozen=True)
 class Route:
-    upstreams: tuple[str, ...]  # container names on the edge network
+    slots: int  # upstreams: one per web replica
     port: int  # the app's port inside its container
-    health_path: str = "/health"
     domain: str | None = None
     email: str | None = None
     grace_period_s: int = 30
@@ -31,29 +38,20 @@ def _block(lines: list[str], indent: int = 1) -> list[str]:
     return [pad + line if line else "" for line in lines]
 
 
+def slot_path(n: int) -> str:
+    return f"{LIVE_DIR}/{n}"
+
+
 def render_caddyfile(route: Route) -> str:
-    if not route.upstreams:
-        raise ValueError("the proxy needs at least one upstream container")
-    for u in route.upstreams:
-        if not u or any(c.isspace() or c in "{}" for c in u):
-            raise ValueError(f"upstream {u!r} is not a container name")
-    dials = " ".join(f"{u}:{route.port}" for u in route.upstreams)
-    proxy = [
-        f"reverse_proxy {dials} {{",
-        *_block(
-            [
-                "lb_policy round_robin",
-                # a failed dial (a container going away) is retried on another upstream
-                "lb_try_duration 5s",
-                "lb_try_interval 100ms",
-                "fail_duration 10s",
-                f"health_uri {route.health_path}",
-                "health_interval 2s",
-                "health_timeout 2s",
-            ]
-        ),
-        "}",
-    ]
+    if route.slots < 1:
+        raise ValueError(f"the proxy needs at least one upstream slot, got {route.slots}")
+    dials = " ".join(f"{{file.{slot_path(n)}}}:{route.port}" for n in range(route.slots))
+    # a failed dial (a container restarting or going away) is tried again, on another upstream if any
+    options = ["lb_policy round_robin", "lb_try_duration 5s", "lb_try_interval 100ms"]
+    if route.slots > 1:
+        # set a failing upstream aside for a while; with one upstream that would only turn retries into 503s
+        options.append("fail_duration 10s")
+    proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s"]
     if route.email:
         globals_.append(f"email {route.email}")
@@ -61,7 +59,8 @@ def render_caddyfile(route: Route) -> str:
         globals_.append("auto_https off")
     site = route.domain if route.domain else ":80"
     lines = [
-        "# Written by cutover's traffic switch on every release; edits here are replaced.",
+        "# Written by cutover's traffic switch when the proxy's settings change; edits here are replaced.",
+        f"# Upstreams are read per request from {LIVE_DIR}/<n>, rewritten on every release.",
         "{",
         *_block(globals_),
         "}",

@@ -597,6 +597,12 @@ def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
     )  # fmt: skip
 
 
+def caddy_too_old(image: str) -> bool:
+    """True for a Caddy image pinned to a release before 2.8, like 'caddy:2.7.6-alpine' (other images pass)."""
+    m = re.search(r"(?:^|/)caddy:(\d+)\.(\d+)(?:[.-]|$)", image)
+    return m is not None and (int(m[1]), int(m[2])) < (2, 8)
+
+
 def _parse_proxy(r: _Reader) -> ProxyConfig:
     o = r.object("proxy")
     r.unknown("proxy", o, SECTION_KEYS["proxy"])
@@ -612,8 +618,11 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
     if domain and https is None:
         r.fail("proxy.httpsPort", None, "a port: a domain is served over HTTPS")
     drain = r.value(o, "proxy", "drain", "2s", _duration, DURATION_EXPECTED)
+    image = r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'")
+    if caddy_too_old(image):
+        r.fail("proxy.image", image, "Caddy 2.8 or newer (the switch relies on its {file.*} placeholders), like 'caddy:2'")
     return ProxyConfig(
-        image=r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'"),
+        image=image,
         http_port=http, https_port=https, domain=domain,
         email=r.value(o, "proxy", "email", None, _str(re.compile(r"^[^@\s]+@[^@\s]+$")), "an email address for the ACME account"),
         drain_s=int(duration_seconds(drain)),

@@ -11,6 +11,7 @@ import re
 import shlex
 from typing import Any
 
+from components.caddyfile import CADDYFILE, LIVE_DIR
 from components.config import Secret, StackConfig
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
@@ -106,23 +107,57 @@ def container_exec(container: str, *argv: str) -> str:
     return shlex.join(["docker", "exec", container, *argv])
 
 
-CADDYFILE = "/etc/caddy/Caddyfile"
+_PREV_CADDYFILE = f"{CADDYFILE}.prev"
+_NEXT_CADDYFILE = f"{CADDYFILE}.next"
+_PREV_LIVE = f"{LIVE_DIR}.prev"
 
 
-def switch_script(proxy: str, drain_s: int) -> str:
-    """Install the config given on stdin into the proxy, validate it, reload gracefully, let old routes drain.
+def _reload(proxy: str) -> str:
+    return container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile")
 
-    The config it replaces is kept as Caddyfile.prev, for the verification to put back.
+
+def switch_script(proxy: str, upstreams: list[str], drain_s: int) -> str:
+    """Point the proxy at `upstreams` (web container names, one per slot file), then let old routes drain.
+
+    The Caddyfile arrives on stdin. Only when it differs from the proxy's (its own
+    settings changed) is it validated first and installed with one `caddy reload`;
+    a release itself only rewrites the slot files, each by an atomic rename, which
+    Caddy reads per request. What it replaces is kept (live.prev, Caddyfile.prev)
+    for the verification to put back.
     """
-    nxt, prev = f"{CADDYFILE}.next", f"{CADDYFILE}.prev"
+    if not upstreams:
+        raise ValueError("the switch needs at least one web container")
+    for name in upstreams:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"upstream {name!r} is not a container name")
+    write_slots = (
+        f"mkdir -p {LIVE_DIR} && rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE} && n=0 && "
+        f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
+    )
+    prune = f"n={len(upstreams)}; while [ -e {LIVE_DIR}/$n ]; do rm -f {LIVE_DIR}/$n; n=$((n+1)); done"
+    install = f"if [ -f {CADDYFILE} ]; then cp {CADDYFILE} {_PREV_CADDYFILE}; fi && mv {_NEXT_CADDYFILE} {CADDYFILE}"
+    current = container_exec(proxy, "cat", CADDYFILE)
     return "\n".join(
         [
             "set -eu",
-            shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {nxt}"]),
-            container_exec(proxy, "caddy", "validate", "--config", nxt, "--adapter", "caddyfile"),
-            container_exec(proxy, "sh", "-c", f"cp {CADDYFILE} {prev} && mv {nxt} {CADDYFILE}"),
-            container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"),
-            f"echo 'proxy now routes to the new release; draining old routes for {drain_s}s'",
+            'new_config="$(cat)"',
+            f'current_config="$({current} 2>/dev/null || true)"',
+            container_exec(proxy, "rm", "-f", _PREV_CADDYFILE),
+            'if [ "$new_config" != "$current_config" ]; then',
+            "  "
+            + "printf '%s\\n' \"$new_config\" | "
+            + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {_NEXT_CADDYFILE}"]),
+            "  " + container_exec(proxy, "caddy", "validate", "--config", _NEXT_CADDYFILE, "--adapter", "caddyfile"),
+            "fi",
+            container_exec(proxy, "sh", "-c", write_slots, "sh", *upstreams),
+            f"echo {shlex.quote('proxy now routes to ' + ' '.join(upstreams))}",
+            'if [ "$new_config" != "$current_config" ]; then',
+            "  " + container_exec(proxy, "sh", "-c", install),
+            "  " + _reload(proxy),
+            "  echo 'the proxy settings changed: Caddy reloaded its configuration'",
+            "fi",
+            container_exec(proxy, "sh", "-c", prune),
+            f"echo 'draining old routes for {drain_s}s'",
             f"sleep {drain_s}",
         ]
     )
@@ -131,8 +166,9 @@ def switch_script(proxy: str, drain_s: int) -> str:
 def verify_script(proxy: str, port: int, path: str, version: str | None, attempts: int, interval_s: int) -> str:
     """Ask the proxy for the health path until it answers 200 (with the new version).
 
-    If it never does, put the previous config back (the old containers are still
-    running: nothing is deleted before this succeeds) and fail saying what it saw.
+    If it never does, put the previous upstreams back (and the previous Caddyfile,
+    if this update changed it): the old containers are still running, as nothing
+    is deleted before this succeeds. Then fail, saying what it saw.
     """
     url = f"http://127.0.0.1:{port}{path}"
     fetch = container_exec(proxy, "wget", "-q", "-T", "5", "-O", "-", url)
@@ -141,8 +177,12 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
         pattern = '"version": ?"' + re.escape(version) + '"'
         check = f"printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
     want = f"200 with version {version}" if version is not None else "200"
-    restore = container_exec(proxy, "sh", "-c", f"test -f {CADDYFILE}.prev && cp {CADDYFILE}.prev {CADDYFILE}")
-    reload = container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile")
+    restore_slots = container_exec(
+        proxy, "sh", "-c",
+        f'if [ -d {_PREV_LIVE} ]; then for f in {_PREV_LIVE}/*; do if [ -e "$f" ]; then mv "$f" "{LIVE_DIR}/${{f##*/}}"; fi; done; fi',
+    )  # fmt: skip
+    config_changed = container_exec(proxy, "test", "-f", _PREV_CADDYFILE)
+    restore_config = container_exec(proxy, "mv", _PREV_CADDYFILE, CADDYFILE)
     return "\n".join(
         [
             "body=''",
@@ -153,7 +193,8 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
             f"  sleep {interval_s}",
             "done",
             f'echo "verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: $body" >&2',
-            f"if {restore} && {reload}; then echo 'the proxy routes to the previous release again' >&2; fi",
+            f"if {restore_slots}; then echo 'the proxy routes to the previous release again' >&2; fi",
+            f"if {config_changed}; then {restore_config} && {_reload(proxy)} && echo 'and has its previous configuration back' >&2; fi",
             "exit 1",
         ]
     )

