@@ -1,9 +1,9 @@
 """The edge proxy: Caddy in a container, the only thing bound to host ports.
 
-It owns the edge network the web containers join. A release never replaces it:
-only its configuration is rewritten and reloaded by the traffic switch. Its
-volumes keep certificates (/data), state (/config) and the current config
-(/etc/caddy) across restarts and upgrades.
+It owns the edge network the web containers join. A release never replaces it
+nor reloads it: the traffic switch rewrites the upstream files it reads per
+request (/etc/caddy/live). Its volumes keep certificates (/data), state (/config),
+the current config and those files (/etc/caddy) across restarts and upgrades.
 """
 
 from __future__ import annotations

@@ -171,7 +171,9 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
     is deleted before this succeeds. Then fail, saying what it saw.
     """
     url = f"http://127.0.0.1:{port}{path}"
-    fetch = container_exec(proxy, "wget", "-q", "-T", "5", "-O", "-", url)
+    # -S: the status line goes to stderr, so a failure shows what the proxy answered; the
+    # timeout outlasts the proxy's own retries (lb_try_duration 5s), so its 502 arrives
+    fetch = container_exec(proxy, "wget", "-q", "-S", "-T", "10", "-O", "-", url)
     check = "true"
     if version is not None:
         pattern = '"version": ?"' + re.escape(version) + '"'
@@ -192,7 +194,7 @@ def verify_script(proxy: str, port: int, path: str, version: str | None, attempt
             "  fi",
             f"  sleep {interval_s}",
             "done",
-            f'echo "verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: $body" >&2',
+            f'echo "verification failed: {url} through the proxy did not answer {want} after {attempts} attempts; last response: ${{body:-none within 10s}}" >&2',
             f"if {restore_slots}; then echo 'the proxy routes to the previous release again' >&2; fi",
             f"if {config_changed}; then {restore_config} && {_reload(proxy)} && echo 'and has its previous configuration back' >&2; fi",
             "exit 1",

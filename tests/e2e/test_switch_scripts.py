@@ -68,6 +68,7 @@ def test_switch_rewrites_slots_reloads_only_on_config_change_and_a_failed_verify
     # its verification fails (nothing answers behind these names): the previous names come back
     failed = verify(proxy)
     assert failed.returncode == 1 and "routes to the previous release again" in failed.stderr, failed.stderr
+    assert "last response: " in failed.stderr and " 502 " in failed.stderr, "it says what the proxy answered"
     assert "previous configuration" not in failed.stderr  # this update did not change the Caddyfile
     assert slots(proxy) == ["web-a-0", "web-a-1"]
 
