@@ -17,13 +17,15 @@ from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
 from components.release_plan import load_release_plan
 from components.releases import ReleaseError
+from components.ssh import AgentError, load_deploy_key
 from components.switch import TrafficSwitch, TrafficSwitchArgs
 from components.web import WebRelease, WebReleaseArgs
 
 try:
     cfg = load_config()
     plan = load_release_plan(cfg, os.environ)
-except (ConfigError, ReleaseError) as error:
+    load_deploy_key(cfg.host)  # into the ssh agent the docker provider logs in with; never into a file
+except (ConfigError, ReleaseError, AgentError) as error:
     # One message, before any resource is registered: nothing changes on the server.
     raise SystemExit(str(error)) from None
 

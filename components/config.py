@@ -8,12 +8,16 @@ returns a `StackConfig` or raises `ConfigError` listing every problem at once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+
+from components.provider_forms import provider_cpus
 
 NAMESPACE = "cutover"
 
@@ -137,7 +141,7 @@ class WebConfig:
     env: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, Secret] = field(default_factory=dict)
     memory_mb: int = 512
-    cpus: str = "1"
+    cpus: str = "1.0"  # as the docker provider reads it back (components/provider_forms.py)
     stop_timeout_s: int = 30
     wait_timeout_s: int = 120
     user: str = "10001:10001"
@@ -262,8 +266,10 @@ TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 DIGEST_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?@sha256:[0-9a-f]{{64}}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(\d+)([mMgG])$")
-CPUS = re.compile(r"^\d+(\.\d+)?$")
-KNOWN_HOSTS_LINE = re.compile(r"^\S+ (ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( [^\n]*)?$")
+# ed25519 or ECDSA only: pulumi-command offers the server exactly the pinned key's type
+# (pulumi-command v1.2.1 provider/pkg/provider/remote/connection.go: HostKeyAlgorithms =
+# [publicKey.Type()]), and for an RSA key that is SHA-1 `ssh-rsa`, which OpenSSH 8.8+ refuses.
+KNOWN_HOSTS_LINE = re.compile(r"^\S+ (ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n]*)?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"  # noqa: S105 - a message, not a password
 
@@ -395,6 +401,17 @@ def _str_map(v: Any) -> dict[str, str] | None:
     return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
 
 
+def _cpus(v: Any) -> str | None:
+    """The CPU limit in the form the docker provider reads back ('1' -> '1.0'); None when no form survives it."""
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        return None
+    return provider_cpus(str(v))
+
+
+CPUS_EXPECTED = (
+    "a positive number of CPUs like 0.5, 1 or 2, one the docker provider reads back unchanged"
+    " (it reads 0.01 back as 0.0 and 100.25 as 100.3: use 0.1, 0.25, 0.5, 1.5 ...)"
+)
 PORT = _int(1, 65535)
 PORT_EXPECTED = "a port number from 1 to 65535"
 DURATION_EXPECTED = "a duration with a unit, like '500ms', '10s', '1m' or '1m30s'"
@@ -419,9 +436,17 @@ SECRET_KEYS = frozenset({"sshPrivateKey", "registryPassword", "secretEnv", "post
 KNOWN_KEYS = {"appName", *SECTION_KEYS, *SECRET_KEYS}
 
 
-def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_sha: str | None = None) -> StackConfig:
+def parse_config(
+    raw: Mapping[str, Any],
+    secret_keys: set[str],
+    stack: str,
+    git_sha: str | None = None,
+    uncommitted: Callable[[str], bool] | None = None,
+) -> StackConfig:
     """Validate the raw `cutover:*` config (keys without the namespace) into a StackConfig.
 
+    `git_sha` is the commit checked out; `uncommitted(context)` tells whether the build
+    context differs from it (given only when the tag comes from the checkout itself).
     Raises ConfigError naming every bad key, the value given and what is expected.
     """
     r = _Reader(raw, secret_keys)
@@ -435,7 +460,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
         r.fail("appName", app_name, "a lowercase name like 'web' (letters, digits, '-'; at most 40)")
         app_name = "app"
 
-    image = _parse_image(r, git_sha)
+    image = _parse_image(r, git_sha, uncommitted)
     host = _parse_host(r)
     web = _parse_web(r)
     healthcheck = _parse_healthcheck(r, web.port)
@@ -465,7 +490,7 @@ def parse_config(raw: Mapping[str, Any], secret_keys: set[str], stack: str, git_
     )  # fmt: skip
 
 
-def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
+def _parse_image(r: _Reader, git_sha: str | None, uncommitted: Callable[[str], bool] | None) -> ImageConfig:
     o = r.object("image")
     r.unknown("image", o, SECTION_KEYS["image"])
     repo_expected = "an image repository in lowercase without spaces or tag, like 'ghcr.io/acme/web'"
@@ -485,6 +510,15 @@ def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
             r.fail("image.extraTags", list(extra), "tags of letters, digits, '.', '_' or '-'")
             break
     push = r.value(o, "image", "push", True, _bool, "true or false")
+    context = r.value(o, "image", "context", "./app", _str(), "a path to the build context")
+    if push and "tag" not in o and not o.get("ref") and uncommitted is not None and git_sha and uncommitted(context):
+        r.fail(
+            "image.push",
+            push,
+            f"a build of commit {git_sha[:12]} as it is: the build context {context} has uncommitted changes, and the"
+            f" pushed tag {git_sha} would name an image that is not that commit (a tag is pushed once);"
+            " commit them, or set image.tag for this build",
+        )
     password = r.secret(
         "registryPassword", "image.push is true for a registry that needs a login" if push and o.get("registryUsername") else None
     )
@@ -493,7 +527,7 @@ def _parse_image(r: _Reader, git_sha: str | None) -> ImageConfig:
         r.missing("image.registryUsername", "the user name that goes with registryPassword")
     return ImageConfig(
         repository=repository, tag=tag or "unknown",
-        context=r.value(o, "image", "context", "./app", _str(), "a path to the build context"),
+        context=context,
         dockerfile=r.value(o, "image", "dockerfile", "Dockerfile", _str(), "a Dockerfile path relative to the context"),
         platform=r.value(o, "image", "platform", None, _str(re.compile(r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$")), "a platform like 'linux/amd64' or 'linux/arm64'"),
         build_args=r.value(o, "image", "buildArgs", {}, _str_map, "an object of NAME: value build arguments"),
@@ -527,7 +561,9 @@ def _parse_host(r: _Reader) -> HostConfig:
         "knownHosts",
         None,
         _str(KNOWN_HOSTS_LINE),
-        "one known_hosts line for the server, like '203.0.113.7 ssh-ed25519 AAAA...' (ssh-keyscan -t ed25519 -p PORT HOST prints it)",
+        "one known_hosts line for the server with its ed25519 or ECDSA key, like '203.0.113.7 ssh-ed25519 AAAA...'"
+        " (ssh-keyscan -t ed25519 -p PORT HOST prints it; an ssh-rsa key cannot be pinned: the SSH client of"
+        " pulumi-command would then offer only SHA-1 ssh-rsa, which OpenSSH 8.8 and later refuse)",
     )
     if ssh and known and (m := SSH_URL.match(url)):
         port = int(m["port"] or 22)
@@ -538,10 +574,37 @@ def _parse_host(r: _Reader) -> HostConfig:
     if ssh and not o.get("knownHosts"):
         r.missing(
             "host.knownHosts",
-            "the server's pinned host key for an ssh:// host (ssh-keyscan -p PORT HOST), so the server cannot be impersonated",
+            "the server's pinned host key for an ssh:// host (ssh-keyscan -t ed25519 -p PORT HOST), so the server cannot be impersonated",
         )
     key = r.secret("sshPrivateKey", "host.url is an ssh:// host" if ssh else None)
+    if key is not None and (problem := private_key_problem(key.reveal())):
+        r.problems.append(f"{NAMESPACE}:sshPrivateKey = [secret]: expected {problem}")
+        key = None
     return HostConfig(url=url, known_hosts=known, private_key=key)
+
+
+def private_key_problem(text: str) -> str | None:
+    """None for an unencrypted private key ssh-add can load from stdin; otherwise what is expected."""
+    expected = "an unencrypted private key (ssh-keygen -t ed25519 -N '' -f deploy_key; set it with `--secret sshPrivateKey < deploy_key`)"
+    m = re.search(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----\n(.*?)\n-----END \1PRIVATE KEY-----", text.replace("\r\n", "\n"), re.S)
+    if not m:
+        return expected
+    body = m[2]
+    if "ENCRYPTED" in m[1] or "Proc-Type: 4,ENCRYPTED" in body:
+        return expected + ": this one is encrypted with a passphrase"
+    if m[1] == "OPENSSH ":
+        try:
+            blob = base64.b64decode("".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            return expected
+        magic = b"openssh-key-v1\0"
+        if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+            return expected
+        size = int.from_bytes(blob[len(magic) : len(magic) + 4], "big")
+        cipher = blob[len(magic) + 4 : len(magic) + 4 + size]
+        if cipher != b"none":
+            return expected + ": this one is encrypted with a passphrase"
+    return None
 
 
 def _parse_web(r: _Reader) -> WebConfig:
@@ -574,7 +637,7 @@ def _parse_web(r: _Reader) -> WebConfig:
         port=r.value(o, "web", "port", 8000, PORT, PORT_EXPECTED),
         replicas=r.value(o, "web", "replicas", 1, _int(1, 20), "a whole number of containers from 1 to 20"),
         env=env, secret_env=secret_env, memory_mb=memory_mb,
-        cpus=str(r.value(o, "web", "cpus", "1", lambda v: str(v) if CPUS.match(str(v)) and float(v) > 0 else None, "a positive number of CPUs like 0.5 or 2")),
+        cpus=r.value(o, "web", "cpus", "1.0", _cpus, CPUS_EXPECTED),
         stop_timeout_s=max(1, int(duration_seconds(stop))), wait_timeout_s=max(1, int(duration_seconds(wait))),
         user=r.value(o, "web", "user", "10001:10001", _str(re.compile(r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")), "a user like '10001' or '10001:10001'"),
         read_only=r.value(o, "web", "readOnly", True, _bool, "true or false"),
@@ -780,6 +843,17 @@ def git_sha(env: Mapping[str, str], cwd: str = ".") -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+def uncommitted_changes(path: str, cwd: str = ".") -> bool:
+    """True when `git status` lists changes (untracked files included) under `path`."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", path], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
 def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
     """Read `cutover:*` from the Pulumi stack and validate it."""
     import os
@@ -791,4 +865,6 @@ def load_config() -> StackConfig:  # pragma: no cover - exercised through the pr
     values = {**rc.get_config_env(), **rc.CONFIG.get()}
     raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
     secret = {k for k in raw if rc.is_config_secret(prefix + k) or prefix + k in rc.get_config_secret_keys_env()}
-    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ))
+    # the tag is the checkout's commit unless CI (GITHUB_SHA) or the caller (CUTOVER_GIT_SHA) names it
+    from_checkout = not (os.environ.get("CUTOVER_GIT_SHA") or os.environ.get("GITHUB_SHA"))
+    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None)

@@ -2,7 +2,13 @@
 
 Exports `ref`, the reference the host pulls: digest-pinned (`repo@sha256:...`)
 whenever the image is in a registry. A dev stack that does not push runs the
-locally built tag; the containers still run the image by its content ID.
+image ID the build produced (pulumi-docker's `repoDigest` with skipPush, provider/image.go:286-294),
+so a rebuild of uncommitted changes under the same tag is a new image to its containers.
+
+pulumi-docker hashes the build context into its inputs (provider/provider.go:169-208):
+changed files rebuild, and an unchanged context on the same commit builds nothing
+(not even on a fresh CI runner: the image resource's Read changes nothing,
+provider.go:414-425). A pushed tag is never built again (components/release_plan.py).
 """
 
 from __future__ import annotations
@@ -52,7 +58,14 @@ class AppImage(pulumi.ComponentResource):
             context=image.context,
             dockerfile=f"{image.context.rstrip('/')}/{image.dockerfile}",
             platform=image.platform,
-            args={"APP_VERSION": image.tag, **image.build_args},
+            args={
+                "APP_VERSION": image.tag,
+                # the pushed image carries its cache metadata, so the next build can use it as cache;
+                # the provider never sets it (provider/image.go:205-264: cacheFrom images are pulled and
+                # passed to BuildKit, which uses only images built with inline cache)
+                **({"BUILDKIT_INLINE_CACHE": "1"} if image.push and image.cache_from_registry else {}),
+                **image.build_args,
+            },
             cache_from=docker.CacheFromArgs(images=[args.cache_from])
             if args.cache_from and image.push and image.cache_from_registry
             else None,
@@ -69,5 +82,5 @@ class AppImage(pulumi.ComponentResource):
                 skip_push=not image.push,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[primary]),
             )
-        self.ref = primary.repo_digest if image.push else primary.image_name
+        self.ref = primary.repo_digest  # repo@sha256:... when pushed, the built image's ID otherwise
         self.register_outputs({"ref": self.ref, "tag": image.tag})

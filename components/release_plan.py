@@ -1,4 +1,4 @@
-"""Which release this update deploys: a new build, a rollback, a promotion, or a given digest.
+"""Which release this update deploys: a new build, a tag already pushed, a rollback, a promotion, or a given digest.
 
 The stack reads its own previous outputs (`release`, `releases`) through a
 StackReference to itself, before any resource is registered, so an impossible
@@ -51,7 +51,7 @@ def read_stack_outputs(resource_name: str, stack: str, names: tuple[str, ...]) -
 
 @dataclass(frozen=True)
 class ReleasePlan:
-    mode: str  # "build", "rollback", "promotion" or "given"
+    mode: str  # "build", "redeploy" (of a tag already pushed), "rollback", "promotion" or "given"
     version: str  # the release's tag, reported by the app as its version
     git_sha: str
     previous: Release | None
@@ -110,7 +110,21 @@ def plan_release(
     if cfg.image.ref:
         release = release_record(cfg.image.ref, cfg.image.tag, cfg.image.git_sha, at, "image.ref")
         return ReleasePlan("given", cfg.image.tag, cfg.image.git_sha, release=release, **common)
+    pushed = released_tag(cfg.image.tag, previous, history) if cfg.image.push else None
+    if pushed is not None:
+        # A tag is pushed once: building it again would push other bytes under the same name (builds
+        # are not reproducible). The release that has it is deployed again, without a build.
+        release = redeploy_of(pushed, at, f"redeploy of tag {cfg.image.tag}")
+        return ReleasePlan("redeploy", cfg.image.tag, str(pushed.get("gitSha", cfg.image.git_sha)), release=release, **common)
     return ReleasePlan("build", cfg.image.tag, cfg.image.git_sha, **common)
+
+
+def released_tag(tag: str, current: Release | None, history: list[Release]) -> Release | None:
+    """The recorded release (the current one first) whose image was pushed under `tag`, if any."""
+    for release in ([current] if current else []) + history:
+        if release.get("tag") == tag and DIGEST_REF.match(str(release.get("imageRef", ""))):
+            return release
+    return None
 
 
 def load_release_plan(cfg: StackConfig, env: Mapping[str, str]) -> ReleasePlan:

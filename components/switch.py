@@ -1,12 +1,22 @@
-"""The traffic switch: point the edge proxy at the new web containers, then check through it.
+"""The traffic switch: the new release goes live through the edge proxy, checked through it.
 
-The switch depends on every new web container, so it runs only once all of
-them are healthy; its triggers are the container names and the proxy's
-Caddyfile, so it runs again exactly when either changes. It rewrites the files
-the proxy reads its upstreams from per request (components/caddyfile.py): no
-reload, no connection closed. The verification asks the proxy for the health
-path and expects the new version; if it never does, the previous upstreams are
-put back and the update fails before Pulumi deletes the old containers.
+One command on the host (components/scripts.py `go_live_script`) does it all, so it
+is one Pulumi step that either succeeded and is recorded, or failed and is not:
+
+1. every new web container must be running and healthy at that moment (whatever an
+   earlier, failed update left in Pulumi's state), or nothing changes;
+2. the proxy's upstream files are rewritten to name them (no reload, no connection
+   closed; Caddy reloads only when its own settings change);
+3. the proxy is asked for the health path and must answer with the new version; if it
+   never does, the previous upstreams are put back and the step fails;
+4. the old routes get `proxy.drain` before Pulumi deletes the old containers.
+
+It depends on every new web container, so it runs only once all of them are healthy.
+Its triggers are the container names, the proxy and its Caddyfile: a change of any
+replaces the step (create-before-delete: pulumi-command's `triggers` are
+replaceOnChanges, pulumi-command v1.2.1 provider/pkg/provider/common/inputs.go:10), so
+it runs again exactly when the routes change. A failed step is not stored, so retrying
+the same release runs it again in full.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import pulumi
 from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.config import StackConfig
 from components.host import DockerHost
-from components.specs import switch_script, verify_script
+from components.scripts import Verification, go_live_script
 
 
 @dataclass
@@ -33,6 +43,7 @@ class TrafficSwitchArgs:
 
 class TrafficSwitch(pulumi.ComponentResource):
     caddyfile: pulumi.Output[str]
+    done: pulumi.Resource
 
     def __init__(self, name: str, args: TrafficSwitchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:TrafficSwitch", name, None, opts)
@@ -50,28 +61,23 @@ class TrafficSwitch(pulumi.ComponentResource):
         )
         proxy = pulumi.Output.from_input(args.proxy_name)
         upstreams = pulumi.Output.from_input(args.upstreams)
-        switch = args.host.command(
-            f"{name}-route",
-            create=pulumi.Output.all(proxy, upstreams).apply(lambda a: switch_script(a[0], list(a[1]), cfg.proxy.drain_s)),
+
+        def script(proxy_name: str, names: list[str], version: str) -> str:
+            v = cfg.verify
+            check = Verification(VERIFY_PORT, cfg.healthcheck.path, version if v.expect_version else None, v.attempts, v.interval_s)
+            return go_live_script(
+                proxy_name,
+                names,
+                drain_s=cfg.proxy.drain_s,
+                wait_healthy_s=cfg.web.wait_timeout_s,
+                verification=check if v.enabled else None,
+            )
+
+        self.done = args.host.command(
+            f"{name}-traffic",
+            create=pulumi.Output.all(proxy, upstreams, args.version).apply(lambda a: script(a[0], list(a[1]), a[2])),
             stdin=self.caddyfile,
             triggers=[self.caddyfile, upstreams, proxy],
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
-        resources: list[pulumi.Resource] = [switch]
-        if cfg.verify.enabled:
-            v = cfg.verify
-            script = pulumi.Output.all(proxy, args.version).apply(
-                lambda a: verify_script(
-                    a[0], VERIFY_PORT, cfg.healthcheck.path, a[1] if v.expect_version else None, v.attempts, v.interval_s
-                )
-            )
-            resources.append(
-                args.host.command(
-                    f"{name}-verify",
-                    create=script,
-                    triggers=[self.caddyfile, upstreams, args.version],
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[switch]),
-                )
-            )
-        self.done = resources[-1]
         self.register_outputs({"caddyfile": self.caddyfile})

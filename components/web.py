@@ -5,8 +5,15 @@ no host port): Pulumi creates them beside the old release's, and deletes the old
 ones at the end of the update because the program no longer declares them.
 `wait=True` makes each creation return only once Docker reports it healthy. An
 unhealthy release, or a failed migration, stops the update here: the proxy still
-routes to the old containers, which nothing has marked for deletion, so the next
-update (a fix, or a rollback to what runs) starts with them still serving.
+routes to the old containers, and nothing is deleted in a failed update.
+
+A change that keeps the release (an env var, a secret, a resource limit) replaces
+its containers under the same names, create-first (WEB_CONTAINER_OPTIONS): the
+new ones start beside the old ones, the switch moves the traffic, and the old
+ones are deleted at the end. If such a replacement never becomes healthy, Pulumi
+marks the container it was replacing for deletion, but deletes it only at the end
+of the next successful update, after that update's switch (pulumi/pulumi
+pkg/resource/deploy/step.go:467-473, step_generator.go:2390-2423).
 """
 
 from __future__ import annotations
@@ -18,7 +25,30 @@ import pulumi_docker as docker
 
 from components.config import Secret, StackConfig
 from components.host import DockerHost
-from components.specs import labels, migration_script, web_container, web_env
+from components.scripts import migration_script
+from components.specs import labels, web_container, web_env
+
+# How Pulumi must replace a web container: these options override what the docker
+# provider asks for, and each one is there because the provider alone would drop requests.
+WEB_CONTAINER_OPTIONS = pulumi.ResourceOptions(
+    # pulumi-docker declares DeleteBeforeReplace for every docker_container (pulumi-docker
+    # provider/resources.go:112-114) and the engine follows the provider unless the program
+    # sets the option, true or false (pulumi/pulumi pkg/resource/deploy/step_generator.go:2040-2047;
+    # the Python SDK sends it only when set, sdk/python/lib/pulumi/runtime/resource.py:1132-1133).
+    # False: a replacement is created, and healthy, before the container it replaces is stopped.
+    delete_before_replace=False,
+    # Any change replaces, never updates in place: the provider's Update applies only restart
+    # policy and resources and silently keeps the old healthcheck, tmpfs and init (kreuzwerker
+    # v4.5.0 resource_docker_container_funcs.go:1016-1076). And a container left by a failed
+    # update with an init error (never healthy) is replaced, health-gated, by the next update
+    # instead of adopted by an empty Update (step_generator.go:2180-2195, 3163-3250: "*" covers
+    # the "#initerror" key).
+    replace_on_changes=["*"],
+    # Docker rewrites memory_swap (to -1 where the kernel does not account swap); read back,
+    # that would be a change, and with "*" a replacement, on every update. A replacement
+    # still gets the program's value (step_generator.go:2003-2014).
+    ignore_changes=["memorySwap"],
+)
 
 
 @dataclass
@@ -66,7 +96,11 @@ class WebRelease(pulumi.ComponentResource):
                 f"{name}-migrate",
                 create=script,
                 stdin=env.apply(lambda lines: "\n".join(lines) + "\n"),
+                # once per new image: a new image replaces the step, which runs `create`; any other
+                # change (the environment, the connection) is an Update, which runs `update` instead
+                # of `create` (pulumi-command v1.2.1 remote/commandController.go:63-83): nothing
                 triggers=[pulled.image_id],
+                update=":",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate),
             )
             gate = [migration]
@@ -82,9 +116,9 @@ class WebRelease(pulumi.ComponentResource):
                     f"{name}-{args.release_key}-{i}",
                     envs=env,
                     labels=release_labels,
+                    # no fixed name: the provider auto-names it, so old and new run side by side
                     **web_container(cfg, pulled.image_id, networks),
-                    # no fixed name: a same-tag rebuild is replaced create-first, never delete-first
-                    opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=gate)),
+                    opts=pulumi.ResourceOptions.merge(on_host, WEB_CONTAINER_OPTIONS).merge(pulumi.ResourceOptions(depends_on=gate)),
                 )
             )
         self.names = pulumi.Output.all(*[c.name for c in self.containers]).apply(list)

@@ -8,7 +8,8 @@ import pytest
 
 from tests.harness import load_stack_file
 
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----"
+# the header of an unencrypted OpenSSH key (cipher "none"), no key material: enough for config checks
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAA=\n-----END OPENSSH PRIVATE KEY-----"
 KNOWN_HOSTS = "203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
 PROD_SECRETS = {
     "sshPrivateKey": SSH_KEY,

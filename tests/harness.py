@@ -89,7 +89,8 @@ class ProgramMocks(pmocks.Mocks):
         elif args.typ == "docker:index/image:Image":
             digest = fake_digest(json.dumps(args.inputs, sort_keys=True, default=str))
             repo = args.inputs["imageName"].rsplit(":", 1)[0]
-            outputs["repoDigest"] = f"{repo}@{digest}"
+            # pulumi-docker provider/image.go:286-294 and 336-353: the built image's ID when not pushed
+            outputs["repoDigest"] = digest if args.inputs.get("skipPush") else f"{repo}@{digest}"
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = fake_digest(args.inputs["name"])
             outputs["repoDigest"] = args.inputs["name"] if "@sha256:" in args.inputs["name"] else ""
@@ -140,6 +141,8 @@ class RecordingMonitor(pmocks.MockMonitor):
                 provider=request.provider,
                 options={
                     "deleteBeforeReplace": request.deleteBeforeReplace,
+                    # the engine lets the program's value override the provider's only when this is set
+                    "deleteBeforeReplaceDefined": request.deleteBeforeReplaceDefined,
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "ignoreChanges": list(request.ignoreChanges),
                     "protect": request.protect,
@@ -172,6 +175,10 @@ class ProgramRun:
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_outputs: set[str]
+    # the URNs of resources each stack output waits for (the engine stores outputs once they resolve)
+    output_resources: dict[str, set[str]] = field(default_factory=dict)
+    # the ssh:// hosts whose deploy key the program handed to the ssh agent
+    deploy_keys: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -200,8 +207,24 @@ def run_program(
     stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
     env: Mapping[str, str] | None = None,
     preview: bool = False,
+    ssh_agent_env: Mapping[str, str] | None = None,
 ) -> ProgramRun:
-    """Run __main__.py under mocks; `stack_outputs` maps a stack reference name to its outputs."""
+    """Run __main__.py under mocks; `stack_outputs` maps a stack reference name to its outputs.
+
+    The deploy key goes to a real ssh agent only when `ssh_agent_env` names one (the e2e
+    tests); otherwise the program's call is recorded in `deploy_keys` and no agent is touched.
+    """
+    import components.ssh
+
+    loaded: list[str] = []
+    real_load = components.ssh.load_deploy_key
+
+    def load_deploy_key(host: Any, env: Mapping[str, str] | None = None, lifetime_s: int = components.ssh.KEY_LIFETIME_S) -> None:
+        if host.is_ssh and host.private_key is not None:
+            loaded.append(host.url)
+        if ssh_agent_env is not None:
+            real_load(host, ssh_agent_env, lifetime_s)
+
     mocks = ProgramMocks(stack_outputs or {})
     monitor = RecordingMonitor(mocks)
     pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization")
@@ -211,7 +234,7 @@ def run_program(
     cwd = os.getcwd()
     try:
         os.chdir(ROOT)
-        with mock.patch.dict(os.environ, {**cleared, **environ}):
+        with mock.patch.dict(os.environ, {**cleared, **environ}), mock.patch.object(components.ssh, "load_deploy_key", load_deploy_key):
             try:
                 _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
             except (SystemExit, Exception) as error:
@@ -219,14 +242,16 @@ def run_program(
             stack_resource = get_root_resource()
             outputs: dict[str, Any] = {}
             secret_outputs: set[str] = set()
+            output_resources: dict[str, set[str]] = {}
             for name, value in getattr(stack_resource, "outputs", {}).items():
                 out = pulumi.Output.from_input(value)
                 outputs[name] = _sync_await(out.future())
                 if _sync_await(out.is_secret()):
                     secret_outputs.add(name)
+                output_resources[name] = {_sync_await(r.urn.future()) for r in _sync_await(out.resources())}
     finally:
         os.chdir(cwd)
-    return ProgramRun(monitor.registrations, outputs, secret_outputs)
+    return ProgramRun(monitor.registrations, outputs, secret_outputs, output_resources, loaded)
 
 
 def load_stack_file(stack: str) -> tuple[dict[str, Any], set[str]]:

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError, Secret, StackConfig, duration_seconds, parse_config, registry_of
+from tests.conftest import SSH_KEY as KEY  # the header of an unencrypted key
 from tests.harness import load_stack_file
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"
 KNOWN = "203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
 
 
@@ -323,6 +323,38 @@ def test_secret_env_and_durations() -> None:
             id="secret-env-with-newline",
         ),
         pytest.param(minimal(appName="My App"), set(), ['cutover:appName = "My App": expected a lowercase name'], id="bad-app-name"),
+        pytest.param(
+            minimal(
+                host={"url": "ssh://deploy@203.0.113.10", "knownHosts": "203.0.113.10 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ"},
+                sshPrivateKey=KEY,
+            ),
+            {"sshPrivateKey"},
+            ["cutover:host.knownHosts = ", "ed25519 or ECDSA key", "an ssh-rsa key cannot be pinned", "OpenSSH 8.8"],
+            id="rsa-host-key-pin",
+        ),
+        pytest.param(
+            minimal(host={"url": "ssh://deploy@203.0.113.10", "knownHosts": KNOWN}, sshPrivateKey="not a key"),
+            {"sshPrivateKey"},
+            ["cutover:sshPrivateKey = [secret]: expected an unencrypted private key (ssh-keygen -t ed25519 -N ''"],
+            id="key-not-a-key",
+        ),
+        pytest.param(
+            minimal(
+                host={"url": "ssh://deploy@203.0.113.10", "knownHosts": KNOWN},
+                # an OpenSSH key whose cipher is aes256-ctr: made with a passphrase
+                sshPrivateKey="-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0\n-----END OPENSSH PRIVATE KEY-----",
+            ),
+            {"sshPrivateKey"},
+            ["cutover:sshPrivateKey = [secret]: expected an unencrypted private key", "this one is encrypted with a passphrase"],
+            id="key-with-passphrase",
+        ),
+        pytest.param(
+            minimal(web={"cpus": "0.01"}),
+            set(),
+            ['cutover:web.cpus = "0.01": expected a positive number of CPUs', "reads 0.01 back as 0.0"],
+            id="cpus-the-provider-cannot-read-back",
+        ),
+        pytest.param(minimal(web={"cpus": 0}), set(), ["cutover:web.cpus = 0: expected a positive number of CPUs"], id="cpus-zero"),
     ],
 )
 def test_bad_config_is_named_with_key_value_and_expectation(raw: dict[str, Any], secrets: set[str], expected: list[str]) -> None:
@@ -429,3 +461,56 @@ def test_readme_documents_every_config_key() -> None:
     keys = [f"{section}.{key}" for section, subkeys in SECTION_KEYS.items() for key in sorted(subkeys)]
     missing = [k for k in [*keys, "appName", *sorted(SECRET_KEYS)] if f"`{k}`" not in readme]
     assert missing == []
+
+
+@pytest.mark.parametrize(("given", "sent"), [("1", "1.0"), (2, "2.0"), ("0.5", "0.5"), (1.5, "1.5"), ("10", "10.")])
+def test_cpus_are_kept_in_the_providers_own_spelling(given: Any, sent: str) -> None:
+    assert parse(minimal(web={"cpus": given})).web.cpus == sent
+    assert parse(minimal()).web.cpus == "1.0"
+
+
+def test_an_ecdsa_host_key_can_be_pinned() -> None:
+    line = "203.0.113.10 ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY"
+    cfg = parse(minimal(host={"url": "ssh://deploy@203.0.113.10", "knownHosts": line}, sshPrivateKey=KEY), {"sshPrivateKey"})
+    assert cfg.host.host_key == "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY"
+
+
+def test_a_build_of_uncommitted_changes_is_never_pushed_under_the_commits_tag() -> None:
+    asked: list[str] = []
+
+    def dirty(context: str) -> bool:
+        asked.append(context)
+        return True
+
+    pushed = {"appName": "web", "image": {"repository": "ghcr.io/acme/web", "context": "./svc"}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(pushed, set(), "prod", SHA, dirty)
+    assert asked == ["./svc"]
+    [problem] = err.value.problems
+    assert problem.startswith("cutover:image.push = true: expected a build of commit 0123456789ab as it is")
+    assert "./svc has uncommitted changes" in problem and "set image.tag" in problem
+    # a clean tree, a tag named by hand, or a build that is not pushed (dev) are fine
+    assert parse_config(pushed, set(), "prod", SHA, lambda _: False).image.tag == SHA
+    tagged = {**pushed, "image": {**pushed["image"], "tag": "hotfix-1"}}
+    assert parse_config(tagged, set(), "prod", SHA, dirty).image.tag == "hotfix-1"
+    local = {**pushed, "image": {**pushed["image"], "push": False}}
+    assert parse_config(local, set(), "dev", SHA, dirty).image.push is False
+
+
+def test_uncommitted_changes_are_read_from_git(tmp_path: Any) -> None:
+    import subprocess
+
+    from components.config import uncommitted_changes
+
+    run = {"cwd": tmp_path, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("print(1)\n")
+    (tmp_path / "README").write_text("x\n")
+    subprocess.run(["git", "add", "-A"], **run)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"], **run)
+    assert uncommitted_changes("./app", str(tmp_path)) is False
+    (tmp_path / "README").write_text("changed outside the context\n")
+    assert uncommitted_changes("./app", str(tmp_path)) is False
+    (tmp_path / "app" / "new.py").write_text("")
+    assert uncommitted_changes("./app", str(tmp_path)) is True

@@ -9,7 +9,7 @@ import pytest
 
 from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.config import parse_config
-from components.specs import switch_script, verify_script
+from components.scripts import Verification, go_live_script, switch_steps, verify_steps
 from tests.conftest import full_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
@@ -40,7 +40,13 @@ def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any
     assert image.inputs["imageName"].startswith("cutover/web:")
     provider = run.one("pulumi:providers:docker")
     assert provider.inputs["host"] == "unix:///var/run/docker.sock" and "sshOpts" not in provider.inputs
-    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-route", "switch-verify"}
+    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-traffic"}
+    assert run.one("docker:index/image:Image").outputs["repoDigest"].startswith("sha256:")
+    web = web_containers(run)[0]
+    assert web.inputs["image"] == run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
+    remote = run.one("docker:index/remoteImage:RemoteImage", "web-image")
+    assert remote.inputs["name"].startswith("sha256:"), "dev runs the built image by its ID, so a rebuild is a new image"
+    assert run.deploy_keys == []
     assert len(web_containers(run)) == 1
     assert run.outputs["url"] == "http://localhost:8080"
     assert not [r for r in run.registrations if r.type.startswith("github:")]
@@ -52,9 +58,13 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
     assert provider.inputs["host"] == "ssh://deploy@203.0.113.10:22"
     opts = json.loads(provider.inputs["sshOpts"])
     assert "StrictHostKeyChecking=yes" in opts and "StrictHostKeyChecking=no" not in opts
-    assert any(o.startswith("UserKnownHostsFile=") for o in opts)
+    # the pinned key travels inline; no option names a file a run of the program would have to write
+    assert "KnownHostsCommand=/bin/echo 203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests" in opts
+    assert "UserKnownHostsFile=/dev/null" in opts and "GlobalKnownHostsFile=/dev/null" in opts
+    assert not any(o.startswith(("IdentityFile", "-i")) or o == "-i" for o in opts)
     assert not any("PRIVATE KEY" in o for o in opts), "the key itself never travels in provider options"
-    switch = commands(run, "switch-route")
+    assert run.deploy_keys == ["ssh://deploy@203.0.113.10:22"], "the program hands the key to the ssh agent"
+    switch = commands(run, "switch-traffic")
     assert switch.type == "command:remote:Command"
     connection = switch.inputs["connection"]
     assert connection["hostKey"] == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"
@@ -66,10 +76,9 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
     assert "cacheFrom" not in image.inputs["build"], "a first deploy has nothing to cache from"
 
 
-def test_the_sequence_migration_web_switch_verify(full_run: ProgramRun) -> None:
+def test_the_sequence_migration_web_switch(full_run: ProgramRun) -> None:
     migrate = commands(full_run, "web-migrate")
-    switch = commands(full_run, "switch-route")
-    verify = commands(full_run, "switch-verify")
+    switch = commands(full_run, "switch-traffic")
     pulled = full_run.one("docker:index/remoteImage:RemoteImage", "web-image")
     webs = web_containers(full_run)
     assert len(webs) == 3
@@ -80,15 +89,19 @@ def test_the_sequence_migration_web_switch_verify(full_run: ProgramRun) -> None:
         assert web.depends_on(migrate), "no web container starts before the migration exits 0"
         assert switch.depends_on(web), "the switch waits for every new container to be healthy"
     assert switch.depends_on(full_run.one(CONTAINER, "proxy-container"))
-    assert verify.depends_on(switch)
     assert not migrate.depends_on(switch) and not webs[0].depends_on(switch)
+    # switching and verifying are one step: a failed check is a failed, unrecorded step
+    assert not [r for r in full_run.registrations if r.name in ("switch-route", "switch-verify")]
 
 
 def test_web_containers_are_created_before_the_old_ones_go(full_run: ProgramRun) -> None:
     for web in web_containers(full_run):
         assert "name" not in web.inputs, "a fixed name would force delete-before-replace"
         assert "ports" not in web.inputs, "only the proxy binds host ports"
-        assert web.options["deleteBeforeReplace"] is False
+        # the provider asks for delete-before-replace on every container; the program overrides it
+        assert web.options["deleteBeforeReplace"] is False and web.options["deleteBeforeReplaceDefined"] is True
+        assert web.options["replaceOnChanges"] == ["*"], "never an in-place update, never an init error adopted"
+        assert web.options["ignoreChanges"] == ["memorySwap"]
         assert web.inputs["wait"] is True and web.inputs["waitTimeout"] == 120
         assert web.inputs["healthcheck"]["tests"][:2] == ["CMD", "python"]
         assert web.inputs["image"].startswith("sha256:"), "containers run the pulled digest's image ID"
@@ -105,7 +118,9 @@ def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
         assert i["readOnly"] is True and "/tmp" in i["tmpfs"]
         assert i["securityOpts"] == ["no-new-privileges:true"]
         assert i["capabilities"] == {"drops": ["ALL"]}
-        assert i["memory"] == 512 and i["cpus"] == "1"
+        assert i["memory"] == 512 and i["memorySwap"] == 512
+        assert i["cpus"] == "1.0", "sent as the provider reads it back, or it replaces the containers every time"
+        assert i["healthcheck"]["interval"] == "2s" and i["healthcheck"]["startPeriod"] == "10s"
         assert i["restart"] == "unless-stopped"
         assert i["logDriver"] == "json-file" and i["logOpts"] == {"max-size": "10m", "max-file": "3"}
         assert i["stopSignal"] == "SIGTERM" and i["stopTimeout"] == 30 and i["destroyGraceSeconds"] == 30
@@ -163,16 +178,20 @@ def test_migration_runs_the_new_image_once(full_run: ProgramRun) -> None:
     image_id = full_run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
     assert migrate.inputs["create"].endswith(f"{image_id} alembic upgrade head")
     assert migrate.inputs["triggers"] == [image_id]
+    assert migrate.inputs["update"] == ":", "an env or connection change runs no migration"
     assert "--env-file /dev/stdin" in migrate.inputs["create"] and "SECRET" not in migrate.inputs["create"]
 
 
 def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: ProgramRun) -> None:
-    switch = commands(full_run, "switch-route")
+    switch = commands(full_run, "switch-traffic")
     names = full_run.outputs["containers"]
     assert len(names) == 3
     script = switch.inputs["create"]
     # the names go to the slot files, as arguments of one exec in the proxy
-    assert script.count(" ".join(names)) == 2 and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
+    assert script.count(" ".join(names)) == 3 and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
+    # the health gate comes first: the proxy is never pointed at a container not healthy now
+    gate = script.index("refusing to route to $c")
+    assert gate < script.index("/etc/caddy/live.prev") and "running/healthy" in script
     # the Caddyfile names no container: one placeholder slot per replica
     caddyfile = switch.inputs["stdin"]
     assert not any(n in caddyfile for n in names)
@@ -187,15 +206,16 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
 def test_a_new_release_does_not_change_the_caddyfile(prod: tuple[dict[str, Any], set[str]]) -> None:
     first = run_program(*prod, stack="prod")
     second = run_program(*prod, stack="prod", env={"CUTOVER_GIT_SHA": "f" * 40})
-    a, b = commands(first, "switch-route"), commands(second, "switch-route")
+    a, b = commands(first, "switch-traffic"), commands(second, "switch-traffic")
     assert a.inputs["stdin"] == b.inputs["stdin"]
     assert a.inputs["triggers"][1] != b.inputs["triggers"][1], "the switch still runs: the containers are new"
 
 
 def test_verify_expects_the_new_version(full_run: ProgramRun) -> None:
-    verify = commands(full_run, "switch-verify")
-    assert f"http://127.0.0.1:{VERIFY_PORT}/health" in verify.inputs["create"]
-    assert "0123456789abcdef0123456789abcdef01234567" in verify.inputs["create"]
+    script = commands(full_run, "switch-traffic").inputs["create"]
+    assert f"http://127.0.0.1:{VERIFY_PORT}/health" in script
+    assert "0123456789abcdef0123456789abcdef01234567" in script
+    assert script.index("proxy now routes to") < script.index("verified through the proxy") < script.index("draining old routes")
 
 
 def test_no_migration_step_when_not_configured(dev: tuple[dict[str, Any], set[str]]) -> None:
@@ -236,14 +256,19 @@ def test_caddyfile_and_switch_refuse_no_upstreams_or_odd_names() -> None:
     with pytest.raises(ValueError, match="at least one upstream slot"):
         render_caddyfile(Route(slots=0, port=8000))
     with pytest.raises(ValueError, match="at least one web container"):
-        switch_script("proxy", [], 2)
+        switch_steps("proxy", [])
     with pytest.raises(ValueError, match="not a container name"):
-        switch_script("proxy", ["web }"], 2)
+        go_live_script("proxy", ["web }"], drain_s=2, wait_healthy_s=5, verification=None)
 
 
 def test_verify_script_without_version_only_needs_200() -> None:
-    script = verify_script("proxy", VERIFY_PORT, "/health", None, 3, 1)
+    script = "\n".join(verify_steps("proxy", Verification(VERIFY_PORT, "/health", None, 3, 1)))
     assert "grep" not in script and "seq 1 3" in script
+
+
+def test_without_verification_the_switch_only_drains() -> None:
+    script = go_live_script("proxy", ["web-a-0"], drain_s=2, wait_healthy_s=5, verification=None)
+    assert "wget" not in script and script.endswith("sleep 2")
 
 
 def test_parse_config_is_pure() -> None:
@@ -260,8 +285,7 @@ def test_the_host_pulls_with_the_registry_login(prod: tuple[dict[str, Any], set[
 
 
 def test_a_failed_verification_puts_the_previous_upstreams_back(full_run: ProgramRun) -> None:
-    switch = commands(full_run, "switch-route").inputs["create"]
-    verify = commands(full_run, "switch-verify").inputs["create"]
+    switch = verify = commands(full_run, "switch-traffic").inputs["create"]
     assert "cp -a /etc/caddy/live /etc/caddy/live.prev" in switch
     assert "cp /etc/caddy/Caddyfile /etc/caddy/Caddyfile.prev" in switch
     restore = verify.index('mv "$f" "/etc/caddy/live/${f##*/}"')

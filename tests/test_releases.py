@@ -151,7 +151,7 @@ def test_rollback_redeploys_an_earlier_digest_without_building(target: str, tag:
     assert run.outputs["releases"][0]["tag"] == "v3", "the bad release stays in the history"
     web = next(r for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-"))
     assert f"APP_VERSION={tag}" in web.inputs["envs"]
-    verify = next(r for r in run.registrations if r.name == "switch-verify")
+    verify = next(r for r in run.registrations if r.name == "switch-traffic")
     assert f'"version": ?"{tag}"' in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
 
 
@@ -246,3 +246,29 @@ def test_promotion_needs_a_digest_pinned_release() -> None:
     with pytest.raises(ProgramFailedError, match="digest-pinned image") as err:
         deploy(None, extra_refs={"organization/cutover/staging": {"release": local}}, releases={"promoteFrom": "staging"})
     assert "cutover/web:" in str(err.value)
+
+
+# ---------------------------------------------------------------- a pushed tag is never built again
+
+
+def test_a_tag_already_released_is_deployed_again_without_a_build() -> None:
+    current = {**rel(3), "tag": "0123456789abcdef0123456789abcdef01234567"}  # the commit being deployed (harness default)
+    run = deploy({"release": current, "releases": [rel(2), rel(1)]})
+    assert not run.of_type("docker:index/image:Image"), "building it again would push other bytes under that tag"
+    assert pulled(run) == current["imageRef"]
+    assert run.outputs["release"] == current, "deploying what runs changes nothing, the record included"
+    assert [r["tag"] for r in run.outputs["releases"]] == ["v2", "v1"]
+
+
+def test_a_tag_from_the_history_is_redeployed_by_its_digest() -> None:
+    earlier = {**rel(2), "tag": "0123456789abcdef0123456789abcdef01234567"}
+    run = deploy({"release": rel(3), "releases": [earlier, rel(1)]})
+    assert not run.of_type("docker:index/image:Image")
+    current = run.outputs["release"]
+    assert current["imageRef"] == earlier["imageRef"] and current["source"] == "redeploy of tag 0123456789abcdef0123456789abcdef01234567"
+    assert pulled(run) == earlier["imageRef"]
+
+
+def test_a_new_commit_is_built() -> None:
+    run = deploy({"release": rel(3), "releases": [rel(2)]})
+    assert run.of_type("docker:index/image:Image") and run.outputs["release"]["source"] == "build"

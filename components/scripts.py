@@ -1,0 +1,186 @@
+"""The shell steps run on the host, computed without Pulumi.
+
+Each function returns the text of a POSIX shell script that pulumi-command runs on
+the Docker host (over SSH, or locally for the dev stack), so tests can read and run
+exactly what the host runs:
+
+- `go_live_script`: the release goes live. It refuses containers that are not
+  healthy at that moment, points the edge proxy at them, checks through the proxy
+  that the new version answers, puts the previous routes back if it does not, and
+  lets the old routes drain. One script, so one Pulumi step: a failed check means
+  the step failed and was not recorded (pulumi-go-provider v1.3.0
+  infer/resource.go:1271-1292 stores nothing for a failed create), and the next
+  `pulumi up` runs the whole of it again.
+- `migration_script`: the one-shot migration in a container of the new image.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from components.caddyfile import CADDYFILE, LIVE_DIR
+from components.config import StackConfig
+
+_PREV_CADDYFILE = f"{CADDYFILE}.prev"
+_NEXT_CADDYFILE = f"{CADDYFILE}.next"
+_PREV_LIVE = f"{LIVE_DIR}.prev"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Ask the proxy for `path` on its private port until it answers 200 (with `version`, when set)."""
+
+    port: int
+    path: str
+    version: str | None
+    attempts: int
+    interval_s: int
+
+
+def container_exec(container: str, *argv: str) -> str:
+    return shlex.join(["docker", "exec", container, *argv])
+
+
+def _reload(proxy: str) -> str:
+    return container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile")
+
+
+def _check_names(upstreams: list[str]) -> None:
+    if not upstreams:
+        raise ValueError("the switch needs at least one web container")
+    for name in upstreams:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise ValueError(f"upstream {name!r} is not a container name")
+
+
+def health_gate(upstreams: list[str], wait_s: int) -> list[str]:
+    """Every container is running and Docker reports it healthy now; one still starting gets `wait_s`.
+
+    Whatever the engine did before (a container adopted from an earlier failed update,
+    one restarted since), the proxy is never pointed at a container that is not healthy.
+    """
+    _check_names(upstreams)
+    fmt = "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}"
+    return [
+        f"for c in {' '.join(shlex.quote(u) for u in upstreams)}; do",
+        "  waited=0",
+        "  while :; do",
+        f'    state="$(docker inspect --format {shlex.quote(fmt)} "$c" 2>&1)" || state="missing: $state"',
+        '    case "$state" in',
+        "      running/healthy) break ;;",
+        f'      running/starting) if [ "$waited" -ge {wait_s} ]; then break; fi; sleep 1; waited=$((waited+1)) ;;',
+        "      *) break ;;",
+        "    esac",
+        "  done",
+        '  if [ "$state" != running/healthy ]; then',
+        '    echo "refusing to route to $c: Docker reports it $state, not running/healthy; the proxy still routes to the previous release" >&2',
+        "    exit 1",
+        "  fi",
+        "done",
+    ]
+
+
+def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
+    """Point the proxy at `upstreams` (one container name per slot file) and $new_config, the Caddyfile.
+
+    Only when the Caddyfile differs from the proxy's (its own settings changed) is it
+    validated first and installed with one `caddy reload`; a release itself only
+    rewrites the slot files, each by an atomic rename, which Caddy reads per request.
+    What it replaces is kept (live.prev, Caddyfile.prev) for the check to put back.
+    """
+    _check_names(upstreams)
+    write_slots = (
+        f"mkdir -p {LIVE_DIR} && rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE} && n=0 && "
+        f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
+    )
+    prune = f"n={len(upstreams)}; while [ -e {LIVE_DIR}/$n ]; do rm -f {LIVE_DIR}/$n; n=$((n+1)); done"
+    install = f"if [ -f {CADDYFILE} ]; then cp {CADDYFILE} {_PREV_CADDYFILE}; fi && mv {_NEXT_CADDYFILE} {CADDYFILE}"
+    current = container_exec(proxy, "cat", CADDYFILE)
+    return [
+        f'current_config="$({current} 2>/dev/null || true)"',
+        container_exec(proxy, "rm", "-f", _PREV_CADDYFILE),
+        'if [ "$new_config" != "$current_config" ]; then',
+        "  " + "printf '%s\\n' \"$new_config\" | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {_NEXT_CADDYFILE}"]),
+        "  " + container_exec(proxy, "caddy", "validate", "--config", _NEXT_CADDYFILE, "--adapter", "caddyfile"),
+        "fi",
+        container_exec(proxy, "sh", "-c", write_slots, "sh", *upstreams),
+        f"echo {shlex.quote('proxy now routes to ' + ' '.join(upstreams))}",
+        'if [ "$new_config" != "$current_config" ]; then',
+        "  " + container_exec(proxy, "sh", "-c", install),
+        "  " + _reload(proxy),
+        "  echo 'the proxy settings changed: Caddy reloaded its configuration'",
+        "fi",
+        container_exec(proxy, "sh", "-c", prune),
+    ]
+
+
+def restore_steps(proxy: str) -> list[str]:
+    """Put back the upstreams (and the Caddyfile, if this update changed it) the switch replaced."""
+    restore_slots = container_exec(
+        proxy, "sh", "-c",
+        f'if [ -d {_PREV_LIVE} ]; then for f in {_PREV_LIVE}/*; do if [ -e "$f" ]; then mv "$f" "{LIVE_DIR}/${{f##*/}}"; fi; done; fi',
+    )  # fmt: skip
+    config_changed = container_exec(proxy, "test", "-f", _PREV_CADDYFILE)
+    restore_config = container_exec(proxy, "mv", _PREV_CADDYFILE, CADDYFILE)
+    return [
+        f"if {restore_slots}; then echo 'the proxy routes to the previous release again' >&2; fi",
+        f"if {config_changed}; then {restore_config} && {_reload(proxy)} && echo 'and has its previous configuration back' >&2; fi",
+    ]
+
+
+def verify_steps(proxy: str, check: Verification) -> list[str]:
+    """Ask the proxy until it answers 200 (with the new version); if it never does, restore and fail.
+
+    The old containers are still running: Pulumi deletes nothing before this succeeds.
+    """
+    url = f"http://127.0.0.1:{check.port}{check.path}"
+    # -S: the status line goes to stderr, so a failure shows what the proxy answered; the
+    # timeout outlasts the proxy's own retries (lb_try_duration 5s), so its 502 arrives
+    fetch = container_exec(proxy, "wget", "-q", "-S", "-T", "10", "-O", "-", url)
+    test = "true"
+    if check.version is not None:
+        pattern = '"version": ?"' + re.escape(check.version) + '"'
+        test = f"printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
+    want = f"200 with version {check.version}" if check.version is not None else "200"
+    return [
+        "body=''",
+        "verified=''",
+        f"for attempt in $(seq 1 {check.attempts}); do",
+        f"  if body=$({fetch} 2>&1) && {test}; then",
+        '    echo "verified through the proxy on attempt $attempt: $body"; verified=yes; break',
+        "  fi",
+        f"  sleep {check.interval_s}",
+        "done",
+        'if [ -z "$verified" ]; then',
+        f'  echo "verification failed: {url} through the proxy did not answer {want} after {check.attempts} attempts; last response: ${{body:-none within 10s}}" >&2',
+        *("  " + line for line in restore_steps(proxy)),
+        "  exit 1",
+        "fi",
+    ]
+
+
+def go_live_script(proxy: str, upstreams: list[str], *, drain_s: int, wait_healthy_s: int, verification: Verification | None) -> str:
+    """Health gate, switch, verification (restoring on failure), then the old routes' drain."""
+    return "\n".join(
+        [
+            "set -eu",
+            'new_config="$(cat)"',  # the Caddyfile, on stdin
+            *health_gate(upstreams, wait_healthy_s),
+            *switch_steps(proxy, upstreams),
+            *(verify_steps(proxy, verification) if verification is not None else []),
+            f"echo 'draining old routes for {drain_s}s'",
+            f"sleep {drain_s}",
+        ]
+    )
+
+
+def migration_script(cfg: StackConfig, image: str, network: str | None) -> str:
+    """Run the migration once in a container of the new image; its env file arrives on stdin."""
+    argv = ["docker", "run", "--rm", "--env-file", "/dev/stdin", "--user", cfg.web.user, "--read-only",
+            "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+            "--label", f"cutover.app={cfg.app_name}", "--label", f"cutover.stack={cfg.stack}", "--label", "cutover.role=migration"]  # fmt: skip
+    if network:
+        argv += ["--network", network]
+    return "set -eu\n" + shlex.join([*argv, image, *cfg.migrations.command])
