@@ -5,6 +5,8 @@
 #   make preview             `pulumi preview --diff`
 #   make releases            the current release and the history a rollback can use
 #   make rollback            redeploy the previous release (TO=2, TO=<git sha>, TO=sha256:... for others)
+#   make refresh             read the stack's resources back from the host (`pulumi refresh`)
+#   make destroy             remove the stack's containers and networks (volumes are kept)
 #   make test                lint, type-check, unit + schema + workflow checks, e2e when an engine answers
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
@@ -28,7 +30,12 @@ else
 SELECT := pulumi stack select $(STACK)
 endif
 
-.PHONY: deploy preview releases rollback test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
+# An ssh agent for every command that may reach an ssh:// host: yours when SSH_AUTH_SOCK is set,
+# otherwise one that lives exactly as long as the command. The program gives it the deploy key
+# (memory only); the docker provider's ssh logs in with it (components/ssh.py).
+AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
+
+.PHONY: deploy preview releases rollback refresh destroy test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
 
 $(BIN)/.program: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,18 +59,32 @@ tools-deploy: tools-pulumi
 deploy: tools-deploy $(BIN)/.program
 	@case "$$PULUMI_BACKEND_URL" in file://*) mkdir -p "$${PULUMI_BACKEND_URL#file://}";; esac
 	$(SELECT)
-	pulumi up --stack $(STACK)
+	$(AGENT) pulumi up --stack $(STACK)
 
 preview: tools-pulumi $(BIN)/.program
-	pulumi preview --diff --stack $(STACK)
+	$(AGENT) pulumi preview --diff --stack $(STACK)
 
 releases: tools-pulumi
 	@echo "current release of $(STACK):"; pulumi stack output release --json --stack $(STACK)
 	@echo "earlier releases, newest first (TO=1 is the first):"; pulumi stack output releases --json --stack $(STACK)
 
-# Needs no local Docker engine for a remote (ssh://) stack: nothing is built.
+# Needs no local Docker engine for a remote (ssh://) stack: nothing is built. pulumi-docker still
+# configures the provider of the image build it no longer declares (the engine does so for every
+# delete, a no-op one too), and that configuration pings the local engine unless DOCKER_HOST is an
+# ssh:// URL (pulumi-docker provider/image.go:944-952): so DOCKER_HOST is the stack's own host.
 rollback: tools-pulumi $(BIN)/.program
-	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up --stack $(STACK)
+	@host="$$(pulumi config get --path host.url --stack $(STACK) 2>/dev/null || true)"; \
+	case "$$host" in ssh://*) export DOCKER_HOST="$$host";; esac; \
+	echo "CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up --stack $(STACK)"; \
+	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) $(AGENT) pulumi up --stack $(STACK)
+
+# --run-program: the program runs first and gives the agent the deploy key, so these work on any
+# machine (without it, pulumi reads every resource before the program runs).
+refresh: tools-pulumi $(BIN)/.program
+	$(AGENT) pulumi refresh --run-program --stack $(STACK)
+
+destroy: tools-pulumi $(BIN)/.program
+	$(AGENT) pulumi destroy --run-program --stack $(STACK)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

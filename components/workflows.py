@@ -255,8 +255,20 @@ def _defaults(s: WorkflowSettings) -> dict[str, Any]:
     return {"run": {"shell": "bash", "working-directory": s.working_directory}}
 
 
+def _ssh_agent() -> dict[str, Any]:
+    """An ssh agent for the job's pulumi steps: the program puts the deploy key into it (memory only),
+    and the docker provider's ssh logs in with it (components/ssh.py)."""
+    return {
+        "name": "Start an ssh agent for the deploy key",
+        "run": _script(
+            'ssh-agent -a "$RUNNER_TEMP/ssh-agent.sock" > /dev/null',
+            'echo "SSH_AUTH_SOCK=$RUNNER_TEMP/ssh-agent.sock" >> "$GITHUB_ENV"',
+        ),
+    }
+
+
 def _pulumi_setup(s: WorkflowSettings) -> list[dict[str, Any]]:
-    return [_checkout(), _setup_python(s), _install_pulumi(s), _install_dependencies(s)]
+    return [_checkout(), _setup_python(s), _install_pulumi(s), _install_dependencies(s), _ssh_agent()]
 
 
 def _script(*lines: str) -> str:
@@ -284,6 +296,36 @@ def _capture_release_step(s: WorkflowSettings, stack: str) -> dict[str, Any]:
             f'  echo "No release recorded yet on stack {stack}."',
             "fi",
             'echo "digest=$digest" >> "$GITHUB_OUTPUT"',
+        ),
+    }
+
+
+def _went_live_step(s: WorkflowSettings, stack: str) -> dict[str, Any]:
+    """After a failed `pulumi up`: did the new release go live and get recorded before the failure?
+
+    The engine keeps the stack outputs the program registered even when a later step fails
+    (pulumi/pulumi pkg/resource/deploy/step_executor.go:223-231, 263-268), and the program
+    registers `release` only once the new release passed its switch and verification. So a
+    changed `release` means it serves and passed everything; what failed came after (deleting
+    an old container, the GitHub side), and rolling it back would take a good release down.
+    Output `live`: true in that case.
+    """
+    q = shlex.quote(stack)
+    saved = '"$RUNNER_TEMP/release-before.json"'
+    return {
+        "name": "Check whether the new release went live before the failure",
+        "id": "after",
+        "if": "failure() && steps.up.outcome == 'failure'",
+        "env": _pulumi_env(s),
+        "run": _script(
+            f'now="$(pulumi stack output {s.release_output} --json --stack {q} 2>/dev/null || echo null)"',
+            f'before="$(cat {saved} 2>/dev/null || echo null)"',
+            'if [ "$(jq -S . <<< "$now")" != "$(jq -S . <<< "$before")" ]; then',
+            f'  echo "::warning title=Released::stack {stack} records the new release, which passed its switch and verification; what failed came after it, so it is not rolled back"',
+            '  echo "live=true" >> "$GITHUB_OUTPUT"',
+            "else",
+            '  echo "live=false" >> "$GITHUB_OUTPUT"',
+            "fi",
         ),
     }
 
@@ -415,12 +457,21 @@ def deploy_workflow(s: WorkflowSettings) -> dict[str, Any]:
                 "run": f"pulumi stack select --create {q}",
             },
             _capture_release_step(s, stack),
-            {"name": "pulumi up", "id": "up", "env": _pulumi_env(s), "run": f"pulumi up --yes --refresh --stack {q}"},
+            {
+                "name": "pulumi up",
+                "id": "up",
+                "env": _pulumi_env(s),
+                # --run-program: each resource is refreshed as the program declares it, with the provider the
+                # program configures (pulumi/pulumi pkg/resource/deploy/step_generator.go:852-893), so the
+                # deploy key is in the agent before the first container is read from the host.
+                "run": f"pulumi up --yes --refresh --run-program --stack {q}",
+            },
+            _went_live_step(s, stack),
             {
                 # The job stays failed: this step only puts the last good release back.
                 "name": "Roll back to the release serving before this deploy",
                 "id": "rollback",
-                "if": "failure() && steps.up.outcome == 'failure' && steps.before.outputs.digest != ''",
+                "if": "failure() && steps.up.outcome == 'failure' && steps.before.outputs.digest != '' && steps.after.outputs.live != 'true'",
                 "env": _pulumi_env(s, **{s.rollback_variable: _expr("steps.before.outputs.digest")}),
                 "run": _script(
                     f'echo "::error title=Deploy failed::pulumi up failed on stack {stack}; redeploying ${s.rollback_variable}"',

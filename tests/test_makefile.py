@@ -53,3 +53,66 @@ def test_missing_docker_engine_is_one_clear_line(tmp_path: Path) -> None:
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("cutover: no Docker engine answers: install Docker")
     assert "pulumi should not run" not in out.stderr
+
+
+def recording_pulumi(bin_dir: Path, host_url: str) -> Path:
+    """A stand-in for the pulumi CLI that records each call with the environment the Makefile gave it."""
+    calls = bin_dir.parent / "calls.jsonl"
+    script = f"""#!/usr/bin/env python3
+import json, os, subprocess, sys
+args = sys.argv[1:]
+sock = os.environ.get("SSH_AUTH_SOCK")
+agent = subprocess.run(["ssh-add", "-l"], capture_output=True).returncode if sock else None
+with open({str(calls)!r}, "a") as f:
+    f.write(json.dumps({{"args": args, "DOCKER_HOST": os.environ.get("DOCKER_HOST"),
+                         "CUTOVER_ROLLBACK_TO": os.environ.get("CUTOVER_ROLLBACK_TO"), "agent": agent}}) + "\\n")
+if args[:2] == ["config", "get"]:
+    print({host_url!r})
+"""
+    path = bin_dir / "pulumi"
+    path.write_text(script)
+    path.chmod(0o755)
+    return calls
+
+
+def make_calls(target: str, tmp_path: Path, host_url: str, **env: str) -> list[dict[str, object]]:
+    import json
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = recording_pulumi(bin_dir, host_url)
+    base = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "DOCKER_HOST")}
+    out = subprocess.run(
+        ["make", "--no-print-directory", target, "STACK=prod", f"BIN={ROOT / '.venv' / 'bin'}"],
+        cwd=ROOT,
+        env={**base, "PATH": f"{bin_dir}:{base['PATH']}", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [json.loads(line) for line in calls.read_text().splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_rollback_of_a_remote_stack_needs_no_local_docker_engine(tmp_path: Path) -> None:
+    calls = make_calls("rollback", tmp_path, "ssh://deploy@203.0.113.10:22")
+    up = calls[-1]
+    assert up["args"] == ["up", "--stack", "prod"] and up["CUTOVER_ROLLBACK_TO"] == "previous"
+    # the image build's provider is configured against the server, so it never looks for a local engine
+    assert up["DOCKER_HOST"] == "ssh://deploy@203.0.113.10:22"
+    assert up["agent"] == 1, "an ssh agent (empty: the program fills it) lives as long as the command"
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_rollback_of_a_local_stack_keeps_the_local_engine(tmp_path: Path) -> None:
+    up = make_calls("rollback", tmp_path, "unix:///var/run/docker.sock")[-1]
+    assert up["DOCKER_HOST"] is None
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+@pytest.mark.parametrize(("target", "args"), [("refresh", ["refresh", "--run-program"]), ("destroy", ["destroy", "--run-program"])])
+def test_refresh_and_destroy_run_the_program_first(tmp_path: Path, target: str, args: list[str]) -> None:
+    """Without --run-program pulumi reads every container before the program gives the agent the key."""
+    call = make_calls(target, tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
+    assert call["args"] == [*args, "--stack", "prod"] and call["agent"] == 1

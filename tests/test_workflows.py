@@ -325,16 +325,21 @@ def test_deploy_captures_the_release_then_rolls_back_on_failure(settings: Workfl
     for stack in settings.stacks:
         steps = deploy["jobs"][f"deploy-{stack}"]["steps"]
         ids = [step.get("id") for step in steps]
-        assert ids.index("select") < ids.index("before") < ids.index("up") < ids.index("rollback") < ids.index("summary")
+        assert (
+            ids.index("select") < ids.index("before") < ids.index("up") < ids.index("after") < ids.index("rollback") < ids.index("summary")
+        )
         assert steps[ids.index("select")]["run"] == f"pulumi stack select --create {stack}"
         before, up, rollback, summary = (steps[ids.index(i)] for i in ("before", "up", "rollback", "summary"))
         assert f"pulumi stack output {settings.release_output} --json --stack {stack}" in before["run"]
-        assert up["run"] == f"pulumi up --yes --refresh --stack {stack}", (
-            "refreshed: drift (or a new runner for a local stack) is seen first"
+        assert up["run"] == f"pulumi up --yes --refresh --run-program --stack {stack}", (
+            "refreshed: drift (or a new runner for a local stack) is seen first, each resource as the program declares it"
         )
         assert "if" not in up
         assert rollback["if"].startswith("failure()")
         assert "steps.up.outcome == 'failure'" in rollback["if"]
+        assert "steps.after.outputs.live != 'true'" in rollback["if"], "a release that went live is not rolled back"
+        agent = next(i for i, step in enumerate(steps) if step.get("name") == "Start an ssh agent for the deploy key")
+        assert agent < ids.index("before")
         assert rollback["env"][settings.rollback_variable] == "${{ steps.before.outputs.digest }}"
         assert f"pulumi up --yes --stack {stack}" in rollback["run"]
         assert "continue-on-error" not in rollback and "exit 0" not in rollback["run"]
@@ -626,7 +631,55 @@ def test_deploy_step_fails_when_pulumi_up_fails(bash: Bash) -> None:
     bash.up_fails = True
     proc = bash.run(_step("deploy.yml", "deploy-prod", "up"))
     assert proc.returncode != 0
-    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--refresh", "--stack", "prod"], "rollback": None}]
+    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--refresh", "--run-program", "--stack", "prod"], "rollback": None}]
+
+
+def test_a_release_recorded_before_the_failure_is_not_rolled_back(bash: Bash) -> None:
+    step = _step("deploy.yml", "deploy-prod", "after")
+    old, new = _release(f"ghcr.io/acme/web@{DIGEST}"), {**_release(f"ghcr.io/acme/web@sha256:{'b' * 64}"), "tag": "def5678"}
+    (bash.tmp / "release-before.json").write_text(json.dumps(old))
+    bash.release = json.dumps(new, indent=2)  # the program registered it: it passed switch and verification
+    proc = bash.run(step)
+    assert proc.returncode == 0, proc.stderr
+    assert bash.outputs() == {"live": "true"} and "::warning title=Released::" in proc.stdout
+    bash.output.unlink()
+    bash.release = json.dumps(old, indent=4)  # the stack still records what served before: roll back
+    proc = bash.run(step)
+    assert proc.returncode == 0, proc.stderr
+    assert bash.outputs() == {"live": "false"}
+
+
+def test_a_first_deploy_that_fails_is_not_live(bash: Bash) -> None:
+    proc = bash.run(_step("deploy.yml", "deploy-dev", "after"))
+    assert proc.returncode == 0, proc.stderr
+    assert bash.outputs() == {"live": "false"}
+
+
+def test_the_ssh_agent_step_names_its_socket_for_the_later_steps(tmp_path: Path) -> None:
+    import signal
+
+    lint_tools.require("bash")
+    step = next(s for s in workflow_data(WorkflowSettings())["deploy.yml"]["jobs"]["deploy-prod"]["steps"] if "ssh agent" in s["name"])
+    env_file = tmp_path / "github-env"
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+        env={**os.environ, "RUNNER_TEMP": str(tmp_path), "GITHUB_ENV": str(env_file)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sock = tmp_path / "ssh-agent.sock"
+    assert env_file.read_text() == f"SSH_AUTH_SOCK={sock}\n"
+    listed = subprocess.run(["ssh-add", "-l"], env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, capture_output=True, text=True, check=False)
+    assert listed.returncode == 1 and "no identities" in listed.stdout, "an agent answers, empty until the program fills it"
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):  # stop the agent the step started
+        try:
+            if str(sock) in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGTERM)
+        except OSError:
+            continue
 
 
 @pytest.mark.parametrize(
