@@ -2,7 +2,8 @@
 
 Order of one `pulumi up` (each step waits for the one before):
 image -> host pulls the digest -> migration -> new web containers, healthy ->
-proxy switch -> verification through the proxy -> old containers deleted.
+go live (health gate, proxy switch, verification through the proxy: one step) ->
+release recorded -> old containers deleted.
 """
 
 import os
@@ -37,7 +38,7 @@ web = WebRelease(
     "web",
     WebReleaseArgs(
         cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
-        migrate=plan.mode != "rollback",
+        migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
         edge_network=proxy.network, private_network=accessories.network, accessories=accessories.containers,
     ),
 )  # fmt: skip

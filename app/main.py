@@ -10,6 +10,8 @@ Environment:
   APP_VERSION       reported version; baked into the image at build time
   APP_FAIL_HEALTH   demo knob: "1"/"true" makes /health answer 503, so a
                     release that sets it is refused by the deploy
+  APP_FAIL_HEALTH_FILE  demo knob: /health answers 503 while this file exists
+                    (a passing fault, for the tests of a retried release)
 """
 
 import asyncio
@@ -29,7 +31,8 @@ def version() -> str:
 
 
 def health_forced_to_fail() -> bool:
-    return os.environ.get("APP_FAIL_HEALTH", "").strip().lower() in TRUTHY
+    flag_file = os.environ.get("APP_FAIL_HEALTH_FILE", "")
+    return os.environ.get("APP_FAIL_HEALTH", "").strip().lower() in TRUTHY or bool(flag_file and os.path.exists(flag_file))
 
 
 @app.get("/health")

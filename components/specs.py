@@ -91,6 +91,10 @@ def proxy_container(cfg: StackConfig, image_id: Any, network: Any, volumes: dict
         ports.append({"internal": 443, "external": p.https_port})
     if p.bind_address:
         ports = [{**port, "ip": p.bind_address} for port in ports]
+    # Without `ip` the provider sends HostIP "0.0.0.0" (kreuzwerker v4.5.0 resource_docker_container.go:509-523)
+    # and Docker binds IPv4 only (moby libnetwork drivers/bridge/port_mapping_linux.go:354-357). A second `::`
+    # binding would read back in another order and replace this stop-first container on every update
+    # (kreuzwerker#909): the proxy is IPv4-only, as README says.
     return {
         "image": image_id,
         "name": f"{cfg.resource_prefix}-proxy",

@@ -684,13 +684,13 @@ def _ensure_deploy_user(user: str) -> pwd.struct_passwd:
     return entry
 
 
-def _ssh_keygen(path: Path, comment: str) -> str:
-    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+def _ssh_keygen(path: Path, comment: str, key_type: str = "ed25519") -> str:
+    run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)])
     return Path(f"{path}.pub").read_text().strip()
 
 
 @contextlib.contextmanager
-def start_sshd(user: str = "deploy") -> Iterator[SshHost]:
+def start_sshd(user: str = "deploy", host_key_type: str = "ed25519") -> Iterator[SshHost]:
     """sshd on 127.0.0.1:<free port> with a fresh host key (pinned) and a
     fresh client key for `user` (created if missing, in the docker group)."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -703,8 +703,8 @@ def start_sshd(user: str = "deploy") -> Iterator[SshHost]:
     with tempfile.TemporaryDirectory(prefix="cutover-sshd-") as tmp:
         tmpdir = Path(tmp)
         os.chmod(tmpdir, 0o755)  # noqa: S103 - sshd reads authorized_keys as `user`; nothing secret is world-readable
-        host_key = tmpdir / "ssh_host_ed25519_key"
-        host_pub = _ssh_keygen(host_key, "cutover-e2e-host")
+        host_key = tmpdir / f"ssh_host_{host_key_type}_key"
+        host_pub = _ssh_keygen(host_key, "cutover-e2e-host", host_key_type)
         client_key = tmpdir / "id_ed25519"
         client_pub = _ssh_keygen(client_key, "cutover-e2e-deploy")
         authorized = tmpdir / "authorized_keys"
@@ -782,3 +782,23 @@ def start_sshd(user: str = "deploy") -> Iterator[SshHost]:
                 ssh_config_path=ssh_config,
                 bin_dir=bin_dir,
             )
+
+
+@contextlib.contextmanager
+def ssh_agent() -> Iterator[dict[str, str]]:
+    """A real ssh-agent of its own, for one "machine" that runs pulumi: yields that machine's
+    environment (SSH_AUTH_SOCK set); the agent is stopped afterwards and its keys are gone."""
+    with tempfile.TemporaryDirectory(prefix="cutover-agent-") as tmp:
+        sock = Path(tmp) / "agent.sock"
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not sock.exists():
+                if time.monotonic() > deadline or agent.poll() is not None:
+                    raise InfraError("ssh-agent did not start")
+                time.sleep(0.05)
+            yield {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        finally:
+            agent.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                agent.wait(timeout=5)

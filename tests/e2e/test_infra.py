@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -428,3 +429,65 @@ def test_loadgen_sees_an_outage(app_image: tuple[str, str]) -> None:
     assert result.total > 0 and result.ok == 0
     assert set(result.errors) == {"connection refused"}, result.errors
     assert result.timed_out and result.longest_gap >= 0.5
+
+
+# --------------------------------------------------------------------------
+# How the program's two SSH clients reach the host (components/ssh.py)
+
+
+def test_the_providers_ssh_logs_in_with_the_agent_and_the_inline_host_key(engine: infra.Engine) -> None:
+    """The docker provider's ssh, as docker/cli's connection helper runs it with the program's options:
+    it logs in with the key the agent holds and knows the host by the pinned line alone."""
+    from components.config import HostConfig, Secret
+    from components.ssh import docker_ssh_options, load_deploy_key
+    from tests.e2e.replay.docker_api import DockerAPI, DockerAPIError
+
+    with infra.start_sshd() as host, infra.ssh_agent() as machine, tempfile.TemporaryDirectory() as home:
+        config = HostConfig(url=host.url, known_hosts=host.known_hosts_line, private_key=Secret(host.private_key))
+        env = {**machine, "HOME": home}  # no ~/.ssh: nothing but the options and the agent
+        api = DockerAPI(host.url, docker_ssh_options(config), env)
+        with pytest.raises(DockerAPIError, match="Permission denied"):
+            api.ping()  # the agent does not hold the key yet
+        load_deploy_key(config, env)
+        api.ping()
+        assert api.call("GET", "/version")["Version"] == engine.server_version
+        assert not list(Path(home).iterdir()), "ssh wrote nothing (no known_hosts, no key)"
+
+        infra.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{home}/other"])
+        impostor = Path(f"{home}/other.pub").read_text().split()[:2]
+        for leftover in Path(home).iterdir():
+            leftover.unlink()
+        line = f"{host.known_hosts_line.split()[0]} {impostor[0]} {impostor[1]}"
+        other = HostConfig(url=host.url, known_hosts=line, private_key=config.private_key)
+        with pytest.raises(DockerAPIError, match=r"(?i)host key verification failed"):
+            DockerAPI(host.url, docker_ssh_options(other), env).ping()
+
+
+def test_an_rsa_host_key_pin_is_refused_by_the_command_runners_ssh(engine: infra.Engine) -> None:
+    """pulumi-command offers the server only the pinned key's algorithm (remote/connection.go:85-98). For an
+    RSA key that is SHA-1 `ssh-rsa`, which OpenSSH 8.8+ no longer accepts: this is why config refuses the pin."""
+    from tests.e2e.replay.providers import CommandRunner, ProviderError
+
+    with infra.start_sshd(host_key_type="rsa") as host, tempfile.TemporaryDirectory() as work:
+        pinned = host.known_hosts_line.split(" ", 1)[1]
+        assert pinned.startswith("ssh-rsa ")
+        runner = CommandRunner(Path(work), {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+        try:
+            connection = {"host": host.host, "port": host.port, "user": host.user, "privateKey": host.private_key, "hostKey": pinned}
+            with pytest.raises(ProviderError, match="no matching host key type"):
+                runner.run("command:remote:Command", {"connection": connection, "create": "true"}, "create")
+        finally:
+            runner.close()
+    with infra.start_sshd() as host, tempfile.TemporaryDirectory() as work:
+        runner = CommandRunner(Path(work), {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+        try:
+            connection = {
+                "host": host.host,
+                "port": host.port,
+                "user": host.user,
+                "privateKey": host.private_key,
+                "hostKey": host.known_hosts_line.split(" ", 1)[1],
+            }
+            assert runner.run("command:remote:Command", {"connection": connection, "create": "echo ok"}, "create")["stdout"] == "ok"
+        finally:
+            runner.close()

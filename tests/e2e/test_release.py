@@ -1,19 +1,30 @@
 """Releases on a real Docker engine, under load, the way `pulumi up` would run them.
 
-The program's own registrations (captured under mocks) are applied by
-tests/e2e/engine.py to a Docker host reached over ssh (sshd on loopback, pinned
-host key), with the app image built from app/ and pushed to a loopback registry
-with a login, the real Caddy edge proxy, and steady traffic through it:
+The program's own registrations (captured under mocks) are applied by tests/e2e/replay
+(the engine's and the providers' semantics, read from their source) to a Docker host
+reached over ssh (sshd on loopback, pinned host key, the deploy key in an ssh agent), with
+the app image built from app/ and pushed to a loopback registry with a login, the real
+Caddy edge proxy, and steady traffic through it:
 
-    1  first deploy of v1
-    2  v1 -> v2 under load: nothing fails; v2 answers only once healthy and switched to
-    3  v3 that never gets healthy: refused before the switch; v2 keeps answering
-    4  rollback to the previous release (v1) from the stack's history: no build
-    5  a 5 s request in flight across a switch completes
-    6  a crashed or killed web container, and a restarted dockerd: the service comes back
-    7  a failing migration: no new web container, the old release keeps answering
-    8  10 switches in a row under load: 0 failed requests in total
-    9  a release that fails the verification through the proxy: the previous upstreams come back
+    1   first deploy of v1
+    2   v1 -> v2 under load: nothing fails; v2 answers only once healthy and switched to
+    3   v3 that never gets healthy: refused before the switch; v2 keeps answering; deployed
+        again unchanged, plainly and with refresh as the deploy workflow runs it: refused
+        again, nothing routes to its containers
+    4   rollback to the previous release (v1) from the stack's history: no build;
+        then the serving release deployed again (its commit, then its digest): no change
+    5   a 5 s request in flight across a switch completes; then a config-only change (a plain
+        env var, then a secret one): new containers first, the switch, the old ones go
+    6   a crashed or killed web container, and a restarted dockerd: the service comes back
+    7   a failing migration: no new web container, the old release keeps answering
+    8   10 switches in a row under load: 0 failed requests in total
+    9   a release that fails the verification through the proxy: the previous upstreams come
+        back; the same containers retried after a passing fault: the retry goes live; a
+        fixed release: goes live
+    10  the deploy workflow's sequence on a fresh runner (no SSH files, an empty agent): a
+        failed `pulumi up --refresh --run-program`, then its automatic rollback to the
+        release serving before
+    11  `make rollback` on a machine where no local Docker engine answers
 
 The load comes from clients that never send a request twice: 16 keep-alive
 connections and 4 clients opening a new connection per request. A failed request
@@ -31,7 +42,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import threading
@@ -44,12 +54,12 @@ from typing import Any
 
 import pytest
 
-from components.host import ssh_files_dir
 from tests.e2e import infra
 from tests.e2e.bench import Load
 from tests.e2e.conftest import may_restart_dockerd, tools_problem, unavailable
-from tests.e2e.engine import ApplyResult, Engine, Stack, UpdateFailedError, e2e_config, ensure_app_wheels, fake_sha
 from tests.e2e.loadgen import Result
+from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config, ensure_app_wheels, fake_sha
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +78,7 @@ class E2E:
     host: infra.SshHost
     port: int
     salt: str
+    machine: dict[str, str]  # the environment of the machine running pulumi (its ssh agent)
     images: dict[str, str] = dataclasses.field(default_factory=dict)  # release label -> digest ref
 
     def sha(self, label: str) -> str:
@@ -79,7 +90,7 @@ class E2E:
     def up(self, label: str, **kwargs: Any) -> ApplyResult:
         result = self.stack.up(sha=self.sha(label), **kwargs)
         if not kwargs.get("rollback_to"):
-            self.images[label] = self.stack.outputs["release"]["imageRef"]
+            self.images.setdefault(label, self.stack.outputs["release"]["imageRef"])
         return result
 
     @property
@@ -93,7 +104,7 @@ class E2E:
 
 @pytest.fixture(scope="module")
 def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2E]:
-    problem = tools_problem("docker-registry", "htpasswd", "sshd", "ssh", "ssh-keygen", root=True)
+    problem = tools_problem("docker-registry", "htpasswd", "sshd", "ssh", "ssh-keygen", "ssh-agent", "ssh-add", root=True)
     if problem:
         unavailable(problem)
     started = time.monotonic()
@@ -109,8 +120,8 @@ def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2
     timings = e2e_results.setdefault("timings", {})
     timings["base_images_s"] = round(wheels_started - started, 1)
     timings["wheels_s"] = round(time.monotonic() - wheels_started, 1)
-    with infra.start_registry() as registry, infra.start_sshd() as host:
-        engine = Engine(log=infra.log)
+    with infra.start_registry() as registry, infra.start_sshd() as host, infra.ssh_agent() as machine:
+        engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
         config = e2e_config(
             ssh_url=host.url,
@@ -121,7 +132,9 @@ def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2
             registry_password=registry.password,
             http_port=port,
         )
-        env = E2E(Stack(engine, config), engine, registry, host, port, salt=secrets.token_hex(4))
+        env = E2E(
+            Stack(engine, config, SECRET_KEYS | {"secretEnv"}), engine, registry, host, port, salt=secrets.token_hex(4), machine=machine
+        )
         try:
             yield env
         finally:
@@ -145,7 +158,6 @@ def teardown(env: E2E) -> None:
         infra.docker("rmi", ref, check=False)
     for ref in env.images.values():
         infra.docker("rmi", ref, check=False)
-    shutil.rmtree(ssh_files_dir("cutover", env.stack.name), ignore_errors=True)  # the program wrote the test key there
     env.engine.close()
 
 
@@ -176,7 +188,7 @@ def web_containers() -> list[str]:
 
 
 def switch_window(result: ApplyResult) -> tuple[float, float]:
-    op = result.step("switch-route")
+    op = result.step("switch-traffic")
     assert op is not None and op.ok, result.actions()
     return op.start, op.end
 
@@ -261,10 +273,11 @@ def test_3_unhealthy_release_is_refused_before_the_switch(e2e: E2E, e2e_results:
     v2 = e2e.sha("v2")
     before = e2e.stack.outputs
     serving = e2e.containers
+    unhealthy = {"web": {"env": {"APP_FAIL_HEALTH": "1"}}}
     with Load(e2e.url()) as load:
         started = time.monotonic()
         with pytest.raises(UpdateFailedError) as failure:
-            e2e.up("v3", overrides={"web": {"env": {"APP_FAIL_HEALTH": "1"}}})
+            e2e.up("v3", overrides=unhealthy)
         failed_after = time.monotonic() - started
         res = load.stop()
     message = str(failure.value)
@@ -272,16 +285,52 @@ def test_3_unhealthy_release_is_refused_before_the_switch(e2e: E2E, e2e_results:
     record(
         e2e_results,
         "3_unhealthy_v3",
-        {**load.numbers(), "refused_after_s": round(failed_after, 1), "switch_ran": result.ran("switch-route")},
+        {**load.numbers(), "refused_after_s": round(failed_after, 1), "switch_ran": result.ran("switch-traffic")},
     )
-    assert "healthy state in time" in message and "unhealthy" in message, message
-    assert "503" in message, message  # the probe's own words: the app answered 503
-    assert result.op("switch-route") is None and result.op("switch-verify") is None, result.actions()
+    # the provider's own words (kreuzwerker resource_docker_container_funcs.go:40), through the bridge
+    assert ": 1 error occurred:" in message and "* container failed to be in healthy state" in message, message
+    assert result.op("switch-traffic") is None, result.actions()
     assert {r.version for r in res.records if r.ok} == {v2}, res.summary()
     assert e2e.stack.outputs == before  # the stack still records v2
     for name in serving:
         assert inspect(name)["State"]["Health"]["Status"] == "healthy"
     assert live_upstreams(e2e.proxy) == serving
+    load.assert_nothing_failed()
+
+
+def test_3_the_refused_release_deployed_again_unchanged_is_refused_again(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """The state holds v3's containers with init errors. Deployed again as it is, they are replaced and
+    waited for (replace_on_changes '*'); with refresh first, as the deploy workflow runs it, the refresh
+    clears the init errors and Pulumi keeps them as they are, so the switch's own health gate refuses them."""
+    serving = e2e.containers
+    before = e2e.stack.outputs
+    unhealthy = {"web": {"env": {"APP_FAIL_HEALTH": "1"}}}
+    tainted = [a.name for a in e2e.engine.state.values() if a.init_errors]
+    assert len(tainted) == 2, "v3's two containers are in the state with their init errors"
+    with Load(e2e.url()) as load:
+        with pytest.raises(UpdateFailedError) as plain:
+            e2e.up("v3", overrides=unhealthy)
+        with pytest.raises(UpdateFailedError) as refreshed:
+            e2e.up("v3", overrides=unhealthy, refresh=True, run_program=True)
+        res = load.stop()
+    plain_steps = dict(plain.value.result.changed(WEB))
+    refreshed_steps = dict(refreshed.value.result.changed(WEB))
+    record(
+        e2e_results,
+        "3b_refused_again",
+        {
+            **load.numbers(),
+            "plain_retry": sorted(set(plain_steps.values())),
+            "refresh_retry": sorted(set(refreshed_steps.values()) or ["same"]),
+        },
+    )
+    assert set(plain_steps.values()) == {"replace"}, plain.value.result.actions()
+    assert "container failed to be in healthy state" in str(plain.value)
+    assert not refreshed_steps, "refreshed, the containers are kept as they are: no health wait"
+    assert "refusing to route to" in str(refreshed.value) and "running/unhealthy" in str(refreshed.value), str(refreshed.value)
+    assert live_upstreams(e2e.proxy) == serving
+    assert e2e.stack.outputs == before
+    assert {r.version for r in res.records if r.ok} == {before["release"]["tag"]}, res.summary()
     load.assert_nothing_failed()
 
 
@@ -306,8 +355,38 @@ def test_4_rollback_to_previous_release_without_a_build(e2e: E2E, e2e_results: d
     for name in e2e.containers:
         image = json.loads(infra.docker("image", "inspect", inspect(name)["Image"]).stdout)[0]
         assert any(d.endswith(digest) for d in image["RepoDigests"]), image["RepoDigests"]
-    # the refused v3 containers and the v2 ones (pending deletion since the failure) are gone
+    # the refused v3 containers and the v2 ones are gone
     assert web_containers() == sorted(e2e.containers)
+    load.assert_nothing_failed()
+
+
+def test_4_the_serving_release_deployed_again_changes_no_container(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """`make deploy` twice, a re-run of the deploy workflow on the same commit, the workflow's automatic
+    rollback to the digest that serves, `make rollback TO=<current>`: nothing is replaced or restarted."""
+    serving = e2e.containers
+    started = {n: inspect(n)["State"]["StartedAt"] for n in serving}
+    digest = e2e.stack.outputs["release"]["imageRef"].split("@", 1)[1]
+    before = e2e.stack.outputs
+    with Load(e2e.url()) as load:
+        by_digest = e2e.up("v3", rollback_to=digest)
+        by_commit = e2e.up("v1")  # the commit of the release that serves: its tag was pushed, so no build either
+        res = load.stop()
+    record(
+        e2e_results,
+        "4b_redeploy_serving",
+        {
+            **load.numbers(),
+            "by_digest_changed": len(by_digest.changed()),
+            "by_commit_changed": len(by_commit.changed()),
+            "deploy_s": [round(by_digest.duration, 1), round(by_commit.duration, 1)],
+        },
+    )
+    assert by_digest.changed(WEB) == [] and by_commit.changed(WEB) == [], (by_digest.actions(), by_commit.actions())
+    assert not by_digest.ran("switch-traffic") and not by_commit.ran("switch-traffic")
+    assert not [o for o in by_commit.ops if o.type == "docker:index/image:Image" and o.action in ("create", "update", "replace")]
+    assert e2e.containers == serving and {n: inspect(n)["State"]["StartedAt"] for n in serving} == started
+    assert e2e.stack.outputs["release"] == before["release"], "deploying what runs changes no record"
+    assert {r.version for r in res.records if r.ok} == {before["release"]["tag"]}
     load.assert_nothing_failed()
 
 
@@ -329,7 +408,7 @@ def test_5_request_in_flight_survives_the_switch(e2e: E2E, e2e_results: dict[str
     thread = threading.Thread(target=fetch)
 
     def just_before_the_switch(reg: Any, action: str) -> None:
-        if reg.name == "switch-route" and not thread.is_alive() and "seconds" not in slow:
+        if reg.name == "switch-traffic" and not thread.is_alive() and "seconds" not in slow:
             slow["started"] = time.monotonic()
             thread.start()
             time.sleep(0.5)  # the request has reached an old container
@@ -356,6 +435,41 @@ def test_5_request_in_flight_survives_the_switch(e2e: E2E, e2e_results: dict[str
     assert slow.get("status") == 200, slow
     assert slow["body"]["version"] == old and slow["seconds"] >= 5, slow
     load.assert_nothing_failed()
+
+
+def _order(result: ApplyResult, serving: list[str]) -> dict[str, float]:
+    """When the replacements were healthy, when the switch ran, when the old containers went."""
+    created = [o.end for o in result.ops if o.type == WEB and o.action == "replace"]
+    deleted = [o.start for o in result.ops if o.type == WEB and o.action.startswith("delete")]
+    switch = result.step("switch-traffic")
+    assert created and deleted and switch is not None, result.actions()
+    assert max(created) <= switch.start and switch.end <= min(deleted), "new containers first, then the switch, then the old ones go"
+    return {"switch_after_healthy_s": round(switch.start - max(created), 2), "delete_after_switch_s": round(min(deleted) - switch.end, 2)}
+
+
+def test_5_a_config_only_change_starts_new_containers_first(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """The release stays (same image, same container names in Pulumi); an env var changes, then a secret
+    one. Each is a replacement of every web container, created before the old ones are stopped."""
+    version = e2e.stack.outputs["release"]["tag"]
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "5b_config_only_change", numbers)
+    for label, overrides in (
+        ("plain_env", {"web": {"env": {"FEATURE_FLAG": "on"}}}),
+        ("secret_env", {"web": {"env": {"FEATURE_FLAG": "on"}}, "secretEnv": '{"API_TOKEN": "e2e-secret-token"}'}),
+    ):
+        serving = e2e.containers
+        with Load(e2e.url()) as load:
+            result = e2e.up("v4", overrides=overrides)
+            res = load.stop()
+        numbers[label] = {**load.numbers(), **_order(result, serving), "deploy_s": round(result.duration, 1)}
+        assert {a for _, a in result.changed(WEB) if not a.startswith("delete")} == {"replace"}, result.actions()
+        assert not set(e2e.containers) & set(serving), "new containers, under new names"
+        assert web_containers() == sorted(e2e.containers)
+        assert {r.version for r in res.records if r.ok} == {version}
+        load.assert_nothing_failed()
+    env = inspect(e2e.containers[0])["Config"]["Env"]
+    assert "FEATURE_FLAG=on" in env and "API_TOKEN=e2e-secret-token" in env
+    assert "e2e-secret-token" not in json.dumps(e2e.stack.outputs)
 
 
 # --------------------------------------------------------------------------- 6. crashes and restarts
@@ -540,20 +654,164 @@ def test_9_failed_verification_puts_the_previous_upstreams_back(e2e: E2E, e2e_re
         res = load.stop()
     message = str(failure.value)
     result = failure.value.result
-    verify = result.step("switch-verify")
-    assert verify is not None and not verify.ok, result.actions()
-    restored_at = load.rel(verify.end)
+    go_live = result.step("switch-traffic")
+    assert go_live is not None and not go_live.ok, result.actions()
+    restored_at = load.rel(go_live.end)
     v8 = e2e.sha("v8")
     record(
         e2e_results,
         "9_failed_verification",
         {**load.numbers(), "v8_answers_before_restore": sum(1 for r in res.records if r.version == v8)},
     )
+    assert message.count("Process exited with status 1: running ") == 1, "pulumi-command's own words"
     assert "verification failed" in message and "routes to the previous release again" in message, message
     assert "503" in message or "failing" in message, message
     assert live_upstreams(e2e.proxy) == serving
     assert {r.version for r in res.records if r.ok and r.start > restored_at} == {version}, res.summary()
     assert e2e.stack.outputs == before
+    recorded = next(a for a in e2e.engine.state.values() if a.name == "switch-traffic")
+    assert recorded.inputs["triggers"][1] == serving, "the state records the switch to what serves, not the failed one"
     status, body = get_json(e2e.url("/health"))
     assert status == 200 and body["version"] == version, body
+    load.assert_nothing_failed()
+
+
+def test_9_a_retry_after_a_passing_fault_goes_live(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """v9's /health fails through the proxy while a file exists in its containers (a passing fault): the
+    verification fails and is not recorded, so the same `pulumi up` again, nothing changed, runs the
+    whole go-live step again and passes. Then v8, fixed, goes live too."""
+    serving = e2e.containers
+    old_version = e2e.stack.outputs["release"]["tag"]
+    flaky = {"web": {"env": {"APP_FAIL_HEALTH_FILE": "/tmp/unwell"}}, "healthcheck": {"command": ["true"]}, "verify": {"attempts": 2}}
+    key = e2e.sha("v9")[:12]
+
+    def fault_before_the_switch(reg: Any, action: str) -> None:
+        if reg.name == "switch-traffic":
+            for a in list(e2e.engine.state.values()):
+                if a.type == WEB and a.name.startswith(f"web-{key}-"):
+                    infra.docker("exec", a.outputs["name"], "touch", "/tmp/unwell")
+
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "9b_retry_after_a_passing_fault", numbers)
+    with Load(e2e.url()) as load:
+        e2e.engine.before_step = fault_before_the_switch
+        try:
+            with pytest.raises(UpdateFailedError) as failure:
+                e2e.up("v9", overrides=flaky)
+        finally:
+            e2e.engine.before_step = None
+        assert live_upstreams(e2e.proxy) == serving and "verification failed" in str(failure.value)
+        v9 = [a.outputs["name"] for a in e2e.engine.state.values() if a.type == WEB and a.name.startswith(f"web-{key}-")]
+        for name in v9:
+            infra.docker("exec", name, "rm", "-f", "/tmp/unwell")  # the fault passes
+        retry = e2e.up("v9", overrides=flaky)
+        e2e.up("v8")
+        res = load.stop()
+    numbers.update(load.numbers())
+    numbers["retry_changed_containers"] = len(retry.changed(WEB)) - len(
+        [o for o in retry.ops if o.type == WEB and o.action.startswith("delete")]
+    )
+    numbers["retry_go_live"] = retry.step("switch-traffic").action if retry.step("switch-traffic") else None
+    go_live = retry.step("switch-traffic")
+    assert go_live is not None and go_live.ok, "the failed step was not recorded: the retry runs it again, in full"
+    assert [a for _, a in retry.changed(WEB) if not a.startswith("delete")] == [], "the same containers go live"
+    assert e2e.stack.outputs["release"]["tag"] == e2e.sha("v8"), "the fixed release serves"
+    assert {r.version for r in res.records if r.ok} <= {old_version, e2e.sha("v9"), e2e.sha("v8")}
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 10. the deploy workflow on a fresh runner
+
+
+def test_10_the_deploy_workflows_sequence_on_a_fresh_runner(e2e: E2E, e2e_results: dict[str, Any], tmp_path: Path) -> None:
+    """A runner that never ran the program: a new HOME (no ~/.ssh), the job's ssh agent (empty). The
+    workflow runs `pulumi up --yes --refresh --run-program`; this release is unhealthy, so it fails;
+    the stack still records the release from before, so the job runs `CUTOVER_ROLLBACK_TO=<digest
+    before> pulumi up --yes`, which deletes the refused containers and touches nothing that serves."""
+    serving = e2e.containers
+    before = e2e.stack.outputs
+    digest_before = before["release"]["imageRef"].split("@", 1)[1]
+    home = tmp_path / "home"
+    home.mkdir()
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "10_deploy_workflow_fresh_runner", numbers)
+    with infra.ssh_agent() as runner:
+        e2e.engine.use_machine({**runner, "HOME": str(home)})
+        try:
+            # Refresh before the program, as `--refresh` alone runs it: every container is read with the
+            # recorded provider before the program hands the agent the key, so the login fails.
+            with pytest.raises(UpdateFailedError) as stale:
+                e2e.up("v10", refresh=True)
+            assert "Error pinging Docker server" in str(stale.value) and "Permission denied" in str(stale.value), str(stale.value)
+            assert e2e.containers == serving and e2e.stack.outputs == before
+            with Load(e2e.url()) as load:
+                with pytest.raises(UpdateFailedError) as failed:
+                    e2e.up("v10", overrides={"web": {"env": {"APP_FAIL_HEALTH": "1"}}}, refresh=True, run_program=True)
+                went_live = e2e.stack.outputs["release"] != before["release"]  # the workflow's `after` step
+                rollback = e2e.up("v10", rollback_to=digest_before)
+                res = load.stop()
+        finally:
+            e2e.engine.use_machine(e2e.machine)
+    refreshed = [o for o in failed.value.result.ops if o.action == "refresh"]
+    removed = [o for o in rollback.ops if o.type == WEB and o.action == "delete"]
+    numbers.update(
+        {
+            **load.numbers(),
+            "refreshed_as_declared": len(refreshed),
+            "rollback_deleted_refused": len(removed),
+            "rollback_changed_serving": len([o for o in rollback.changed(WEB) if o[1] != "delete"]),
+            "rollback_switched": rollback.ran("switch-traffic"),
+        }
+    )
+    assert refreshed and all(o.ok for o in refreshed), "with --run-program the program gave the agent the key first"
+    assert "container failed to be in healthy state" in str(failed.value)
+    assert not went_live, "the failed release was never recorded: the job rolls back"
+    assert len(removed) == 2 and not rollback.ran("switch-traffic") and e2e.containers == serving
+    assert e2e.stack.outputs["release"] == before["release"]
+    assert web_containers() == sorted(serving)
+    assert {r.version for r in res.records if r.ok} == {before["release"]["tag"]}
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 11. make rollback without a local engine
+
+
+def test_11_make_rollback_needs_no_local_docker_engine(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """No Docker engine answers on this machine. The state still holds the image build, whose provider
+    pulumi-docker configures for its (no-op) delete; that configuration pings a local engine unless
+    DOCKER_HOST is an ssh:// URL. Plain `CUTOVER_ROLLBACK_TO=previous pulumi up` therefore rolls back and
+    then fails; `make rollback` sets DOCKER_HOST to the stack's host (tests/test_makefile.py) and passes."""
+    e2e.up("v11")  # a release built on this machine: the state holds its image build
+    build = next((a for a in e2e.engine.state.values() if a.type == "docker:index/image:Image"), None)
+    assert build is not None, "the last release was built here"
+    before = e2e.stack.outputs["release"]
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "11_rollback_without_local_engine", numbers)
+    with Load(e2e.url()) as load:
+        e2e.engine.use_machine({**e2e.machine, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+        try:
+            with pytest.raises(UpdateFailedError) as plain:
+                e2e.up("v12", rollback_to="previous")
+            after_plain = e2e.stack.outputs["release"]
+            e2e.engine.use_machine({**e2e.machine, "DOCKER_HOST": e2e.host.url})  # what `make rollback` does
+            made = e2e.up("v12", rollback_to="previous")
+        finally:
+            e2e.engine.use_machine(e2e.machine)
+        load.stop()
+    numbers.update(
+        {
+            **load.numbers(),
+            "plain_failed_at": [o.name for o in plain.value.result.ops if not o.ok],
+            "make_deploy_s": round(made.duration, 1),
+        }
+    )
+    assert "failed to connect to any docker daemon" in str(plain.value), str(plain.value)
+    assert [o.name for o in plain.value.result.ops if not o.ok] == [build.name], (
+        "it fails on the image build's delete, after the release went live"
+    )
+    assert after_plain["imageRef"] != before["imageRef"] and after_plain["source"] == "rollback", (
+        "recorded: it went live before the failure"
+    )
+    assert e2e.stack.outputs["release"]["source"] == "rollback" and not [o for o in made.ops if not o.ok]
+    assert not [a for a in e2e.engine.pending_deletes if a.type == "docker:index/image:Image"]
     load.assert_nothing_failed()

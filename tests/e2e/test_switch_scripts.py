@@ -1,9 +1,10 @@
-"""The switch and verification scripts, run as the host runs them, against a real caddy:2 container.
+"""The go-live script, run as the host runs it, against a real caddy:2 container and real upstreams.
 
 The release scenarios (test_release.py) prove the switch under load; this proves the
-scripts' own bookkeeping in a few seconds: the slot files, the one reload when the
-Caddyfile changes and none otherwise, pruned slots, and what a failed verification
-puts back (upstreams, and the Caddyfile when that update changed it).
+script's own bookkeeping in a few seconds: the health gate (a container that is not
+running and healthy is refused before anything changes), the slot files, the one reload
+when the Caddyfile changes and none otherwise, pruned slots, and what a failed
+verification puts back (upstreams, and the Caddyfile when that update changed it).
 """
 
 from __future__ import annotations
@@ -11,37 +12,60 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from components.caddyfile import LIVE_DIR, Route, render_caddyfile
-from components.specs import switch_script, verify_script
+from components.scripts import Verification, go_live_script
 from tests.e2e import infra
 
 pytestmark = pytest.mark.e2e
 
 
+class Edge:
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(3)
+        self.network = f"cutover-switch-test-{self.tag}"
+        self.proxy = f"cutover-switch-proxy-{self.tag}"
+        self.containers: list[str] = [self.proxy]
+
+    def upstream(self, name: str, healthy: bool = True) -> str:
+        """A container the proxy can reach by name, with a healthcheck that passes (or never does)."""
+        full = f"{name}-{self.tag}"
+        infra.docker(
+            "run", "-d", "--name", full, "--label", "org.cutover.e2e=switch", "--network", self.network, "--tmpfs", "/tmp",
+            "--health-cmd", "true" if healthy else "false", "--health-interval", "1s", "--health-retries", "1", "caddy:2",
+        )  # fmt: skip
+        self.containers.append(full)
+        deadline = time.monotonic() + 30
+        want = "healthy" if healthy else "unhealthy"
+        while infra.docker("inspect", "--format", "{{.State.Health.Status}}", full).stdout.strip() != want:
+            assert time.monotonic() < deadline, f"{full} never became {want}"
+            time.sleep(0.3)
+        return full
+
+
 @pytest.fixture
-def proxy() -> Iterator[str]:
+def edge() -> Iterator[Edge]:
     infra.ensure_base_images()
-    name = f"cutover-switch-test-{secrets.token_hex(3)}"
-    infra.docker("run", "-d", "--name", name, "--label", "org.cutover.e2e=switch", "--network", "none", "--tmpfs", "/tmp", "caddy:2")
+    e = Edge()
+    infra.docker("network", "create", "--label", "org.cutover.e2e=switch", e.network)
+    infra.docker("run", "-d", "--name", e.proxy, "--label", "org.cutover.e2e=switch", "--network", e.network, "--tmpfs", "/tmp", "caddy:2")
     try:
-        yield name
+        yield e
     finally:
-        infra.remove_container(name)
+        for name in e.containers:
+            infra.remove_container(name)
+        infra.docker("network", "rm", e.network, check=False)
 
 
-def switch(proxy: str, names: list[str]) -> str:
-    caddyfile = render_caddyfile(Route(slots=len(names), port=8000))
-    done = subprocess.run(["/bin/sh", "-c", switch_script(proxy, names, 0)], input=caddyfile, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
-def verify(proxy: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/sh", "-c", verify_script(proxy, 9180, "/health", "v2", 1, 1)], capture_output=True, text=True, check=False)
+def go_live(edge: Edge, names: list[str], *, verify: bool = False) -> subprocess.CompletedProcess[str]:
+    caddyfile = render_caddyfile(Route(slots=len(names), port=80))
+    check = Verification(9180, "/health", "v2", 1, 1) if verify else None
+    script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check)
+    return subprocess.run(["/bin/sh", "-c", script], input=caddyfile, capture_output=True, text=True, check=False, timeout=120)
 
 
 def slots(proxy: str) -> list[str]:
@@ -54,29 +78,43 @@ def running_slots(proxy: str) -> int:
     config = json.loads(infra.docker("exec", proxy, "wget", "-q", "-O", "-", "http://localhost:2019/config/").stdout)
     route = config["apps"]["http"]["servers"]["srv0"]["routes"][0]
     text = json.dumps(route)
-    return sum(1 for n in range(10) if f"{{file.{LIVE_DIR}/{n}}}:8000" in text)
+    return sum(1 for n in range(10) if f"{{file.{LIVE_DIR}/{n}}}:80" in text)
 
 
-def test_switch_rewrites_slots_reloads_only_on_config_change_and_a_failed_verify_restores(proxy: str) -> None:
-    first = switch(proxy, ["web-a-0", "web-a-1"])
-    assert "reloaded" in first and slots(proxy) == ["web-a-0", "web-a-1"] and running_slots(proxy) == 2
+def test_go_live_gates_on_health_switches_and_a_failed_verify_restores(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0"), edge.upstream("web-a-1")]
+    first = go_live(edge, a)
+    assert first.returncode == 0, first.stderr
+    assert "reloaded" in first.stdout and slots(edge.proxy) == a and running_slots(edge.proxy) == 2
 
     # a release: new names, same Caddyfile -> no reload
-    second = switch(proxy, ["web-b-0", "web-b-1"])
-    assert "reloaded" not in second and slots(proxy) == ["web-b-0", "web-b-1"]
+    b = [edge.upstream("web-b-0"), edge.upstream("web-b-1")]
+    second = go_live(edge, b)
+    assert second.returncode == 0 and "reloaded" not in second.stdout and slots(edge.proxy) == b
 
-    # its verification fails (nothing answers behind these names): the previous names come back
-    failed = verify(proxy)
+    # a container that is not healthy now, or not there at all, is refused before anything changes
+    sick = edge.upstream("web-c-0", healthy=False)
+    refused = go_live(edge, [b[0], sick])
+    assert refused.returncode == 1 and f"refusing to route to {sick}: Docker reports it running/unhealthy" in refused.stderr
+    missing = go_live(edge, [f"web-gone-{edge.tag}"])
+    assert missing.returncode == 1 and "refusing to route to" in missing.stderr and "missing" in missing.stderr
+    assert slots(edge.proxy) == b and "proxy now routes" not in refused.stdout + missing.stdout
+
+    # its verification fails (these upstreams answer 404 on /health): the previous names come back
+    c = [edge.upstream("web-d-0"), edge.upstream("web-d-1")]
+    failed = go_live(edge, c, verify=True)
     assert failed.returncode == 1 and "routes to the previous release again" in failed.stderr, failed.stderr
-    assert "last response: " in failed.stderr and " 502 " in failed.stderr, "it says what the proxy answered"
+    assert "last response: " in failed.stderr and " 404 " in failed.stderr, "it says what the proxy answered"
     assert "previous configuration" not in failed.stderr  # this update did not change the Caddyfile
-    assert slots(proxy) == ["web-a-0", "web-a-1"]
+    assert slots(edge.proxy) == b
 
     # fewer replicas: a new Caddyfile (one reload), the extra slot pruned
-    third = switch(proxy, ["web-c-0"])
-    assert "reloaded" in third and slots(proxy) == ["web-c-0"] and running_slots(proxy) == 1
+    third = go_live(edge, [c[0]])
+    assert third.returncode == 0 and "reloaded" in third.stdout and slots(edge.proxy) == [c[0]] and running_slots(edge.proxy) == 1
 
     # a failed verification after a config change puts both back, and Caddy runs the old config again
-    failed = verify(proxy)
+    failed = go_live(edge, b, verify=False)  # back to two slots...
+    assert failed.returncode == 0
+    failed = go_live(edge, [c[1]], verify=True)  # ...then one, verified: fails
     assert failed.returncode == 1 and "previous configuration back" in failed.stderr, failed.stderr
-    assert slots(proxy) == ["web-a-0", "web-a-1"] and running_slots(proxy) == 2
+    assert slots(edge.proxy) == b and running_slots(edge.proxy) == 2

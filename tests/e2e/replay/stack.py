@@ -1,0 +1,147 @@
+"""A stack the e2e tests deploy: its config, its state (an Engine) and `pulumi up` as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.replay.engine import ApplyResult, Engine, EngineError
+from tests.harness import ProgramFailedError, ProgramRun, run_program
+
+PROJECT = "cutover"
+SECRET_KEYS = frozenset({"sshPrivateKey", "registryPassword"})
+
+
+def e2e_config(
+    *,
+    ssh_url: str,
+    known_hosts: str,
+    private_key: str,
+    registry: str,
+    registry_user: str,
+    registry_password: str,
+    http_port: int,
+    replicas: int = 2,
+    migrations: bool = True,
+) -> dict[str, Any]:
+    """A stack for this machine: the host over ssh (pinned key), the image pushed to the
+    loopback registry, built offline from app/wheels, the edge on 127.0.0.1, short timeouts."""
+    config: dict[str, Any] = {
+        "appName": "web",
+        "host": {"url": ssh_url, "knownHosts": known_hosts},
+        "sshPrivateKey": private_key,
+        "image": {
+            "repository": f"{registry}/cutover/web",
+            "push": True,
+            "registryUsername": registry_user,
+            "context": "./app",
+            # app/Dockerfile: wheels from app/wheels/, no index (no registry reachable from builds here)
+            "buildArgs": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/build"},
+        },
+        "registryPassword": registry_password,
+        "proxy": {"httpPort": http_port, "httpsPort": None, "bindAddress": "127.0.0.1", "image": "caddy:2", "drain": "2s"},
+        "web": {"replicas": replicas, "stopTimeout": "10s", "waitTimeout": "20s"},
+        "healthcheck": {"interval": "1s", "startPeriod": "10s", "retries": 2},
+        "verify": {"interval": "1s", "attempts": 15},
+        "releases": {"historySize": 10},
+    }
+    if migrations:
+        config["migrations"] = {"command": ["python", "-m", "migrate"]}
+    return config
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of config objects (overrides win)."""
+    out = dict(base)
+    for k, v in overrides.items():
+        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def fake_sha(label: str, salt: str = "") -> str:
+    """A 40-hex git SHA standing for a release name ('v1', 'v2', ...)."""
+    return hashlib.sha1(f"{salt}:{label}".encode()).hexdigest()  # noqa: S324 - an identifier, not security
+
+
+class Stack:
+    """One stack: its config and its state (the engine), whose outputs the program reads back
+    through its StackReference to itself. The program runs on the engine's machine: the deploy
+    key goes into that machine's ssh agent (SSH_AUTH_SOCK of `engine.env`)."""
+
+    def __init__(self, engine: Engine, config: Mapping[str, Any], secret_keys: frozenset[str] = SECRET_KEYS, name: str = "e2e") -> None:
+        self.engine = engine
+        self.config = dict(config)
+        self.secret_keys = set(secret_keys)
+        self.name = name
+        self.last_run: ProgramRun | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"organization/{PROJECT}/{self.name}"
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.engine.outputs
+
+    def program(self, *, sha: str, rollback_to: str | None = None, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+        env = {"CUTOVER_GIT_SHA": sha}
+        if rollback_to:
+            env["CUTOVER_ROLLBACK_TO"] = rollback_to
+        config = merge(self.config, overrides or {})
+        try:
+            run = run_program(
+                config,
+                self.secret_keys,
+                stack=self.name,
+                stack_outputs={self.qualified: self.engine.outputs},
+                env=env,
+                ssh_agent_env=self.engine.env,
+            )
+        except ProgramFailedError as exc:
+            raise EngineError(f"the program failed before anything was applied: {exc}") from exc
+        self.last_run = run
+        return run
+
+    def up(
+        self,
+        *,
+        sha: str,
+        rollback_to: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        refresh: bool = False,
+        run_program: bool = False,
+    ) -> ApplyResult:
+        """`[CUTOVER_ROLLBACK_TO=...] pulumi up [--refresh [--run-program]]`.
+
+        `--refresh` alone reads every resource before the program runs (so before the program
+        gives the agent the deploy key); with `--run-program` each one as the program declares it.
+        """
+        pre_refresh = None
+        if refresh and not run_program:
+            pre_refresh = self.engine.refresh()
+        run = self.program(sha=sha, rollback_to=rollback_to, overrides=overrides)
+        result = self.engine.up(run, refresh=refresh and run_program, run_program=run_program)
+        if pre_refresh is not None:
+            result.ops[:0] = pre_refresh.ops
+        return result
+
+
+def ensure_app_wheels() -> Path:
+    """app/Dockerfile installs from app/wheels/ when built with PIP_NO_INDEX=1 (no package index is
+    reachable from builds here): fill that git-ignored folder from the wheel cache of tests/e2e/infra.py."""
+    from tests.e2e import infra
+
+    source = infra.download_wheels(infra.APP_DIR / "requirements.txt")
+    target = infra.APP_DIR / "wheels"
+    target.mkdir(exist_ok=True)
+    wanted = {w.name for w in source.glob("*.whl")}
+    for stale in target.glob("*.whl"):
+        if stale.name not in wanted:
+            stale.unlink()
+    for wheel in source.glob("*.whl"):
+        if not (target / wheel.name).exists():
+            shutil.copy2(wheel, target / wheel.name)
+    return target
