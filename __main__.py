@@ -2,7 +2,7 @@
 
 Order of one `pulumi up` (each step waits for the one before):
 image -> host pulls the digest -> migration -> new web containers, healthy ->
-go live (health gate, proxy switch, verification through the proxy: one step) ->
+go live (health gate, proxy switch, verification through the proxy, probation: one step) ->
 release recorded -> old containers deleted.
 """
 
@@ -51,8 +51,8 @@ switch = TrafficSwitch(
 if cfg.github.enabled:
     GitHubPipeline("github", GitHubPipelineArgs(cfg))
 
-# Recorded only once the switch and its verification succeeded.
-records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0]))
+# Recorded only once the release went live, was verified and passed its probation.
+records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s))
 pulumi.export("release", records.apply(lambda r: r[0]))
 pulumi.export("releases", records.apply(lambda r: r[1]))
 pulumi.export("url", cfg.public_url)

@@ -58,6 +58,8 @@ def render_caddyfile(route: Route) -> str:
     if route.domain is None:
         globals_.append("auto_https off")
     site = route.domain if route.domain else ":80"
+    # one JSON line per answer on the container's stdout: probation counts the 5xx among them
+    access_log = ["log {", "\toutput stdout", "\tformat json", "}"]
     lines = [
         "# Written by cutover's traffic switch when the proxy's settings change; edits here are replaced.",
         f"# Upstreams are read per request from {LIVE_DIR}/<n>, rewritten on every release.",
@@ -66,7 +68,7 @@ def render_caddyfile(route: Route) -> str:
         "}",
         "",
         f"{site} {{",
-        *_block(proxy),
+        *_block([*access_log, *proxy]),
         "}",
         "",
         f"http://:{VERIFY_PORT} {{",

@@ -190,6 +190,10 @@ class MigrationsConfig:
 class ReleasesConfig:
     history_size: int = 10
     promote_from: str | None = None
+    # After going live, the release is watched this long before the old one is removed (0: not at all).
+    probation_s: int = 30
+    # During probation, more than this share of 5xx answers (in percent) in a 10 s window fails it.
+    probation_error_rate: int = 10
 
 
 @dataclass(frozen=True)
@@ -427,7 +431,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "postgres": frozenset({"enabled", "image", "database", "user"}),
     "redis": frozenset({"enabled", "image"}),
     "migrations": frozenset({"command"}),
-    "releases": frozenset({"historySize", "promoteFrom"}),
+    "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate"}),
     "verify": frozenset({"enabled", "expectVersion", "attempts", "interval"}),
     "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks"}),
 }  # fmt: skip
@@ -721,6 +725,8 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
     return ReleasesConfig(
         history_size=r.value(o, "releases", "historySize", 10, _int(1, 100), "a whole number from 1 to 100"),
         promote_from=r.value(o, "releases", "promoteFrom", None, _str(re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")), "a stack name like 'dev' or 'org/cutover/dev'"),
+        probation_s=int(duration_seconds(r.value(o, "releases", "probation", "30s", _duration, DURATION_EXPECTED + " (0s: no probation)"))),
+        probation_error_rate=r.value(o, "releases", "probationErrorRate", 10, _int(1, 100), "a whole percentage from 1 to 100"),
     )  # fmt: skip
 
 

@@ -74,10 +74,10 @@ class ReleasePlan:
         """The image running now: the build's best cache."""
         return str(self.previous["imageRef"]) if self.previous and "@sha256:" in str(self.previous.get("imageRef")) else None
 
-    def records(self, image_ref: str) -> tuple[Release, list[Release]]:
-        """The `release` and `releases` outputs once `image_ref` is deployed."""
+    def records(self, image_ref: str, watched_s: int = 0) -> tuple[Release, list[Release]]:
+        """The `release` and `releases` outputs once `image_ref` is deployed and passed `watched_s` of probation."""
         new = self.release or release_record(image_ref, self.version, self.git_sha, now_utc(), "build")
-        return next_state(self.previous, self.history, new, self.history_size)
+        return next_state(self.previous, self.history, {**new, "probation": f"{watched_s}s"}, self.history_size)
 
 
 def plan_release(

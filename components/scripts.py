@@ -6,8 +6,8 @@ exactly what the host runs:
 
 - `go_live_script`: the release goes live. It refuses containers that are not
   healthy at that moment, points the edge proxy at them, checks through the proxy
-  that the new version answers, puts the previous routes back if it does not, and
-  lets the old routes drain. One script, so one Pulumi step: a failed check means
+  that the new version answers, watches the live release on probation, puts the
+  previous routes back if anything fails, and lets the old routes drain. One script, so one Pulumi step: a failed check means
   the step failed and was not recorded (pulumi-go-provider v1.3.0
   infer/resource.go:1271-1292 stores nothing for a failed create), and the next
   `pulumi up` runs the whole of it again.
@@ -120,7 +120,10 @@ def restore_steps(proxy: str) -> list[str]:
     """Put back the upstreams (and the Caddyfile, if this update changed it) the switch replaced."""
     restore_slots = container_exec(
         proxy, "sh", "-c",
-        f'if [ -d {_PREV_LIVE} ]; then for f in {_PREV_LIVE}/*; do if [ -e "$f" ]; then mv "$f" "{LIVE_DIR}/${{f##*/}}"; fi; done; fi',
+        f'if [ -d {_PREV_LIVE} ]; then '
+        # slots the switch added (more replicas now) go; the ones it replaced come back, each by a rename
+        f'for f in {LIVE_DIR}/*; do if [ ! -e "{_PREV_LIVE}/${{f##*/}}" ]; then rm -f "$f"; fi; done; '
+        f'for f in {_PREV_LIVE}/*; do if [ -e "$f" ]; then mv "$f" "{LIVE_DIR}/${{f##*/}}"; fi; done; fi',
     )  # fmt: skip
     config_changed = container_exec(proxy, "test", "-f", _PREV_CADDYFILE)
     restore_config = container_exec(proxy, "mv", _PREV_CADDYFILE, CADDYFILE)
@@ -161,15 +164,94 @@ def verify_steps(proxy: str, check: Verification) -> list[str]:
     ]
 
 
-def go_live_script(proxy: str, upstreams: list[str], *, drain_s: int, wait_healthy_s: int, verification: Verification | None) -> str:
-    """Health gate, switch, verification (restoring on failure), then the old routes' drain."""
+@dataclass(frozen=True)
+class Probation:
+    """Watch the live release for `seconds`: any of its containers dying, restarting or turning
+    unhealthy, or more than `max_error_rate` percent 5xx among the proxy's answers over the last
+    `window_s` seconds (once at least `min_requests` were answered), puts the previous release back."""
+
+    seconds: int
+    max_error_rate: int
+    window_s: int = 10
+    min_requests: int = 10
+
+
+# What ends a probation at once: Docker's events for the new containers (`health_status` matches
+# "health_status: <status>", moby daemon/events/filter.go), read as they come.
+_BAD_EVENTS = "^(die|oom|kill|restart|health_status: unhealthy) "
+
+
+def probation_steps(proxy: str, upstreams: list[str], probation: Probation) -> list[str]:
+    """Watch the new release from the moment it went live; on a failure, restore, explain, fail."""
+    _check_names(upstreams)
+    names = " ".join(shlex.quote(u) for u in upstreams)
+    events = shlex.join(
+        [
+            "docker", "events", "--since", "$went_live", "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+            "--filter", "type=container", *[a for u in upstreams for a in ("--filter", f"container={u}")],
+            *[a for e in ("die", "oom", "kill", "restart", "health_status") for a in ("--filter", f"event={e}")],
+        ]
+    ).replace("'$went_live'", '"$went_live"')  # fmt: skip
+    count = (
+        f'docker logs --since "$since" {shlex.quote(proxy)} 2>/dev/null | '
+        """awk '/"logger":"http.log.access/ { n++; if ($0 ~ /"status":5[0-9][0-9]/) e++ } END { printf "%d %d", n, e }'"""
+    )
+    p = probation
+    return [
+        f"echo 'probation: watching {' '.join(upstreams)} and the answers through the proxy for {p.seconds}s'",
+        'probation_events="$(mktemp)"',
+        f'{events} > "$probation_events" 2>&1 &',
+        "probation_watcher=$!",
+        """trap 'kill "$probation_watcher" 2>/dev/null || true; rm -f "$probation_events"' EXIT""",
+        "verdict=''",
+        "ticks=0",
+        f'while [ "$(date +%s)" -lt $((went_live + {p.seconds})) ]; do',
+        f"  if event=$(grep -m1 -E '{_BAD_EVENTS}' \"$probation_events\"); then",
+        '    verdict="container ${event##* }: ${event% *}"; break',
+        "  fi",
+        "  ticks=$((ticks+1))",
+        "  if [ $((ticks % 5)) -eq 0 ]; then",
+        f'    since=$(( $(date +%s) - {p.window_s} )); if [ "$since" -lt "$went_live" ]; then since="$went_live"; fi',
+        f'    counts="$({count})"',
+        '    total="${counts% *}"; errors="${counts#* }"',
+        f'    if [ "$total" -ge {p.min_requests} ] && [ $((errors * 100)) -gt $((total * {p.max_error_rate})) ]; then',
+        f'      verdict="the proxy answered $errors of its last $total requests with a 5xx in {p.window_s}s (more than {p.max_error_rate}%)"; break',
+        "    fi",
+        "  fi",
+        "  sleep 0.2",
+        "done",
+        'if [ -n "$verdict" ]; then',
+        '  echo "probation failed $(( $(date +%s) - went_live ))s after going live: $verdict" >&2',
+        *("  " + line for line in restore_steps(proxy)),
+        f"  for c in {names}; do",
+        '    echo "--- the last lines of the log of $c:" >&2',
+        """    docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2 || true""",
+        "  done",
+        "  exit 1",
+        "fi",
+        f"echo 'probation passed: {p.seconds}s without a crash, a restart, an unhealthy container or too many 5xx'",
+    ]
+
+
+def go_live_script(
+    proxy: str,
+    upstreams: list[str],
+    *,
+    drain_s: int,
+    wait_healthy_s: int,
+    verification: Verification | None,
+    probation: Probation | None = None,
+) -> str:
+    """Health gate, switch, verification and probation (restoring on failure), then the old routes' drain."""
     return "\n".join(
         [
             "set -eu",
             'new_config="$(cat)"',  # the Caddyfile, on stdin
             *health_gate(upstreams, wait_healthy_s),
             *switch_steps(proxy, upstreams),
+            'went_live="$(date +%s)"',
             *(verify_steps(proxy, verification) if verification is not None else []),
+            *(probation_steps(proxy, upstreams, probation) if probation is not None and probation.seconds > 0 else []),
             f"echo 'draining old routes for {drain_s}s'",
             f"sleep {drain_s}",
         ]

@@ -1,4 +1,4 @@
-"""The traffic switch: the new release goes live through the edge proxy, checked through it.
+"""The traffic switch: the new release goes live through the edge proxy, checked through it, on probation.
 
 One command on the host (components/scripts.py `go_live_script`) does it all, so it
 is one Pulumi step that either succeeded and is recorded, or failed and is not:
@@ -9,14 +9,20 @@ is one Pulumi step that either succeeded and is recorded, or failed and is not:
    closed; Caddy reloads only when its own settings change);
 3. the proxy is asked for the health path and must answer with the new version; if it
    never does, the previous upstreams are put back and the step fails;
-4. the old routes get `proxy.drain` before Pulumi deletes the old containers.
+4. probation (`releases.probation`): the live release is watched, its containers through
+   Docker's events (dying, restarting, turning unhealthy) and its answers through the
+   proxy's access log (the share of 5xx); on any of these the previous upstreams are put
+   back at once and the step fails, saying which container did what, with its last log
+   lines. The previous release's containers run all along, unrouted: nothing of them is
+   deleted before this step succeeds;
+5. the old routes get `proxy.drain` before Pulumi deletes the old containers.
 
 It depends on every new web container, so it runs only once all of them are healthy.
 Its triggers are the container names, the proxy and its Caddyfile: a change of any
 replaces the step (create-before-delete: pulumi-command's `triggers` are
 replaceOnChanges, pulumi-command v1.2.1 provider/pkg/provider/common/inputs.go:10), so
-it runs again exactly when the routes change. A failed step is not stored, so retrying
-the same release runs it again in full.
+it runs again exactly when the routes change; any other change of its inputs switches
+nothing. A failed step is not stored, so retrying the same release runs it again in full.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import pulumi
 from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.config import StackConfig
 from components.host import DockerHost
-from components.scripts import Verification, go_live_script
+from components.scripts import Probation, Verification, go_live_script
 
 
 @dataclass
@@ -71,6 +77,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 drain_s=cfg.proxy.drain_s,
                 wait_healthy_s=cfg.web.wait_timeout_s,
                 verification=check if v.enabled else None,
+                probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate),
             )
 
         self.done = args.host.command(
@@ -78,6 +85,10 @@ class TrafficSwitch(pulumi.ComponentResource):
             create=pulumi.Output.all(proxy, upstreams, args.version).apply(lambda a: script(a[0], list(a[1]), a[2])),
             stdin=self.caddyfile,
             triggers=[self.caddyfile, upstreams, proxy],
+            # A change of anything else (verification or probation settings, the drain, the connection) finds
+            # these containers already live: an Update runs `update` instead of `create` (pulumi-command
+            # v1.2.1 remote/commandController.go:63-83), and there is nothing to switch again.
+            update="echo 'already live: the proxy routes to these containers; nothing to switch'",
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
         )
         self.register_outputs({"caddyfile": self.caddyfile})

@@ -514,3 +514,16 @@ def test_uncommitted_changes_are_read_from_git(tmp_path: Any) -> None:
     assert uncommitted_changes("./app", str(tmp_path)) is False
     (tmp_path / "app" / "new.py").write_text("")
     assert uncommitted_changes("./app", str(tmp_path)) is True
+
+
+def test_probation_settings() -> None:
+    cfg = parse(minimal())
+    assert (cfg.releases.probation_s, cfg.releases.probation_error_rate) == (30, 10)
+    cfg = parse(minimal(releases={"probation": "2m", "probationErrorRate": 25}))
+    assert (cfg.releases.probation_s, cfg.releases.probation_error_rate) == (120, 25)
+    assert parse(minimal(releases={"probation": "0s"})).releases.probation_s == 0
+    found = problems(minimal(releases={"probation": "30", "probationErrorRate": 0}))
+    assert found == [
+        "cutover:releases.probation = \"30\": expected a duration with a unit, like '500ms', '10s', '1m' or '1m30s' (0s: no probation)",
+        "cutover:releases.probationErrorRate = 0: expected a whole percentage from 1 to 100",
+    ]

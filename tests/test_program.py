@@ -188,7 +188,8 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     assert len(names) == 3
     script = switch.inputs["create"]
     # the names go to the slot files, as arguments of one exec in the proxy
-    assert script.count(" ".join(names)) == 3 and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
+    assert f"for c in {' '.join(names)}; do" in script, "the health gate checks each new container"
+    assert f"sh {' '.join(names)}" in script and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
     # the health gate comes first: the proxy is never pointed at a container not healthy now
     gate = script.index("refusing to route to $c")
     assert gate < script.index("/etc/caddy/live.prev") and "running/healthy" in script
@@ -197,6 +198,7 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     assert not any(n in caddyfile for n in names)
     assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 2 and "live/3" not in caddyfile
     assert switch.inputs["triggers"] == [caddyfile, names, "web-prod-proxy"]
+    assert "nothing to switch" in switch.inputs["update"], "a change of anything else switches nothing again"
     # a reload only when the Caddyfile differs from the proxy's, validated first
     guarded = script.split('if [ "$new_config" != "$current_config" ]; then')
     assert len(guarded) == 3 and "caddy validate" in guarded[1] and "caddy reload" in guarded[2]
@@ -291,3 +293,32 @@ def test_a_failed_verification_puts_the_previous_upstreams_back(full_run: Progra
     restore = verify.index('mv "$f" "/etc/caddy/live/${f##*/}"')
     config = verify.index("mv /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
     assert verify.index("verification failed") < restore < config < verify.rindex("exit 1")
+
+
+def test_the_live_release_is_on_probation_before_the_old_one_goes(full_run: ProgramRun) -> None:
+    script = commands(full_run, "switch-traffic").inputs["create"]
+    names = full_run.outputs["containers"]
+    probation = script.index("probation: watching")
+    assert script.index("verified through the proxy") < probation < script.index("draining old routes")
+    assert 'while [ "$(date +%s)" -lt $((went_live + 30)) ]' in script
+    assert all(f"--filter container={n}" in script for n in names), "Docker's events of exactly the new containers"
+    assert "--filter event=die" in script and "--filter event=health_status" in script
+    assert "-gt $((total * 10))" in script, "more than 10% 5xx fails it"
+    failed = script[script.index('if [ -n "$verdict" ]; then') :]
+    assert failed.index("the proxy routes to the previous release again") < failed.index("docker logs --tail 15") < failed.index("exit 1")
+    release = full_run.outputs["release"]
+    assert release["probation"] == "30s"
+
+
+def test_probation_can_be_turned_off(prod: tuple[dict[str, Any], set[str]]) -> None:
+    raw, secrets = prod
+    run = run_program({**raw, "releases": {"probation": "0s"}}, secrets, stack="prod")
+    script = commands(run, "switch-traffic").inputs["create"]
+    assert "probation" not in script and run.outputs["release"]["probation"] == "0s"
+
+
+def test_the_access_log_probation_counts_is_written_by_the_public_site_only() -> None:
+    text = render_caddyfile(Route(slots=2, port=8000))
+    public, private = text.split(f"http://:{VERIFY_PORT} {{")
+    assert "log {\n\t\toutput stdout\n\t\tformat json\n\t}" in public
+    assert "log {" not in private, "the verification's own requests are not counted"

@@ -43,7 +43,7 @@ from components.caddyfile import Route, render_caddyfile, slot_path
 from components.config import HealthcheckConfig
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen, Result
-from tests.e2e.replay.engine import Engine
+from tests.e2e.replay.engine import Engine, UpdateFailedError
 from tests.e2e.replay.stack import Stack, e2e_config, ensure_app_wheels, fake_sha
 
 THREADS = 16  # keep-alive clients
@@ -273,7 +273,12 @@ FLOWS = {
     "a+": "(a) behind cutover's Caddyfile (a failed dial retried for 5 s)",
     "b+": "(b) behind cutover's Caddyfile (a failed dial retried for 5 s)",
     "c": "(c) cutover release (tests/e2e/replay)",
+    "d": "(d) a release that dies 12 s after it starts, probation off: a rollback by hand 30 s in",
+    "e": "(e) the same release on probation (25 s): taken back by itself, then the workflow's cleanup",
 }
+# The flows of a release that goes bad once live; reported in a table of their own.
+BAD_RELEASE_FLOWS = ("d", "e")
+CRASHING = {"web": {"env": {"APP_CRASH_AFTER": "12"}}}
 # (a) and (b) sit behind the edge with the Caddyfile a team writes (`reverse_proxy app:8000`),
 # then behind the program's own (a+, b+), whose dial retries turn an outage into waiting clients.
 PLAIN_CADDYFILE = "{\n\tadmin localhost:2019\n\tauto_https off\n}\n\n:80 {\n\treverse_proxy app:8000\n}\n"
@@ -329,6 +334,9 @@ def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[
                         load.stop(settle=2.0)
                     samples.append(Sample("0", run, result.duration, load.numbers()))
                     infra.log(f"run {run} {FLOWS['0']}: {samples[-1].numbers}")
+                    good = stack.outputs["release"]["imageRef"].split("@", 1)[1]
+                    for flow, probation in (("d", "0s"), ("e", "25s")):
+                        samples.append(bad_release(stack, port, flow, run, probation, fake_sha(f"crash-{flow}-{run}", salt), good))
                 if switches:
                     start_app(refs["B"], fake_sha("B", salt))
                     edge = switch_series(edge_port, etc, switches, refs["B"], fake_sha("B", salt))
@@ -347,6 +355,23 @@ def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[
 
 
 # --------------------------------------------------------------------------- report
+
+
+def bad_release(stack: Stack, port: int, flow: str, run: int, probation: str, sha: str, good: str) -> Sample:
+    """A release whose processes die 12 s after they start, from the moment it is deployed until the good
+    release (`good`, a digest) serves again: by hand 30 s in without probation (d), by itself with it (e),
+    followed by what the deploy workflow then runs, a rollback to the digest that served before."""
+    with Load(f"http://127.0.0.1:{port}/") as load:
+        started = time.monotonic()
+        with contextlib.suppress(UpdateFailedError):
+            stack.up(sha=sha, overrides={**CRASHING, "releases": {"probation": probation}})
+        if flow == "d":
+            time.sleep(max(0.0, started + 30 - time.monotonic()))  # someone notices, and rolls back by hand
+        stack.up(sha=sha, rollback_to=good)
+        load.stop(settle=2.0)
+    sample = Sample(flow, run, time.monotonic() - started, load.numbers())
+    infra.log(f"run {run} {FLOWS[flow]}: {sample.deploy_s:.1f}s {sample.numbers}")
+    return sample
 
 
 def machine_facts() -> dict[str, Any]:
@@ -414,7 +439,7 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
         "|---|---|---|---|",
     ]
     for f, ss in by_flow.items():
-        if not ss:
+        if not ss or f in BAD_RELEASE_FLOWS:
             continue
         failed = ", ".join(str(s.numbers["failed"]) for s in ss)
         gaps = ", ".join(f"{s.numbers['longest_gap_s']:.3f}" for s in ss)
@@ -428,12 +453,40 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
         "|---|---|---|---|",
     ]
     for f in FLOWS:
-        if f in ("c", "0") or not by_flow[f]:
+        if f in ("c", "0", *BAD_RELEASE_FLOWS) or not by_flow[f]:
             continue
         lines.append(
             f"| {FLOWS[f]} | {_ratio(med[f]['failed'], med['c']['failed'])} | {_ratio(med[f]['gap'], med['c']['gap'])} "
             f"| {_ratio(med[f]['deploy'], med['c']['deploy'])} |"
         )
+    if any(by_flow[f] for f in BAD_RELEASE_FLOWS):
+        lines += [
+            "",
+            "## A release that goes bad once live",
+            "",
+            "A release that passes its health check and the verification, then dies 12 s after it starts",
+            "(and again after each restart). Measured from the deploy until the good release serves again,",
+            "under the same load, in the same run:",
+            "",
+            "| flow | failed requests (median; each run) | longest gap, s (median; each run) | until the good release serves, s (median; each run) |",
+            "|---|---|---|---|",
+        ]
+        for f in BAD_RELEASE_FLOWS:
+            ss = by_flow[f]
+            if not ss:
+                continue
+            failed = ", ".join(str(s.numbers["failed"]) for s in ss)
+            gaps = ", ".join(f"{s.numbers['longest_gap_s']:.3f}" for s in ss)
+            took = ", ".join(f"{s.deploy_s:.1f}" for s in ss)
+            lines.append(f"| {FLOWS[f]} | {med[f]['failed']:g}; {failed} | {med[f]['gap']:.3f}; {gaps} | {med[f]['deploy']:.1f}; {took} |")
+        d, e = med["d"], med["e"]
+        lines += [
+            "",
+            f"Probation against none: failed requests {_ratio(e['failed'], d['failed'])}, longest gap {_ratio(e['gap'], d['gap'])}.",
+            "Without probation the old containers are gone when the crash comes: nothing serves until a",
+            "rollback starts new ones. With it they still run, unrouted, and the proxy routes to them again",
+            "within a second of Docker's `die` event; only requests in flight on the dying containers fail.",
+        ]
     lines += [
         "",
         "Requests and failures by client kind, per run:",

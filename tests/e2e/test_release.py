@@ -25,6 +25,9 @@ Caddy edge proxy, and steady traffic through it:
         failed `pulumi up --refresh --run-program`, then its automatic rollback to the
         release serving before
     11  `make rollback` on a machine where no local Docker engine answers
+    12  probation: a release that crashes once live, one that turns unhealthy while still
+        answering, one whose pages answer 500: each is taken back by itself; a good one
+        passes; the deploy workflow's automatic rollback then cleans up with no switch
 
 The load comes from clients that never send a request twice: 16 keep-alive
 connections and 4 clients opening a new connection per request. A failed request
@@ -814,4 +817,155 @@ def test_11_make_rollback_needs_no_local_docker_engine(e2e: E2E, e2e_results: di
     )
     assert e2e.stack.outputs["release"]["source"] == "rollback" and not [o for o in made.ops if not o.ok]
     assert not [a for a in e2e.engine.pending_deletes if a.type == "docker:index/image:Image"]
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 12. probation
+
+
+def _new_containers(e2e: E2E, label: str) -> list[str]:
+    key = e2e.sha(label)[:12]
+    return sorted(a.outputs["name"] for a in e2e.engine.state.values() if a.type == WEB and a.name.startswith(f"web-{key}-"))
+
+
+def _crashed_at(names: list[str]) -> float:
+    """When the first of these containers' processes died, on the monotonic clock."""
+    from datetime import datetime
+
+    wall = [datetime.fromisoformat(inspect(n)["State"]["FinishedAt"].replace("Z", "+00:00")[:26] + "+00:00").timestamp() for n in names]
+    dead = [w for w in wall if w > 0]
+    assert dead, "no container has died"
+    return time.monotonic() - (time.time() - min(dead))
+
+
+def _probation_failure(e2e: E2E, label: str, overrides: dict[str, Any], probation: str = "25s") -> dict[str, Any]:
+    """Deploy `label` with `overrides` under load; probation must take it back. The numbers of the run."""
+    before = e2e.stack.outputs
+    serving = e2e.containers
+    old_version = before["release"]["tag"]
+    settings = merge_overrides(overrides, {"releases": {"probation": probation}})
+    with Load(e2e.url()) as load:
+        with pytest.raises(UpdateFailedError) as failure:
+            e2e.up(label, overrides=settings)
+        time.sleep(2)  # the previous release carries the load again
+        res = load.stop()
+    message = str(failure.value)
+    step = failure.value.result.step("switch-traffic")
+    assert step is not None and not step.ok
+    new = _new_containers(e2e, label)
+    assert "probation failed" in message and "the proxy routes to the previous release again" in message, message
+    assert all(f"--- the last lines of the log of {n}:" in message for n in new), message
+    assert live_upstreams(e2e.proxy) == serving, "the previous release serves again"
+    assert e2e.stack.outputs == before, "the stack still records the previous release"
+    for name in serving:
+        assert _healthy(name), f"{name} of the previous release was never touched"
+    new_version = e2e.sha(label)
+    new_answers = [r for r in res.records if r.ok and r.version == new_version]
+    back = [r for r in res.records if r.ok and r.version == old_version and new_answers and r.start > max(a.end for a in new_answers)]
+    return {
+        "load": load,
+        "res": res,
+        "message": message,
+        "new": new,
+        "went_live_answers": len(new_answers),
+        "numbers": {
+            **load.numbers(),
+            "answers_from_the_bad_release": len(new_answers),
+            "step_failed_after_s": round(step.end - step.start, 1),
+            "previous_answered_again_s": round(min(r.end for r in back) - max(a.end for a in new_answers), 3) if back else None,
+        },
+    }
+
+
+def merge_overrides(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    from tests.e2e.replay.stack import merge
+
+    return merge(a, b)
+
+
+def test_12_a_release_that_crashes_once_live_is_taken_back_by_itself(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """v12's processes die 12 s after they start, every time (a restart policy brings them back to die again):
+    healthy, switched to and verified first, it dies during its probation."""
+    run = _probation_failure(e2e, "v12", {"web": {"env": {"APP_CRASH_AFTER": "12"}}})
+    message, new = run["message"], run["new"]
+    crashed = run["load"].rel(_crashed_at(new))  # on the load's clock, like its records
+    res = run["res"]
+    old_version = e2e.stack.outputs["release"]["tag"]
+    first_previous = min((r.end for r in res.records if r.ok and r.version == old_version and r.start > crashed), default=None)
+    numbers = dict(run["numbers"])
+    numbers["previous_answered_after_the_crash_s"] = round(first_previous - crashed, 3) if first_previous else None
+    record(e2e_results, "12_crash_during_probation", numbers)
+    assert ": die" in message and "crashing: APP_CRASH_AFTER=12 seconds have passed" in message, message
+    assert run["went_live_answers"] > 0, "it went live before it crashed"
+    assert first_previous is not None and first_previous - crashed < 1.5, numbers
+    # only requests in flight on the dying containers at that instant may fail
+    failures = [r for r in res.records + run["load"].fresh.records if not r.ok]
+    assert all(abs(r.start - crashed) < 1.5 for r in failures), [(round(r.start - crashed, 3), r.error) for r in failures]
+
+
+def test_12_a_release_that_turns_unhealthy_while_answering_is_taken_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    run = _probation_failure(e2e, "v13", {"web": {"env": {"APP_UNHEALTHY_AFTER": "8"}}})
+    record(e2e_results, "12b_unhealthy_during_probation", dict(run["numbers"]))
+    assert "health_status: unhealthy" in run["message"], run["message"]
+    run["load"].assert_nothing_failed()
+
+
+def test_12_a_release_answering_500_is_taken_back_by_its_error_rate(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """Its health check passes, its pages answer 500: only the proxy's answers tell. Clients see the 500s
+    until the error-rate watch has seen enough of them (a window of 10 s, checked each second)."""
+    run = _probation_failure(e2e, "v14", {"web": {"env": {"APP_FAIL_PAGES": "1"}}})
+    res = run["res"]
+    bad = [r for r in res.records + run["load"].fresh.records if not r.ok]
+    numbers = dict(run["numbers"])
+    numbers["answered_500_for_s"] = round(max(r.end for r in bad) - min(r.start for r in bad), 3) if bad else 0
+    record(e2e_results, "12c_error_rate_during_probation", numbers)
+    assert "with a 5xx in 10s (more than 10%)" in run["message"], run["message"]
+    assert bad and all(r.status == 500 for r in bad), {r.error for r in bad}
+    assert numbers["answered_500_for_s"] < 5, numbers
+
+
+def test_12_a_good_release_passes_probation_and_the_old_containers_go(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    serving = e2e.containers
+    with Load(e2e.url()) as load:
+        result = e2e.up("v15", overrides={"releases": {"probation": "15s"}})
+        load.stop()
+    step = result.step("switch-traffic")
+    assert step is not None and step.ok and step.end - step.start >= 15
+    record(e2e_results, "12d_good_release_passes", {**load.numbers(), "go_live_step_s": round(step.end - step.start, 1)})
+    assert e2e.stack.outputs["release"]["probation"] == "15s" and e2e.stack.outputs["release"]["tag"] == e2e.sha("v15")
+    assert not set(web_containers()) & set(serving), "the old ones went, after the probation"
+    deleted = [o.start for o in result.ops if o.type == WEB and o.action == "delete"]
+    assert deleted and min(deleted) >= step.end
+    load.assert_nothing_failed()
+
+
+def test_12_the_deploy_workflow_cleans_up_a_release_its_probation_took_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """The workflow's sequence: `pulumi up` fails in probation; the stack records the release from before;
+    the automatic rollback to its digest deletes the failed containers and switches nothing."""
+    before = e2e.stack.outputs
+    serving = e2e.containers
+    digest_before = before["release"]["imageRef"].split("@", 1)[1]
+    run = _probation_failure(e2e, "v16", {"web": {"env": {"APP_CRASH_AFTER": "12"}}})
+    assert e2e.stack.outputs["release"] == before["release"], "not live: the job rolls back"
+    slot_times = infra.docker("exec", e2e.proxy, "sh", "-c", "stat -c '%n %Y' /etc/caddy/live/*").stdout
+    with Load(e2e.url()) as load:
+        cleanup = e2e.up("v16", rollback_to=digest_before)
+        load.stop()
+    rewritten = infra.docker("exec", e2e.proxy, "sh", "-c", "stat -c '%n %Y' /etc/caddy/live/*").stdout != slot_times
+    removed = [o for o in cleanup.ops if o.type == WEB and o.action == "delete"]
+    record(
+        e2e_results,
+        "12e_workflow_cleanup_after_probation",
+        {
+            **load.numbers(),
+            "failed_during_the_failed_release": run["numbers"]["failed"],
+            "deleted": len(removed),
+            "slots_rewritten": rewritten,
+        },
+    )
+    assert not rewritten, "the cleanup rewrote no upstream file"
+    go_live = cleanup.step("switch-traffic")
+    assert go_live is None or go_live.action == "update", cleanup.actions()
+    assert len(removed) == 2 and e2e.containers == serving
+    assert web_containers() == sorted(serving)
     load.assert_nothing_failed()

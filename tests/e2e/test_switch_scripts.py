@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from components.caddyfile import LIVE_DIR, Route, render_caddyfile
-from components.scripts import Verification, go_live_script
+from components.scripts import Probation, Verification, go_live_script
 from tests.e2e import infra
 
 pytestmark = pytest.mark.e2e
@@ -61,10 +62,10 @@ def edge() -> Iterator[Edge]:
         infra.docker("network", "rm", e.network, check=False)
 
 
-def go_live(edge: Edge, names: list[str], *, verify: bool = False) -> subprocess.CompletedProcess[str]:
+def go_live(edge: Edge, names: list[str], *, verify: bool = False, probation: Probation | None = None) -> subprocess.CompletedProcess[str]:
     caddyfile = render_caddyfile(Route(slots=len(names), port=80))
     check = Verification(9180, "/health", "v2", 1, 1) if verify else None
-    script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check)
+    script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check, probation=probation)
     return subprocess.run(["/bin/sh", "-c", script], input=caddyfile, capture_output=True, text=True, check=False, timeout=120)
 
 
@@ -118,3 +119,33 @@ def test_go_live_gates_on_health_switches_and_a_failed_verify_restores(edge: Edg
     failed = go_live(edge, [c[1]], verify=True)  # ...then one, verified: fails
     assert failed.returncode == 1 and "previous configuration back" in failed.stderr, failed.stderr
     assert slots(edge.proxy) == b and running_slots(edge.proxy) == 2
+
+
+def test_probation_puts_the_previous_release_back_within_a_second_of_a_death(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0")]
+    assert go_live(edge, a).returncode == 0
+    b = [edge.upstream("web-b-0"), edge.upstream("web-b-1")]
+    killed: list[float] = []
+
+    def die() -> None:
+        killed.append(time.monotonic())
+        infra.docker("kill", "--signal", "KILL", b[1])
+
+    threading.Timer(3, die).start()
+    failed = go_live(edge, b, probation=Probation(seconds=20, max_error_rate=10))
+    reverted = time.monotonic()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "probation failed" in failed.stderr and f"container {b[1]}: " in failed.stderr, failed.stderr
+    assert f"--- the last lines of the log of {b[1]}:" in failed.stderr
+    assert slots(edge.proxy) == a, "the previous release is routed again"
+    # the script returned (restored, explained) within a few seconds of the death, not at the end of its 20 s
+    assert killed and reverted - killed[0] < 3, reverted - killed[0]
+
+
+def test_a_release_that_stays_well_passes_its_probation(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0")]
+    started = time.monotonic()
+    passed = go_live(edge, a, probation=Probation(seconds=4, max_error_rate=10))
+    assert passed.returncode == 0, passed.stderr
+    assert "probation passed: 4s" in passed.stdout and time.monotonic() - started >= 4
+    assert slots(edge.proxy) == a

@@ -46,7 +46,8 @@ def e2e_config(
         "web": {"replicas": replicas, "stopTimeout": "10s", "waitTimeout": "20s"},
         "healthcheck": {"interval": "1s", "startPeriod": "10s", "retries": 2},
         "verify": {"interval": "1s", "attempts": 15},
-        "releases": {"historySize": 10},
+        # a short probation keeps every scenario's release on it; the probation scenarios set their own
+        "releases": {"historySize": 10, "probation": "3s"},
     }
     if migrations:
         config["migrations"] = {"command": ["python", "-m", "migrate"]}
