@@ -46,11 +46,12 @@ def render_caddyfile(route: Route) -> str:
     if route.slots < 1:
         raise ValueError(f"the proxy needs at least one upstream slot, got {route.slots}")
     dials = " ".join(f"{{file.{slot_path(n)}}}:{route.port}" for n in range(route.slots))
-    # a failed dial (a container restarting or going away) is tried again, on another upstream if any
+    # A failed dial (a container restarting or going away) is tried again, on another upstream if any.
+    # No passive health memory (`fail_duration`): Caddy keeps it per configured upstream, the slot's
+    # placeholder, not per container (caddy modules/caddyhttp/reverseproxy/hosts.go: Host keyed by
+    # Upstream.Dial, filled per request by fillDialInfo), so a slot marked down while it named a dying
+    # container would stay down after the switch or a probation put a healthy one in it.
     options = ["lb_policy round_robin", "lb_try_duration 5s", "lb_try_interval 100ms"]
-    if route.slots > 1:
-        # set a failing upstream aside for a while; with one upstream that would only turn retries into 503s
-        options.append("fail_duration 10s")
     proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s"]
     if route.email:
