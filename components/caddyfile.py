@@ -46,12 +46,21 @@ def render_caddyfile(route: Route) -> str:
     if route.slots < 1:
         raise ValueError(f"the proxy needs at least one upstream slot, got {route.slots}")
     dials = " ".join(f"{{file.{slot_path(n)}}}:{route.port}" for n in range(route.slots))
-    # A failed dial (a container restarting or going away) is tried again, on another upstream if any.
+    # A failed dial (a container restarting or going away) is tried again, on another upstream if any,
+    # within lb_try_duration, and fails fast: a dial to a container that is gone can otherwise hang for
+    # Caddy's default 3 s (its name no longer resolves, and the lookup goes on to other servers).
     # No passive health memory (`fail_duration`): Caddy keeps it per configured upstream, the slot's
     # placeholder, not per container (caddy modules/caddyhttp/reverseproxy/hosts.go: Host keyed by
-    # Upstream.Dial, filled per request by fillDialInfo), so a slot marked down while it named a dying
-    # container would stay down after the switch or a probation put a healthy one in it.
-    options = ["lb_policy round_robin", "lb_try_duration 5s", "lb_try_interval 100ms"]
+    # Upstream.Dial, replaced per request by fillDialInfo), so a slot set aside while it named a dying
+    # container would stay aside after the switch or a probation put a healthy one in it.
+    options = [
+        "lb_policy round_robin",
+        "lb_try_duration 5s",
+        "lb_try_interval 100ms",
+        "transport http {",
+        "\tdial_timeout 500ms",
+        "}",
+    ]
     proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s"]
     if route.email:
