@@ -16,8 +16,9 @@ from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
 from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
-from components.release_plan import load_release_plan
+from components.release_plan import load_release_plan, role_summary
 from components.releases import ReleaseError
+from components.roles import RoleRelease, RoleReleaseArgs
 from components.ssh import AgentError, load_deploy_key
 from components.switch import TrafficSwitch, TrafficSwitchArgs
 from components.web import WebRelease, WebReleaseArgs
@@ -32,28 +33,40 @@ except (ConfigError, ReleaseError, AgentError) as error:
 
 image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref, cache_from=plan.cache_from))
 host = DockerHost("host", DockerHostArgs(cfg.host, cfg.image.registry, cfg.image.registry_username, cfg.image.registry_password))
-proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host))
+proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host)) if cfg.web.enabled else None  # no web role: nothing to route
 accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
 web = WebRelease(
     "web",
     WebReleaseArgs(
         cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
         migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
-        edge_network=proxy.network, private_network=accessories.network, accessories=accessories.containers,
+        edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
     ),
 )  # fmt: skip
+roles = [
+    RoleRelease(
+        role.name,
+        RoleReleaseArgs(cfg, host, role, web.image_id, plan.key, plan.version, plan.git_sha, web.gate, accessories.network),
+    )
+    for role in cfg.roles
+]
 switch = TrafficSwitch(
     "switch",
     TrafficSwitchArgs(
-        cfg, host, proxy_name=proxy.name, upstreams=web.names, version=plan.version, after=[*web.containers, proxy.container]
+        cfg, host, proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
+        after=[*web.containers, *(c for r in roles for c in r.containers), *([proxy.container] if proxy else [])],
     ),
-)
+)  # fmt: skip
 if cfg.github.enabled:
     GitHubPipeline("github", GitHubPipelineArgs(cfg))
 
 # Recorded only once the release went live, was verified and passed its probation.
-records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s))
+records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s, role_summary(cfg)))
 pulumi.export("release", records.apply(lambda r: r[0]))
 pulumi.export("releases", records.apply(lambda r: r[1]))
-pulumi.export("url", cfg.public_url)
+if cfg.web.enabled:
+    pulumi.export("url", cfg.public_url)
 pulumi.export("containers", web.names)
+pulumi.export(
+    "roles", pulumi.Output.all(*[r.names for r in roles]).apply(lambda names: {r.role.name: n for r, n in zip(roles, names, strict=True)})
+)

@@ -74,10 +74,21 @@ class ReleasePlan:
         """The image running now: the build's best cache."""
         return str(self.previous["imageRef"]) if self.previous and "@sha256:" in str(self.previous.get("imageRef")) else None
 
-    def records(self, image_ref: str, watched_s: int = 0) -> tuple[Release, list[Release]]:
-        """The `release` and `releases` outputs once `image_ref` is deployed and passed `watched_s` of probation."""
+    def records(self, image_ref: str, watched_s: int = 0, roles: dict[str, Any] | None = None) -> tuple[Release, list[Release]]:
+        """The `release` and `releases` outputs once `image_ref` is deployed, passed `watched_s` of probation
+        and runs `roles` (what runs in each role)."""
         new = self.release or release_record(image_ref, self.version, self.git_sha, now_utc(), "build")
-        return next_state(self.previous, self.history, {**new, "probation": f"{watched_s}s"}, self.history_size)
+        return next_state(self.previous, self.history, {**new, "probation": f"{watched_s}s", "roles": roles or {}}, self.history_size)
+
+
+def role_summary(cfg: StackConfig) -> dict[str, Any]:
+    """What runs in each role of a release: replicas, and the command when it is not the image's."""
+    summary: dict[str, Any] = {}
+    if cfg.web.enabled:
+        summary["web"] = {"replicas": cfg.web.replicas, **({"command": list(cfg.web.command)} if cfg.web.command else {})}
+    for role in cfg.roles:
+        summary[role.name] = {"replicas": role.replicas, "command": list(role.command), **({} if role.overlap else {"overlap": False})}
+    return summary
 
 
 def plan_release(

@@ -158,7 +158,7 @@ def verify_steps(proxy: str, check: Verification) -> list[str]:
         "done",
         'if [ -z "$verified" ]; then',
         f'  echo "verification failed: {url} through the proxy did not answer {want} after {check.attempts} attempts; last response: ${{body:-none within 10s}}" >&2',
-        *("  " + line for line in restore_steps(proxy)),
+        "  revert",
         "  exit 1",
         "fi",
     ]
@@ -181,24 +181,39 @@ class Probation:
 _BAD_EVENTS = "^(die|oom|kill|restart|health_status: unhealthy) "
 
 
-def probation_steps(proxy: str, upstreams: list[str], probation: Probation) -> list[str]:
-    """Watch the new release from the moment it went live; on a failure, restore, explain, fail."""
-    _check_names(upstreams)
-    names = " ".join(shlex.quote(u) for u in upstreams)
+def probation_steps(proxy: str | None, watched: list[str], probation: Probation) -> list[str]:
+    """Watch the new release's containers from the moment it went live (and, behind a proxy, its
+    answers); on a failure, revert, explain, fail."""
+    _check_names(watched)
+    names = " ".join(shlex.quote(u) for u in watched)
     events = shlex.join(
         [
             "docker", "events", "--since", "$went_live", "--format", "{{.Action}} {{.Actor.Attributes.name}}",
-            "--filter", "type=container", *[a for u in upstreams for a in ("--filter", f"container={u}")],
+            "--filter", "type=container", *[a for u in watched for a in ("--filter", f"container={u}")],
             *[a for e in ("die", "oom", "kill", "restart", "health_status") for a in ("--filter", f"event={e}")],
         ]
     ).replace("'$went_live'", '"$went_live"')  # fmt: skip
-    count = (
-        f'docker logs --since "$since" {shlex.quote(proxy)} 2>/dev/null | '
-        """awk '/"logger":"http.log.access/ { n++; if ($0 ~ /"status":5[0-9][0-9]/) e++ } END { printf "%d %d", n, e }'"""
-    )
     p = probation
+    error_rate: list[str] = []
+    if proxy is not None:
+        count = (
+            f'docker logs --since "$since" {shlex.quote(proxy)} 2>/dev/null | '
+            """awk '/"logger":"http.log.access/ { n++; if ($0 ~ /"status":5[0-9][0-9]/) e++ } END { printf "%d %d", n, e }'"""
+        )
+        error_rate = [
+            "  ticks=$((ticks+1))",
+            "  if [ $((ticks % 5)) -eq 0 ]; then",
+            f'    since=$(( $(date +%s) - {p.window_s} )); if [ "$since" -lt "$went_live" ]; then since="$went_live"; fi',
+            f'    counts="$({count})"',
+            '    total="${counts% *}"; errors="${counts#* }"',
+            f'    if [ "$total" -ge {p.min_requests} ] && [ $((errors * 100)) -gt $((total * {p.max_error_rate})) ]; then',
+            f'      verdict="the proxy answered $errors of its last $total requests with a 5xx in {p.window_s}s (more than {p.max_error_rate}%)"; break',
+            "    fi",
+            "  fi",
+        ]
+    answers = " and the answers through the proxy" if proxy is not None else ""
     return [
-        f"echo 'probation: watching {' '.join(upstreams)} and the answers through the proxy for {p.seconds}s'",
+        f"echo 'probation: watching {' '.join(watched)}{answers} for {p.seconds}s'",
         'probation_events="$(mktemp)"',
         f'{events} > "$probation_events" 2>&1 &',
         "probation_watcher=$!",
@@ -209,53 +224,132 @@ def probation_steps(proxy: str, upstreams: list[str], probation: Probation) -> l
         f"  if event=$(grep -m1 -E '{_BAD_EVENTS}' \"$probation_events\"); then",
         '    verdict="container ${event##* }: ${event% *}"; break',
         "  fi",
-        "  ticks=$((ticks+1))",
-        "  if [ $((ticks % 5)) -eq 0 ]; then",
-        f'    since=$(( $(date +%s) - {p.window_s} )); if [ "$since" -lt "$went_live" ]; then since="$went_live"; fi',
-        f'    counts="$({count})"',
-        '    total="${counts% *}"; errors="${counts#* }"',
-        f'    if [ "$total" -ge {p.min_requests} ] && [ $((errors * 100)) -gt $((total * {p.max_error_rate})) ]; then',
-        f'      verdict="the proxy answered $errors of its last $total requests with a 5xx in {p.window_s}s (more than {p.max_error_rate}%)"; break',
-        "    fi",
-        "  fi",
+        *error_rate,
         "  sleep 0.2",
         "done",
         'if [ -n "$verdict" ]; then',
         '  echo "probation failed $(( $(date +%s) - went_live ))s after going live: $verdict" >&2',
-        *("  " + line for line in restore_steps(proxy)),
+        "  revert",
         f"  for c in {names}; do",
         '    echo "--- the last lines of the log of $c:" >&2',
         """    docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2 || true""",
         "  done",
         "  exit 1",
         "fi",
-        f"echo 'probation passed: {p.seconds}s without a crash, a restart, an unhealthy container or too many 5xx'",
+        f"echo 'probation passed: {p.seconds}s without a crash, a restart, an unhealthy container{' or too many 5xx' if proxy is not None else ''}'",
     ]
 
 
+@dataclass(frozen=True)
+class Handover:
+    """A single-instance role (a bot, a scheduler): its one new container, only created so far, replaces the
+    running one of the same app, stack and role; the old one stops before the new one starts."""
+
+    app: str
+    stack: str
+    role: str
+    container: str
+    stop_timeout_s: int
+    wait_s: int
+
+
+_HEALTH_FORMAT = "{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}"
+
+
+def handover_steps(i: int, h: Handover) -> list[str]:
+    """Stop the role's running container, start the new one and wait (polling five times a second) until its
+    probe passes; on failure, revert (this handover included) and fail. The gap is as short as the new
+    container's start and first passing probe: it is already pulled and created."""
+    _check_names([h.container])
+    new = shlex.quote(h.container)
+    running = (
+        f"docker ps -q --no-trunc --filter label=cutover.app={shlex.quote(h.app)} --filter label=cutover.stack={shlex.quote(h.stack)} "
+        f"--filter label=cutover.role={shlex.quote(h.role)} --filter status=running --filter status=restarting"
+    )
+    id_format = shlex.quote("{{.Id}}")
+    return [
+        f'new_id="$(docker inspect --format {id_format} {new})"',
+        f'old_{i}="$({running} | grep -v "^$new_id$" || true)"',
+        f'echo "{h.role}: one at a time: stopping ${{old_{i}:-nothing}}, then starting {h.container}"',
+        f"handed_{i}=yes",
+        f'for o in $old_{i}; do docker stop --time {h.stop_timeout_s} "$o" >/dev/null; done',
+        f"docker start {new} >/dev/null",
+        "ticks=0",
+        "while :; do",
+        f'  state="$(docker inspect --format {shlex.quote(_HEALTH_FORMAT)} {new} 2>&1)" || state="missing: $state"',
+        '  case "$state" in',
+        "    running/healthy) break ;;",
+        f'    running/starting) if [ "$ticks" -ge {h.wait_s * 5} ]; then break; fi; sleep 0.2; ticks=$((ticks+1)) ;;',
+        "    *) break ;;",
+        "  esac",
+        "done",
+        'if [ "$state" != running/healthy ]; then',
+        f'  echo "{h.role}: {h.container} is $state, not running/healthy, after {h.wait_s}s" >&2',
+        f"  docker logs --tail 15 {new} 2>&1 | sed 's/^/    /' >&2 || true",
+        "  revert",
+        "  exit 1",
+        "fi",
+        f"echo '{h.role}: {h.container} is healthy'",
+    ]
+
+
+def revert_function(proxy: str | None, handovers: list[Handover]) -> list[str]:
+    """`revert`: put back what this script changed so far, the proxy's routes and each handover."""
+    lines = ["revert() {"]
+    if proxy is not None:
+        lines += ['  if [ -n "$switched" ]; then', *("    " + line for line in restore_steps(proxy)), "  fi"]
+    for i, h in reversed(list(enumerate(handovers))):
+        lines += [
+            f'  if [ -n "$handed_{i}" ]; then',
+            f"    docker stop --time {h.stop_timeout_s} {shlex.quote(h.container)} >/dev/null 2>&1 || true",
+            f'    for o in $old_{i}; do docker start "$o" >/dev/null; done',
+            f"    echo '{h.role}: its previous container runs again' >&2",
+            "  fi",
+        ]
+    return [*lines, "  :", "}"]
+
+
 def go_live_script(
-    proxy: str,
+    proxy: str | None,
     upstreams: list[str],
     *,
     drain_s: int,
     wait_healthy_s: int,
     verification: Verification | None,
     probation: Probation | None = None,
+    handovers: list[Handover] | None = None,
+    watched: list[str] | None = None,
 ) -> str:
-    """Health gate, switch, verification and probation (restoring on failure), then the old routes' drain."""
-    return "\n".join(
-        [
-            "set -eu",
-            'new_config="$(cat)"',  # the Caddyfile, on stdin
-            *health_gate(upstreams, wait_healthy_s),
-            *switch_steps(proxy, upstreams),
-            'went_live="$(date +%s)"',
-            *(verify_steps(proxy, verification) if verification is not None else []),
-            *(probation_steps(proxy, upstreams, probation) if probation is not None and probation.seconds > 0 else []),
-            f"echo 'draining old routes for {drain_s}s'",
-            f"sleep {drain_s}",
-        ]
-    )
+    """Health gate, single-instance handovers, switch, verification and probation (reverting all of it on
+    a failure), then the old routes' drain. Without a proxy (no web role) nothing is switched.
+
+    `upstreams` are the new web containers; `watched`, every new container (the web ones when not given):
+    those not handed over are health-gated, all are watched on probation."""
+    handovers = handovers or []
+    watched = list(watched) if watched is not None else list(upstreams)
+    if proxy is not None:
+        _check_names(upstreams)
+    lines = ["set -eu"]
+    if proxy is not None:
+        lines.append('new_config="$(cat)"')  # the Caddyfile, on stdin
+    lines += ["switched=''", *(f"handed_{i}=''; old_{i}=''" for i in range(len(handovers)))]
+    lines += revert_function(proxy, handovers)
+    handed = {h.container for h in handovers}
+    gated = [*upstreams, *(w for w in watched if w not in upstreams and w not in handed)]
+    if gated:
+        lines += health_gate(gated, wait_healthy_s)
+    for i, h in enumerate(handovers):
+        lines += handover_steps(i, h)
+    if proxy is not None:
+        lines += [*switch_steps(proxy, upstreams), "switched=yes"]
+    lines.append('went_live="$(date +%s)"')
+    if proxy is not None and verification is not None:
+        lines += verify_steps(proxy, verification)
+    if probation is not None and probation.seconds > 0 and watched:
+        lines += probation_steps(proxy, watched, probation)
+    if proxy is not None:
+        lines += [f"echo 'draining old routes for {drain_s}s'", f"sleep {drain_s}"]
+    return "\n".join(lines)
 
 
 def migration_script(cfg: StackConfig, image: str, network: str | None) -> str:

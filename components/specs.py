@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.config import Secret, StackConfig
+from components.config import RoleConfig, Secret, StackConfig
 from components.provider_forms import go_duration
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
@@ -32,17 +32,25 @@ def labels(cfg: StackConfig, role: str, extra: dict[str, str] | None = None) -> 
     return [{"label": k, "value": v} for k, v in sorted(values.items())]
 
 
-def web_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
-    """The web containers' environment (APP_VERSION aside), secrets included as Secret values."""
-    env: list[tuple[str, str | Secret]] = [("PORT", str(cfg.web.port))]
-    env += sorted(cfg.web.env.items())
-    env += sorted(cfg.web.secret_env.items())
+def shared_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
+    """What every role gets: the secret env and the accessories' URLs (secrets as Secret values)."""
+    env: list[tuple[str, str | Secret]] = sorted(cfg.web.secret_env.items())
     p = cfg.postgres
     if p.enabled and p.password is not None:
         env.append(("DATABASE_URL", Secret(f"postgresql://{p.user}:{p.password.reveal()}@postgres:5432/{p.database}")))
     if cfg.redis.enabled and cfg.redis.password is not None:
         env.append(("REDIS_URL", Secret(f"redis://:{cfg.redis.password.reveal()}@redis:6379/0")))
     return env
+
+
+def web_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
+    """The web containers' environment (APP_VERSION aside), secrets included as Secret values."""
+    return [("PORT", str(cfg.web.port)), *sorted(cfg.web.env.items()), *shared_env(cfg)]
+
+
+def role_env(cfg: StackConfig, role: RoleConfig) -> list[tuple[str, str | Secret]]:
+    """A role's environment: its own variables, then what every role gets."""
+    return [*sorted(role.env.items()), *shared_env(cfg)]
 
 
 def healthcheck(cfg: StackConfig) -> dict[str, Any]:
@@ -80,6 +88,45 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
     }
     if w.command:
         spec["command"] = list(w.command)
+    return spec
+
+
+def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: list[Any]) -> dict[str, Any]:
+    """A container of a role beside web: the release's image with the role's command and probe.
+
+    A rolling role's container starts at once and is waited for until healthy, like web's. A
+    single-instance role's is only created (`start` false): the go-live step stops the old one,
+    then starts it and waits for its probe (components/scripts.py), so two never run at once.
+    It must not be `must_run` either: Read reports a created container as not running, which
+    would be a change on every update (kreuzwerker v4.5.0 resource_docker_container_funcs.go:812-824).
+    """
+    w, h = cfg.web, role.healthcheck
+    spec: dict[str, Any] = {
+        "image": image_id,
+        "command": list(role.command),
+        "user": w.user,
+        "read_only": w.read_only,
+        "tmpfs": dict.fromkeys(w.tmpfs, "rw,noexec,nosuid,size=64m"),
+        "memory": role.memory_mb,
+        "memory_swap": role.memory_mb,
+        "cpus": role.cpus,
+        "stop_signal": "SIGTERM",
+        "stop_timeout": role.stop_timeout_s,
+        "destroy_grace_seconds": role.stop_timeout_s,
+        "healthcheck": {
+            "tests": h.test(),
+            "interval": go_duration(h.interval),
+            "timeout": go_duration(h.timeout),
+            "retries": h.retries,
+            "start_period": go_duration(h.start_period),
+        },
+        "networks_advanced": [{"name": n} for n in networks],
+        **HARDENING,
+    }
+    if role.overlap:
+        spec.update({"wait": True, "wait_timeout": role.wait_timeout_s, "must_run": True})
+    else:
+        spec.update({"start": False, "must_run": False})
     return spec
 
 

@@ -26,7 +26,7 @@ import pulumi_docker as docker
 from components.config import Secret, StackConfig
 from components.host import DockerHost
 from components.scripts import migration_script
-from components.specs import labels, web_container, web_env
+from components.specs import labels, shared_env, web_container, web_env
 
 # How Pulumi must replace a web container: these options override what the docker
 # provider asks for, and each one is there because the provider alone would drop requests.
@@ -59,7 +59,7 @@ class WebReleaseArgs:
     release_key: str  # names this release's containers
     version: str
     git_sha: str
-    edge_network: pulumi.Input[str]
+    edge_network: pulumi.Input[str] | None  # None: no web role (web.enabled false)
     private_network: pulumi.Input[str] | None = None
     accessories: list[pulumi.Resource] = field(default_factory=list)
     migrate: bool = True  # a rollback never runs the older image's migrations
@@ -77,9 +77,16 @@ def env_output(pairs: list[tuple[str, str | Secret]], version: str) -> pulumi.Ou
 
 
 class WebRelease(pulumi.ComponentResource):
+    """The release on the host: its image pulled by digest, its migration, and web's containers.
+
+    Every role runs this image and starts only after `gate` (the migration, or the pull and the
+    accessories when there is none). Without a web role (`web.enabled` false) it has no containers.
+    """
+
     containers: list[docker.Container]
     names: pulumi.Output[list[str]]
     image_id: pulumi.Output[str]
+    gate: list[pulumi.Resource]
 
     def __init__(self, name: str, args: WebReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:WebRelease", name, None, opts)
@@ -87,7 +94,7 @@ class WebRelease(pulumi.ComponentResource):
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         pulled = docker.RemoteImage(f"{name}-image", name=args.image_ref, keep_locally=True, opts=on_host)
         self.image_id = pulled.image_id
-        env = env_output(web_env(cfg), args.version)
+        env = env_output(web_env(cfg) if cfg.web.enabled else shared_env(cfg), args.version)
 
         gate: list[pulumi.Resource] = [pulled, *args.accessories]
         if cfg.migrations.enabled and args.migrate:
@@ -104,13 +111,12 @@ class WebRelease(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate),
             )
             gate = [migration]
+        self.gate = gate
 
-        networks: list[pulumi.Input[str]] = [args.edge_network]
-        if args.private_network is not None:
-            networks.append(args.private_network)
+        networks: list[pulumi.Input[str]] = [n for n in (args.edge_network, args.private_network) if n is not None]
         release_labels = labels(cfg, "web", {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
         self.containers = []
-        for i in range(cfg.web.replicas):
+        for i in range(cfg.web.replicas if cfg.web.enabled and args.edge_network is not None else 0):
             self.containers.append(
                 docker.Container(
                     f"{name}-{args.release_key}-{i}",

@@ -22,6 +22,7 @@ from unittest import mock
 import pulumi
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
@@ -227,6 +228,8 @@ def run_program(
 
     mocks = ProgramMocks(stack_outputs or {})
     monitor = RecordingMonitor(mocks)
+    # a new root stack resource each run: its exports are this run's only (set_mocks keeps an existing one)
+    pulumi_settings.ROOT.set(None)
     pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization")
     set_all_config(config_values(config), [f"{PROJECT}:{k}" for k in secret_keys])
     environ = {"CUTOVER_GIT_SHA": "0123456789abcdef0123456789abcdef01234567", **(env or {})}

@@ -527,3 +527,46 @@ def test_probation_settings() -> None:
         "cutover:releases.probation = \"30\": expected a duration with a unit, like '500ms', '10s', '1m' or '1m30s' (0s: no probation)",
         "cutover:releases.probationErrorRate = 0: expected a whole percentage from 1 to 100",
     ]
+
+
+WORKER = {"command": ["python", "-m", "worker"], "healthcheck": {"command": ["python", "-m", "heartbeat", "30"]}}
+
+
+def test_roles_are_read_with_their_defaults() -> None:
+    cfg = parse(minimal(roles={"worker": {**WORKER, "replicas": 2, "env": {"QUEUE": "mail"}}, "bot": {**WORKER, "overlap": False}}))
+    worker, bot = cfg.roles
+    assert (worker.name, worker.replicas, worker.overlap, worker.env) == ("worker", 2, True, {"QUEUE": "mail"})
+    assert (worker.memory_mb, worker.cpus, worker.stop_timeout_s, worker.wait_timeout_s) == (256, "1.0", 600, 120)
+    assert worker.healthcheck.test() == ["CMD", "python", "-m", "heartbeat", "30"] and worker.healthcheck.interval == "5s"
+    assert (bot.name, bot.overlap, bot.replicas) == ("bot", False, 1)
+    assert parse(minimal(web={"enabled": False}, roles={"bot": {**WORKER, "overlap": False}})).web.enabled is False
+
+
+def test_bad_roles_are_named_with_key_value_and_expectation() -> None:
+    found = problems(
+        minimal(
+            roles={
+                "Worker": WORKER,
+                "proxy": WORKER,
+                "mailer": {"replicas": 2, "healthcheck": {"interval": "5"}},
+                "bot": {**WORKER, "overlap": False, "replicas": 2, "stopTimout": "1m"},
+                "cron": "python -m cron",
+            }
+        )
+    )
+    text = "\n".join(found)
+    assert 'cutover:roles.Worker = {"command"' in text and "expected a role name of lowercase letters" in text
+    assert "cutover:roles.proxy = " in text and "other than [" in text
+    assert "cutover:roles.mailer.command is missing: expected the role's command as a list of strings" in text
+    assert "cutover:roles.mailer.healthcheck.command is missing: expected a probe command that needs no HTTP" in text
+    assert 'cutover:roles.mailer.healthcheck.interval = "5": expected a duration with a unit' in text
+    assert "cutover:roles.bot.replicas = 2: expected 1: roles.bot.overlap is false, so the role runs one container, never two" in text
+    assert "cutover:roles.bot.stopTimout = " in text and "did you mean 'stopTimeout'?" in text
+    assert 'cutover:roles.cron = "python -m cron": expected an object with at least `command` and `healthcheck.command`' in text
+    assert len(found) == 8, found
+
+
+def test_without_web_some_role_must_run() -> None:
+    assert problems(minimal(web={"enabled": False})) == [
+        "cutover:web.enabled = false: expected true, or at least one role under `roles`: otherwise nothing would run"
+    ]

@@ -192,15 +192,16 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     assert f"sh {' '.join(names)}" in script and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
     # the health gate comes first: the proxy is never pointed at a container not healthy now
     gate = script.index("refusing to route to $c")
-    assert gate < script.index("/etc/caddy/live.prev") and "running/healthy" in script
+    assert gate < script.index("cp -a /etc/caddy/live /etc/caddy/live.prev") and "running/healthy" in script
     # the Caddyfile names no container: one placeholder slot per replica
     caddyfile = switch.inputs["stdin"]
     assert not any(n in caddyfile for n in names)
     assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 2 and "live/3" not in caddyfile
-    assert switch.inputs["triggers"] == [caddyfile, names, "web-prod-proxy"]
+    assert switch.inputs["triggers"] == [caddyfile, names, "web-prod-proxy", []], "and the containers of each other role (none here)"
     assert "nothing to switch" in switch.inputs["update"], "a change of anything else switches nothing again"
     # a reload only when the Caddyfile differs from the proxy's, validated first
-    guarded = script.split('if [ "$new_config" != "$current_config" ]; then')
+    body = script[script.index("\n}\n") :]  # after the revert function (which reloads only a config it put back)
+    guarded = body.split('if [ "$new_config" != "$current_config" ]; then')
     assert len(guarded) == 3 and "caddy validate" in guarded[1] and "caddy reload" in guarded[2]
     assert "caddy reload" not in guarded[0] + guarded[1]
 
@@ -291,9 +292,11 @@ def test_a_failed_verification_puts_the_previous_upstreams_back(full_run: Progra
     switch = verify = commands(full_run, "switch-traffic").inputs["create"]
     assert "cp -a /etc/caddy/live /etc/caddy/live.prev" in switch
     assert "cp /etc/caddy/Caddyfile /etc/caddy/Caddyfile.prev" in switch
-    restore = verify.index('mv "$f" "/etc/caddy/live/${f##*/}"')
-    config = verify.index("mv /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
-    assert verify.index("verification failed") < restore < config < verify.rindex("exit 1")
+    revert = verify[verify.index("revert() {") : verify.index("\n}\n")]
+    assert revert.index('mv "$f" "/etc/caddy/live/${f##*/}"') < revert.index("mv /etc/caddy/Caddyfile.prev /etc/caddy/Caddyfile")
+    assert 'if [ -n "$switched" ]' in revert, "only what this run switched is put back"
+    failed = verify[verify.index("verification failed") :]
+    assert failed.index("revert") < failed.index("exit 1")
 
 
 def test_the_live_release_is_on_probation_before_the_old_one_goes(full_run: ProgramRun) -> None:
@@ -306,7 +309,8 @@ def test_the_live_release_is_on_probation_before_the_old_one_goes(full_run: Prog
     assert "--filter event=die" in script and "--filter event=health_status" in script
     assert "-gt $((total * 10))" in script, "more than 10% 5xx fails it"
     failed = script[script.index('if [ -n "$verdict" ]; then') :]
-    assert failed.index("the proxy routes to the previous release again") < failed.index("docker logs --tail 15") < failed.index("exit 1")
+    assert failed.index("revert") < failed.index("docker logs --tail 15") < failed.index("exit 1")
+    assert "the proxy routes to the previous release again" in script[: script.index("\n}\n")]
     release = full_run.outputs["release"]
     assert release["probation"] == "30s"
 
@@ -323,3 +327,11 @@ def test_the_access_log_probation_counts_is_written_by_the_public_site_only() ->
     public, private = text.split(f"http://:{VERIFY_PORT} {{")
     assert "log {\n\t\toutput stdout\n\t\tformat json\n\t}" in public
     assert "log {" not in private, "the verification's own requests are not counted"
+
+
+def test_each_run_exports_its_own_outputs_only(prod: tuple[dict[str, Any], set[str]]) -> None:
+    """Runs in one process share Pulumi's runtime: the harness gives each its own root stack resource."""
+    raw, secrets = prod
+    assert "url" in run_program(raw, secrets, stack="prod").outputs
+    bot = {"command": ["python", "-m", "bot"], "overlap": False, "healthcheck": {"command": ["true"]}}
+    assert "url" not in run_program({**raw, "web": {"enabled": False}, "roles": {"bot": bot}}, secrets, stack="prod").outputs

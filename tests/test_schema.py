@@ -9,10 +9,28 @@ from tests.harness import Registration, load_stack_file, run_program
 from tests.schema import check_registration, is_provider_resource
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+ROLES = {
+    "worker": {"command": ["python", "-m", "worker"], "replicas": 2, "healthcheck": {"command": ["python", "-m", "heartbeat", "30"]}},
+    "bot": {"command": ["python", "-m", "bot"], "overlap": False, "healthcheck": {"command": ["python", "-m", "heartbeat", "10"]}},
+}
+
+
+def with_roles() -> tuple[dict, set[str]]:
+    raw, secrets = full_config()
+    return {**raw, "roles": ROLES}, secrets
+
+
+def bot_alone() -> tuple[dict, set[str]]:
+    raw, secrets = full_config()
+    return {**raw, "web": {"enabled": False}, "roles": {"bot": ROLES["bot"]}}, secrets
+
+
 CONFIGS = {
     "dev": lambda: load_stack_file("dev"),
     "prod": prod_config,
     "everything-on": full_config,
+    "web-and-roles": with_roles,
+    "bot-alone": bot_alone,
 }
 
 

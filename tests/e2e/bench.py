@@ -44,7 +44,7 @@ from components.config import HealthcheckConfig
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen, Result
 from tests.e2e.replay.engine import Engine, UpdateFailedError
-from tests.e2e.replay.stack import Stack, e2e_config, ensure_app_wheels, fake_sha
+from tests.e2e.replay.stack import Stack, e2e_config_on, ensure_app_wheels, fake_sha
 
 THREADS = 16  # keep-alive clients
 FRESH_THREADS = 4  # clients that open a new connection per request
@@ -299,10 +299,7 @@ def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[
     ):
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
-        config = e2e_config(
-            ssh_url=host.url, known_hosts=host.known_hosts_line, private_key=host.private_key, registry=registry.address,
-            registry_user=registry.user, registry_password=registry.password, http_port=port,
-        )  # fmt: skip
+        config = e2e_config_on(registry, host, port)
         stack = Stack(engine, config, name="bench")
         try:
             # the two releases, built once by the program itself; (a) and (b) run the same images

@@ -284,6 +284,19 @@ chmod 0755 "$ROOT"/usr/local/bin/wget
     probe=("sh", "-c", "caddy version && wget --help 2>&1 | grep -qi usage"),
 )
 
+REDIS_STANDIN = StandIn(
+    name="redis:7",
+    # Debian's Redis 7.0 (BLMOVE needs 6.2); redis-cli comes with it, as in the official image
+    packages=("redis-server",),
+    changes=(f"ENV PATH={_STANDIN_PATH}", "WORKDIR /data", "VOLUME /data", "EXPOSE 6379", 'CMD ["redis-server"]'),
+    script="""
+mkdir -p "$ROOT"/data
+"""
+    + _TRIM,
+    probe=("sh", "-c", "redis-server --version && redis-cli --version"),
+)
+
+# the base images of app/Dockerfile and of the edge; the accessories' stand-ins are built by the tests that need them
 STANDINS = (PYTHON_STANDIN, CADDY_STANDIN)
 
 
@@ -379,7 +392,7 @@ def build_standin(standin: StandIn, *, mirror: str | None = None) -> dict:
     return {"image": standin.name, "source": source, "seconds": round(seconds, 1)}
 
 
-def ensure_base_images(*, pull: bool | None = None, force: bool = False) -> list[dict]:
+def ensure_base_images(*, pull: bool | None = None, force: bool = False, standins: Sequence[StandIn] = STANDINS) -> list[dict]:
     """Make sure the base images of app/Dockerfile and of the edge exist.
 
     An image already present and not a stand-in (a real pull) is kept. A
@@ -392,7 +405,7 @@ def ensure_base_images(*, pull: bool | None = None, force: bool = False) -> list
         pull = os.environ.get("CUTOVER_PULL_BASE_IMAGES", "1") != "0"
     mirror = debian_mirror()
     results = []
-    for standin in STANDINS:
+    for standin in standins:
         started = time.monotonic()
         if not force and image_exists(standin.name):
             label = image_label(standin.name, STANDIN_LABEL)

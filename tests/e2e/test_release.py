@@ -62,7 +62,7 @@ from tests.e2e.bench import Load
 from tests.e2e.conftest import may_restart_dockerd, tools_problem, unavailable
 from tests.e2e.loadgen import Result
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
-from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config, ensure_app_wheels, fake_sha
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
 
 pytestmark = pytest.mark.e2e
 
@@ -126,15 +126,7 @@ def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2
     with infra.start_registry() as registry, infra.start_sshd() as host, infra.ssh_agent() as machine:
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
-        config = e2e_config(
-            ssh_url=host.url,
-            known_hosts=host.known_hosts_line,
-            private_key=host.private_key,
-            registry=registry.address,
-            registry_user=registry.user,
-            registry_password=registry.password,
-            http_port=port,
-        )
+        config = e2e_config_on(registry, host, port)
         env = E2E(
             Stack(engine, config, SECRET_KEYS | {"secretEnv"}), engine, registry, host, port, salt=secrets.token_hex(4), machine=machine
         )
@@ -146,22 +138,12 @@ def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2
 
 def teardown(env: E2E) -> None:
     """Everything the scenarios created goes: containers, networks, the retained volumes, images."""
-    try:
-        env.engine.destroy()
-    except Exception as exc:  # keep tearing down
-        infra.log(f"destroy failed, removing by label: {exc}")
-    leftovers = infra.docker("ps", "-aq", "--filter", "label=cutover.stack=e2e", "--filter", "label=cutover.app=web", check=False)
-    for cid in leftovers.stdout.split():
-        infra.remove_container(cid)
-    infra.docker("network", "rm", "web-e2e-edge", check=False)
-    for suffix in ("data", "config", "etc"):
-        infra.docker("volume", "rm", f"web-e2e-proxy-{suffix}", check=False)
+    remove_leftovers(env.engine, "e2e")
     images = infra.docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{env.registry.address}/cutover/web", check=False)
     for ref in images.stdout.split():
         infra.docker("rmi", ref, check=False)
     for ref in env.images.values():
         infra.docker("rmi", ref, check=False)
-    env.engine.close()
 
 
 # --------------------------------------------------------------------------- helpers

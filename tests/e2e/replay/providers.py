@@ -10,7 +10,8 @@ docker_container Create (KW resource_docker_container_funcs.go:43-674): Containe
   disconnected and each networks_advanced entry connected with its aliases (:463-503), start
   (:584-588), then, with `wait`, ContainerInspect once a second until Health.Status is
   "healthy"; "unhealthy" does not end the wait; after wait_timeout the error is "container
-  failed to be in healthy state" (:590-628). must_run plays no part in Create. A failure after
+  failed to be in healthy state" (:590-628). Without `start` it is only created. must_run
+  plays no part in Create. A failure after
   the ID was kept leaves the container, which the bridge reports as an init error with the
   state (TB provider.go:1370-1413): `StepError.partial`.
 docker_container Update (:991-1077): one ContainerUpdate when restart or resources changed
@@ -190,7 +191,7 @@ CONTAINER_INPUTS = frozenset(
         "image", "name", "user", "readOnly", "tmpfs", "memory", "memorySwap", "cpus", "stopSignal", "stopTimeout",
         "destroyGraceSeconds", "healthcheck", "wait", "waitTimeout", "mustRun", "networksAdvanced",
         "labels", "envs", "command", "capabilities", "securityOpts", "restart", "logDriver", "logOpts",
-        "init", "ports", "volumes", "shmSize",
+        "init", "ports", "volumes", "shmSize", "start",
     }
 )  # fmt: skip
 
@@ -296,9 +297,10 @@ def container_create(provider: DockerProvider, urn_name: str, inputs: Mapping[st
                     f"/networks/{urllib.parse.quote(net['name'], safe='')}/connect",
                     {"Container": cid, "EndpointConfig": {"Aliases": list(net.get("aliases") or [])}},
                 )
-        api.call("POST", f"/containers/{cid}/start", ok=(204, 304))
-        if inputs.get("wait"):
-            wait_healthy(api, cid, _int(inputs.get("waitTimeout") or 60))
+        if inputs.get("start", True):  # KW funcs.go:584-628: started, and waited for, only with `start`
+            api.call("POST", f"/containers/{cid}/start", ok=(204, 304))
+            if inputs.get("wait"):
+                wait_healthy(api, cid, _int(inputs.get("waitTimeout") or 60))
     except (ProviderError, DockerAPIError) as exc:
         # Create returns before its closing Read: the state is the planned one, the config with the ID
         raise ProviderError(str(exc), partial={"id": cid, "state": container_config(config)}) from exc
@@ -310,8 +312,11 @@ def wait_healthy(api: DockerAPI, cid: str, timeout_s: int) -> None:
     while time.monotonic() < deadline:
         info = api.inspect_container(cid) or {}
         health = (info.get("State") or {}).get("Health")
-        if health is None:
-            return  # KW funcs.go:598-607: a container without Health ends the wait too
+        if health is None:  # KW funcs.go:598-600
+            raise ProviderError(
+                "you have supplied a 'wait' argument, but the container does not have a healthcheck defined."
+                " Please remove the 'wait' argument or add a 'healthcheck' attribute"
+            )
         if health.get("Status") == "healthy":
             return
         time.sleep(min(HEALTH_POLL_S, max(0.0, deadline - time.monotonic())))

@@ -54,6 +54,35 @@ def e2e_config(
     return config
 
 
+def e2e_config_on(registry: Any, host: Any, http_port: int, **more: Any) -> dict[str, Any]:
+    """e2e_config for the loopback registry and ssh host the tests started (tests/e2e/infra.py)."""
+    return e2e_config(
+        ssh_url=host.url, known_hosts=host.known_hosts_line, private_key=host.private_key, registry=registry.address,
+        registry_user=registry.user, registry_password=registry.password, http_port=http_port, **more,
+    )  # fmt: skip
+
+
+def remove_leftovers(engine: Engine, stack: str, app: str = "web") -> None:
+    """`pulumi destroy`, then whatever a failed run may have left of the stack on this machine: its
+    containers (by label), networks and volumes (by name), and the engine's own files."""
+    from tests.e2e import infra
+
+    try:
+        engine.destroy()
+    except Exception as exc:  # keep tearing down
+        infra.log(f"destroy failed, removing by label: {exc}")
+    leftovers = infra.docker("ps", "-aq", "--filter", f"label=cutover.stack={stack}", "--filter", f"label=cutover.app={app}", check=False)
+    for cid in leftovers.stdout.split():
+        infra.remove_container(cid)
+    prefix = f"{app}-{stack}-"
+    for kind in ("network", "volume"):
+        names = infra.docker(kind, "ls", "-q" if kind == "volume" else "--format={{.Name}}", check=False).stdout.split()
+        for name in names:
+            if name.startswith(prefix):
+                infra.docker(kind, "rm", name, check=False)
+    engine.close()
+
+
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Deep merge of config objects (overrides win)."""
     out = dict(base)

@@ -1,0 +1,287 @@
+"""The stack's configuration, as the program uses it: frozen dataclasses, no parsing.
+
+`components.config` builds a `StackConfig` from the raw `cutover:*` values and is the
+module the rest of the program imports these names from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+NAMESPACE = "cutover"
+SSH_URL = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d+))?$")
+
+
+class Secret:
+    """A configuration value that must stay secret; never shows itself in repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[secret]')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(ValueError):
+    """Raised with every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid stack configuration ({len(problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    repository: str
+    tag: str
+    context: str = "./app"
+    dockerfile: str = "Dockerfile"
+    platform: str | None = None  # the engine's own platform unless set
+    build_args: dict[str, str] = field(default_factory=dict)
+    extra_tags: tuple[str, ...] = ()
+    push: bool = True
+    cache_from_registry: bool = True
+    registry_username: str | None = None
+    registry_password: Secret | None = None
+    # A digest-pinned reference to deploy instead of building (rollback, promotion, or by hand).
+    ref: str | None = None
+    git_sha: str = ""
+
+    @property
+    def registry(self) -> str:
+        return registry_of(self.repository)
+
+    @property
+    def tagged(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    url: str = "unix:///var/run/docker.sock"
+    known_hosts: str | None = None
+    private_key: Secret | None = None
+
+    @property
+    def is_ssh(self) -> bool:
+        return self.url.startswith("ssh://")
+
+    @property
+    def ssh(self) -> tuple[str, str, int]:
+        """(user, address, port) of an ssh:// host."""
+        m = SSH_URL.match(self.url)
+        if not m:
+            raise ValueError(f"not an ssh:// host: {self.url}")
+        return m["user"], m["host"], int(m["port"] or 22)
+
+    @property
+    def host_key(self) -> str | None:
+        """The pinned key alone ('ssh-ed25519 AAAA...'), from the known_hosts line."""
+        if not self.known_hosts:
+            return None
+        parts = self.known_hosts.split()
+        return " ".join(parts[1:3]) if len(parts) >= 3 else None
+
+
+@dataclass(frozen=True)
+class HealthcheckConfig:
+    path: str = "/health"
+    port: int = 8000
+    interval: str = "2s"
+    timeout: str = "3s"
+    retries: int = 3
+    start_period: str = "10s"
+    command: tuple[str, ...] = ()
+
+    def test(self) -> list[str]:
+        """The Docker healthcheck test; by default a stdlib Python probe (slim images have no curl)."""
+        if self.command:
+            return ["CMD", *self.command]
+        probe = (
+            "import sys,urllib.request;"
+            f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{self.port}{self.path}',"
+            " timeout=2).status==200 else 1)"
+        )
+        return ["CMD", "python", "-c", probe]
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # false: no web role, no proxy (a bot or a worker alone)
+    port: int = 8000
+    replicas: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, Secret] = field(default_factory=dict)
+    memory_mb: int = 512
+    cpus: str = "1.0"  # as the docker provider reads it back (components/provider_forms.py)
+    stop_timeout_s: int = 30
+    wait_timeout_s: int = 120
+    user: str = "10001:10001"
+    read_only: bool = True
+    tmpfs: tuple[str, ...] = ("/tmp",)
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoleHealthcheck:
+    """A probe that needs no HTTP: a command run in the container (a heartbeat file's age, say)."""
+
+    command: tuple[str, ...]
+    interval: str = "5s"
+    timeout: str = "3s"
+    retries: int = 3
+    start_period: str = "10s"
+
+    def test(self) -> list[str]:
+        return ["CMD", *self.command]
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    """A role beside web: the same image and release, its own command, replicas and resources."""
+
+    name: str
+    command: tuple[str, ...]
+    healthcheck: RoleHealthcheck
+    replicas: int = 1
+    # true (rolling): the new containers start beside the old ones; false (single instance, a bot or
+    # a scheduler): never two at once, the old one stops before the new one starts
+    overlap: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    memory_mb: int = 256
+    cpus: str = "1.0"
+    # a job in hand should finish, not die: the old containers get this long after SIGTERM
+    stop_timeout_s: int = 600
+    wait_timeout_s: int = 120
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    image: str = "caddy:2"
+    http_port: int = 80
+    https_port: int | None = 443
+    domain: str | None = None
+    email: str | None = None
+    drain_s: int = 2
+    bind_address: str | None = None  # host address the ports bind to (all addresses when unset)
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    enabled: bool = False
+    image: str = "postgres:16"
+    database: str = "app"
+    user: str = "app"
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    enabled: bool = False
+    image: str = "redis:7"
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class MigrationsConfig:
+    command: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command)
+
+
+@dataclass(frozen=True)
+class ReleasesConfig:
+    history_size: int = 10
+    promote_from: str | None = None
+    # After going live, the release is watched this long before the old one is removed (0: not at all).
+    probation_s: int = 30
+    # During probation, more than this share of 5xx answers (in percent) in a 10 s window fails it.
+    probation_error_rate: int = 10
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    enabled: bool = True
+    expect_version: bool = True
+    attempts: int = 15
+    interval_s: int = 2
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    # Names the GitHub pipeline sets itself: config may not redefine them.
+    RESERVED_VARIABLES: ClassVar[tuple[str, ...]] = ("PULUMI_STACK", "DEPLOY_HOST", "IMAGE_REPOSITORY", "PUBLIC_URL", "SSH_KNOWN_HOSTS")
+    RESERVED_SECRETS: ClassVar[tuple[str, ...]] = ("SSH_PRIVATE_KEY",)
+
+    enabled: bool = False
+    owner: str | None = None
+    repository: str | None = None
+    environment: str | None = None
+    manage_repository_files: bool = False
+    branch: str = "main"
+    reviewers: tuple[str, ...] = ()
+    wait_timer_minutes: int = 0
+    protect_branch: bool = False
+    public_url: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    # Stack -> GitHub deployment environment, in deploy order (the workflows deploy them one after another).
+    stacks: dict[str, str] = field(default_factory=lambda: {"dev": "dev", "prod": "production"})
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    app_name: str
+    image: ImageConfig
+    host: HostConfig
+    healthcheck: HealthcheckConfig
+    web: WebConfig
+    proxy: ProxyConfig
+    postgres: PostgresConfig = PostgresConfig()
+    redis: RedisConfig = RedisConfig()
+    migrations: MigrationsConfig = MigrationsConfig()
+    releases: ReleasesConfig = ReleasesConfig()
+    verify: VerifyConfig = VerifyConfig()
+    github: GitHubConfig = GitHubConfig()
+    roles: tuple[RoleConfig, ...] = ()
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix of names on the host: two stacks on one host never collide."""
+        return f"{self.app_name}-{self.stack}"
+
+    @property
+    def public_url(self) -> str:
+        if self.github.public_url:
+            return self.github.public_url
+        if self.proxy.domain:
+            return f"https://{self.proxy.domain}"
+        port = "" if self.proxy.http_port == 80 else f":{self.proxy.http_port}"
+        return f"http://localhost{port}"
+
+
+def registry_of(repository: str) -> str:
+    """The registry host of a repository ('docker.io' when none is named)."""
+    first = repository.split("/", 1)[0]
+    if "/" in repository and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
