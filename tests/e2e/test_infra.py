@@ -161,8 +161,10 @@ def test_app_image_contract(app_image: tuple[str, str]) -> None:
     assert cmd[cmd.index("--backlog") + 1] == "2048"
     assert "--timeout-graceful-shutdown" in cmd and "--proxy-headers" in cmd
     # no build leftovers (wheels, requirements) in the final image
-    out = infra.docker("run", "--rm", "--network", "none", tag, "sh", "-c", "ls /app; ls /build 2>&1 || true").stdout.split()
-    assert sorted(out[:3]) == ["healthcheck.py", "main.py", "migrate.py"], out
+    out = infra.docker("run", "--rm", "--network", "none", tag, "sh", "-c", "ls /app; echo --; ls /build 2>&1 || true").stdout.split()
+    app_files = out[: out.index("--")]
+    assert sorted(app_files) == ["bot.py", "healthcheck.py", "heartbeat.py", "main.py", "migrate.py", "worker.py"], out
+    assert "No" in out[out.index("--") :], "no /build in the final image"
 
 
 def test_app_runs_hardened_and_becomes_healthy(app_image: tuple[str, str]) -> None:
