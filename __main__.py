@@ -3,7 +3,7 @@
 Order of one `pulumi up` (each step waits for the one before):
 image -> host pulls the digest -> migration -> new web containers, healthy ->
 go live (health gate, proxy switch, verification through the proxy, probation: one step) ->
-release recorded -> old containers deleted.
+release recorded -> old images pruned -> old containers deleted.
 """
 
 import os
@@ -14,6 +14,7 @@ from components.accessories import Accessories, AccessoriesArgs
 from components.config import ConfigError, load_config
 from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
+from components.housekeeping import Housekeeping, HousekeepingArgs, kept_images
 from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
 from components.release_plan import load_release_plan, role_summary
@@ -41,6 +42,7 @@ web = WebRelease(
         cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
         migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
         edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
+        backups_volume=accessories.backups_volume,
     ),
 )  # fmt: skip
 roles = [
@@ -64,6 +66,11 @@ if cfg.github.enabled:
 records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s, role_summary(cfg)))
 pulumi.export("release", records.apply(lambda r: r[0]))
 pulumi.export("releases", records.apply(lambda r: r[1]))
+# The images older releases no longer need leave the server.
+Housekeeping(
+    "housekeeping",
+    HousekeepingArgs(cfg, host, records.apply(lambda r: kept_images(r[0], r[1], cfg.releases.images_kept)), after=[switch.done]),
+)
 if cfg.web.enabled:
     pulumi.export("url", cfg.public_url)
 pulumi.export("containers", web.names)

@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
+from components.backups import backups_volume
 from components.config import StackConfig
 from components.host import DockerHost
 from components.specs import HARDENING, labels
@@ -46,6 +47,8 @@ class Accessories(pulumi.ComponentResource):
 
     network: pulumi.Output[str] | None
     containers: list[docker.Container]
+    # where the dumps taken before migrations go (PostgreSQL on, and backups kept)
+    backups_volume: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: AccessoriesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:Accessories", name, None, opts)
@@ -53,6 +56,7 @@ class Accessories(pulumi.ComponentResource):
         prefix = cfg.resource_prefix
         self.containers = []
         self.network = None
+        self.backups_volume = None
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         if not (cfg.postgres.enabled or cfg.redis.enabled):
             self.register_outputs({})
@@ -67,6 +71,14 @@ class Accessories(pulumi.ComponentResource):
                 lambda pw, plain=spec["envs_plain"]: [*plain, f"POSTGRES_PASSWORD={pw}"]  # type: ignore[misc]
             )
             self.containers.append(self._service(name, "postgres", cfg, cfg.postgres.image, envs, spec, network, on_host))
+            if cfg.postgres.backups_kept > 0 and cfg.migrations.enabled:
+                self.backups_volume = docker.Volume(
+                    f"{name}-backups",
+                    name=backups_volume(cfg),
+                    labels=labels(cfg, "backups-volume"),
+                    # the dumps outlive the stack, like the data they save
+                    opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
+                ).name
         if cfg.redis.enabled and cfg.redis.password is not None:
             envs = pulumi.Output.secret(cfg.redis.password.reveal()).apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
             self.containers.append(self._service(name, "redis", cfg, cfg.redis.image, envs, redis_spec(), network, on_host))

@@ -115,6 +115,9 @@ def parse_config(
     verify = _parse_verify(r)
     github = _parse_github(r, stack)
     roles = _parse_roles(r)
+    notify_webhook = r.secret("notifyWebhook")
+    if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
+        r.problems.append(f"{NAMESPACE}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
     if not web.enabled and not roles:
         r.fail("web.enabled", False, "true, or at least one role under `roles`: otherwise nothing would run")
 
@@ -135,6 +138,7 @@ def parse_config(
         verify=verify,
         github=github,
         roles=roles,
+        notify_webhook=notify_webhook,
     )
 
 

@@ -176,7 +176,7 @@ DURATION_EXPECTED = "a duration with a unit, like '500ms', '10s', '1m' or '1m30s
 # The keys of each object, in one place: the parser refuses others (naming the closest),
 # and a test checks that README's table documents every one.
 SECTION_KEYS: dict[str, frozenset[str]] = {
-    "image": frozenset({"repository", "tag", "context", "dockerfile", "platform", "buildArgs", "extraTags", "push", "cacheFromRegistry", "registryUsername", "ref"}),
+    "image": frozenset({"repository", "tag", "context", "dockerfile", "platform", "buildArgs", "extraTags", "push", "cacheFromRegistry", "registryUsername", "ref", "buildCacheKept"}),
     "host": frozenset({"url", "knownHosts"}),
     "web": frozenset({"enabled", "port", "replicas", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "user", "readOnly", "tmpfs", "command"}),
     # each role under `roles.<name>`
@@ -184,15 +184,17 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "roles.<name>.healthcheck": frozenset({"command", "interval", "timeout", "retries", "startPeriod"}),
     "healthcheck": frozenset({"path", "port", "interval", "timeout", "retries", "startPeriod", "command"}),
     "proxy": frozenset({"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress"}),
-    "postgres": frozenset({"enabled", "image", "database", "user"}),
+    "postgres": frozenset({"enabled", "image", "database", "user", "backupsKept"}),
     "redis": frozenset({"enabled", "image"}),
     "migrations": frozenset({"command"}),
-    "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate"}),
+    "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate", "imagesKept"}),
     "verify": frozenset({"enabled", "expectVersion", "attempts", "interval"}),
     "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks"}),
 }  # fmt: skip
 # Secrets live in keys of their own, so that marking one secret never hides the rest.
-SECRET_KEYS = frozenset({"sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets"})
+SECRET_KEYS = frozenset(
+    {"sshPrivateKey", "registryPassword", "secretEnv", "postgresPassword", "redisPassword", "githubSecrets", "notifyWebhook"}
+)
 KNOWN_KEYS = {"appName", "roles", *(k for k in SECTION_KEYS if "." not in k), *SECRET_KEYS}
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 # names cutover gives things of its own on the host and in Pulumi

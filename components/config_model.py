@@ -62,6 +62,8 @@ class ImageConfig:
     # A digest-pinned reference to deploy instead of building (rollback, promotion, or by hand).
     ref: str | None = None
     git_sha: str = ""
+    # the build cache kept on the machine that builds, in MB (0: no bound)
+    build_cache_mb: int = 10240
 
     @property
     def registry(self) -> str:
@@ -189,6 +191,8 @@ class PostgresConfig:
     database: str = "app"
     user: str = "app"
     password: Secret | None = None
+    # dumps taken before each migration, kept on the host (0: none)
+    backups_kept: int = 10
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,8 @@ class ReleasesConfig:
     probation_s: int = 30
     # During probation, more than this share of 5xx answers (in percent) in a 10 s window fails it.
     probation_error_rate: int = 10
+    # the app images kept on the host: the current release's and those of the releases before it
+    images_kept: int = 5
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,8 @@ class StackConfig:
     verify: VerifyConfig = VerifyConfig()
     github: GitHubConfig = GitHubConfig()
     roles: tuple[RoleConfig, ...] = ()
+    # where deploys are announced (Slack-compatible JSON); a secret, given to the workflows only
+    notify_webhook: Secret | None = None
 
     @property
     def resource_prefix(self) -> str:

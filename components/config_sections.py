@@ -114,6 +114,7 @@ def _parse_image(r: _Reader, git_sha: str | None, uncommitted: Callable[[str], b
         registry_password=password,
         ref=r.value(o, "image", "ref", None, _str(DIGEST_REF), "a digest-pinned reference like 'ghcr.io/acme/web@sha256:<64 hex>'"),
         git_sha=git_sha or "",
+        build_cache_mb=_memory_mb(r, o, "image", "10g", key="buildCacheKept", zero=True),
     )
 
 
@@ -161,10 +162,14 @@ def _parse_host(r: _Reader) -> HostConfig:
     return HostConfig(url=url, known_hosts=known, private_key=key)
 
 
-def _memory_mb(r: _Reader, o: Mapping[str, Any], key: str, default: str) -> int:
-    memory = r.value(o, key, "memory", default, _str(MEMORY), "a memory limit like '256m' or '1g'")
-    m = MEMORY.match(memory)
-    return int(m[1]) * (1024 if m[2].lower() == "g" else 1) if m else int(default[:-1])
+def _memory_mb(r: _Reader, o: Mapping[str, Any], section: str, default: str, key: str = "memory", zero: bool = False) -> int:
+    """A size like '256m' or '1g', in MB ('0' too, when `zero`)."""
+    expected = "a memory limit like '256m' or '1g'" if not zero else "a size like '5g' or '500m' ('0': no bound)"
+    size = r.value(o, section, key, default, lambda v: "0" if zero and str(v) == "0" else _str(MEMORY)(v), expected)
+    m = MEMORY.match(size)
+    if not m:
+        return 0 if size == "0" else int(default[:-1]) * (1024 if default[-1] in "gG" else 1)
+    return int(m[1]) * (1024 if m[2].lower() == "g" else 1)
 
 
 def _parse_roles(r: _Reader) -> tuple[RoleConfig, ...]:
@@ -353,6 +358,7 @@ def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
             p, "postgres", "user", "app", _str(re.compile(r"^[a-z_][a-z0-9_]*$")), "a user name of lowercase letters, digits and '_'"
         ),
         password=r.secret("postgresPassword", "postgres.enabled is true" if p_on else None),
+        backups_kept=r.value(p, "postgres", "backupsKept", 10, _int(0, 1000), "a whole number of dumps from 0 (none) to 1000"),
     )
     d = r.object("redis")
     r.unknown("redis", d, SECTION_KEYS["redis"])
@@ -380,6 +386,7 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
         ),
         probation_s=int(duration_seconds(r.value(o, "releases", "probation", "30s", _duration, DURATION_EXPECTED + " (0s: no probation)"))),
         probation_error_rate=r.value(o, "releases", "probationErrorRate", 10, _int(1, 100), "a whole percentage from 1 to 100"),
+        images_kept=r.value(o, "releases", "imagesKept", 5, _int(2, 100), "a whole number of images from 2 to 100"),
     )
 
 

@@ -16,9 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.config import ImageConfig
+
+
+def build_cache_script_for(limit_mb: int) -> str:
+    """BuildKit's cache on this machine cut down to `limit_mb` (`image.buildCacheKept`)."""
+    return f"docker builder prune --force --keep-storage {limit_mb}mb"
 
 
 def image_names(image: ImageConfig) -> list[str]:
@@ -83,4 +89,13 @@ class AppImage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[primary]),
             )
         self.ref = primary.repo_digest  # repo@sha256:... when pushed, the built image's ID otherwise
+        if image.build_cache_mb > 0:
+            # BuildKit's cache on the machine that builds, cut down after each build
+            command.local.Command(
+                f"{name}-build-cache",
+                create=build_cache_script_for(image.build_cache_mb),
+                triggers=[primary.repo_digest],
+                interpreter=["/bin/sh", "-c"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[primary]),
+            )
         self.register_outputs({"ref": self.ref, "tag": image.tag})

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_docker as docker
 
+from components.backups import backup_script, password_env
 from components.config import Secret, StackConfig
 from components.host import DockerHost
 from components.scripts import migration_script
@@ -63,6 +64,7 @@ class WebReleaseArgs:
     private_network: pulumi.Input[str] | None = None
     accessories: list[pulumi.Resource] = field(default_factory=list)
     migrate: bool = True  # a rollback never runs the older image's migrations
+    backups_volume: pulumi.Input[str] | None = None  # set: the database is dumped before the migration
 
 
 def env_output(pairs: list[tuple[str, str | Secret]], version: str) -> pulumi.Output[list[str]]:
@@ -97,6 +99,18 @@ class WebRelease(pulumi.ComponentResource):
         env = env_output(web_env(cfg) if cfg.web.enabled else shared_env(cfg), args.version)
 
         gate: list[pulumi.Resource] = [pulled, *args.accessories]
+        if cfg.migrations.enabled and args.migrate and args.backups_volume is not None and cfg.postgres.password is not None:
+            # a dump of the database, kept on the server, before the migration changes it: a failed dump
+            # fails the release before the migration runs (components/backups.py)
+            backup = args.host.command(
+                f"{name}-backup",
+                create=pulumi.Output.all(args.private_network, args.backups_volume).apply(lambda v: backup_script(cfg, v[0], args.version)),
+                stdin=pulumi.Output.secret(password_env(cfg)),
+                triggers=[pulled.image_id],
+                update=":",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=gate),
+            )
+            gate = [backup]
         if cfg.migrations.enabled and args.migrate:
             script = pulumi.Output.all(pulled.image_id, args.private_network).apply(lambda v: migration_script(cfg, v[0], v[1]))
             migration = args.host.command(

@@ -40,7 +40,11 @@ def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any
     assert image.inputs["imageName"].startswith("cutover/web:")
     provider = run.one("pulumi:providers:docker")
     assert provider.inputs["host"] == "unix:///var/run/docker.sock" and "sshOpts" not in provider.inputs
-    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {"switch-traffic"}
+    assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {
+        "switch-traffic",
+        "housekeeping-prune-images",
+        "app-build-cache",
+    }
     assert run.one("docker:index/image:Image").outputs["repoDigest"].startswith("sha256:")
     web = web_containers(run)[0]
     assert web.inputs["image"] == run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
@@ -82,9 +86,10 @@ def test_the_sequence_migration_web_switch(full_run: ProgramRun) -> None:
     pulled = full_run.one("docker:index/remoteImage:RemoteImage", "web-image")
     webs = web_containers(full_run)
     assert len(webs) == 3
-    assert migrate.depends_on(pulled)
+    backup = commands(full_run, "web-backup")  # the database's dump comes first (tests/test_upkeep.py)
+    assert migrate.depends_on(backup) and backup.depends_on(pulled)
     for accessory in (full_run.one(CONTAINER, "postgres"), full_run.one(CONTAINER, "redis")):
-        assert migrate.depends_on(accessory)
+        assert backup.depends_on(accessory)
     for web in webs:
         assert web.depends_on(migrate), "no web container starts before the migration exits 0"
         assert switch.depends_on(web), "the switch waits for every new container to be healthy"

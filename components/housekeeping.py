@@ -1,0 +1,78 @@
+"""Bounded disk: what each release leaves behind is cleared, never what a recent release needs.
+
+- `prune_images_script`: on the server, the app's images other than the ones a release keeps
+  (`releases.imagesKept`: this release's and those of the releases just before it, which a
+  rollback then needs no pull for) are removed. An image a container still uses is never
+  removed (`docker rmi` refuses it, and the script goes on): the old release's containers are
+  deleted only after this step, so its image goes with the next release.
+The build cache on the machine that builds is cut down after each build by the image
+component (components/image.py).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+import pulumi
+
+from components.config import StackConfig
+from components.host import DockerHost
+from components.releases import Release, digest_of
+
+
+def kept_images(current: Release, history: list[Release], keep: int) -> list[str]:
+    """The image references a release keeps on the server: its own first, then the newest of the history."""
+    refs: list[str] = []
+    for release in [current, *history]:
+        ref = str(release.get("imageRef", ""))
+        if ref and ref not in refs:
+            refs.append(ref)
+    return refs[:keep]
+
+
+def prune_images_script(cfg: StackConfig, keep: list[str]) -> str:
+    """Remove the app's images on the server but those in `keep` (repo@sha256:… or, for dev, an image ID)."""
+    keep_ids = " ".join(sorted({digest_of(ref) for ref in keep}))
+    repository = cfg.image.repository
+    return "\n".join(
+        [
+            "set -eu",
+            f"keep={shlex.quote(' ' + keep_ids + ' ')}",
+            "removed=0",
+            f"for ref in $(docker images --digests --no-trunc --format '{{{{.Repository}}}}@{{{{.Digest}}}}={{{{.ID}}}}' {shlex.quote(repository)}); do",
+            '  digest="${ref%%=*}"; digest="${digest##*@}"; id="${ref##*=}"; image="${ref%%=*}"',
+            '  case "$keep" in *" $digest "*|*" $id "*) continue ;; esac',
+            '  if [ "$digest" = "<none>" ]; then image="$id"; fi',
+            '  if docker rmi "$image" >/dev/null 2>&1; then echo "removed $image"; removed=$((removed+1)); fi',
+            "done",
+            f'echo "kept {len(keep)} image(s) of {repository}; removed $removed"',
+        ]
+    )
+
+
+@dataclass
+class HousekeepingArgs:
+    config: StackConfig
+    host: DockerHost
+    # the images this release keeps on the server, known once it is recorded
+    keep: pulumi.Input[list[str]]
+    after: list[pulumi.Resource]
+
+
+class Housekeeping(pulumi.ComponentResource):
+    """After a release went live: the app images it no longer needs are removed from the server."""
+
+    def __init__(self, name: str, args: HousekeepingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cutover:index:Housekeeping", name, None, opts)
+        cfg = args.config
+        keep = pulumi.Output.from_input(args.keep)
+        args.host.command(
+            f"{name}-prune-images",
+            create=keep.apply(lambda refs: prune_images_script(cfg, list(refs))),
+            # runs again exactly when the set of images to keep changes (a new release)
+            triggers=[keep],
+            update=":",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.after),
+        )
+        self.register_outputs({})
