@@ -7,7 +7,9 @@ module the rest of the program imports these names from.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar
 
 NAMESPACE = "cutover"
@@ -235,7 +237,10 @@ class VerifyConfig:
 class GitHubConfig:
     # Names the GitHub pipeline sets itself: config may not redefine them.
     RESERVED_VARIABLES: ClassVar[tuple[str, ...]] = ("PULUMI_STACK", "DEPLOY_HOST", "IMAGE_REPOSITORY", "PUBLIC_URL", "SSH_KNOWN_HOSTS")
-    RESERVED_SECRETS: ClassVar[tuple[str, ...]] = ("SSH_PRIVATE_KEY",)
+    # secret name -> the config key it is set from
+    RESERVED_SECRETS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"SSH_PRIVATE_KEY": "sshPrivateKey", "NOTIFY_WEBHOOK": "notifyWebhook"}
+    )
 
     enabled: bool = False
     owner: str | None = None

@@ -427,7 +427,8 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         ).items()
     }
     for k in sorted(set(secrets) & set(GitHubConfig.RESERVED_SECRETS)):
-        r.problems.append(f"{NAMESPACE}:githubSecrets.{k} = [secret]: expected another name: {k} is set from sshPrivateKey")
+        source = GitHubConfig.RESERVED_SECRETS[k]
+        r.problems.append(f"{NAMESPACE}:githubSecrets.{k} = [secret]: expected another name: {k} is set from {NAMESPACE}:{source}")
 
     def check_stacks(v: Any) -> dict[str, str] | None:
         if not (isinstance(v, dict) and v and all(isinstance(k, str) and stack_name.match(k) for k in v)):

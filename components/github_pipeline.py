@@ -40,6 +40,7 @@ import pulumi_github as github
 import yaml
 
 from components.config import GitHubConfig, Secret, StackConfig
+from components.notifications import NOTIFY_SECRET
 from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
 
 WORKFLOWS_DIRECTORY: Final = ".github/workflows"
@@ -90,11 +91,13 @@ def environment_variables(cfg: StackConfig) -> dict[str, str]:
 
 
 def environment_secrets(cfg: StackConfig) -> dict[str, Secret]:
-    """The deployment environment's secrets: the SSH key of an ssh:// host, then every `githubSecrets` entry."""
+    """The deployment environment's secrets: the SSH key of an ssh:// host, the webhook deploys are announced
+    to (components/notifications.py), then every `githubSecrets` entry."""
     secrets: dict[str, Secret] = {}
     if cfg.host.is_ssh and cfg.host.private_key is not None:
-        (name,) = GitHubConfig.RESERVED_SECRETS
-        secrets[name] = cfg.host.private_key
+        secrets["SSH_PRIVATE_KEY"] = cfg.host.private_key
+    if cfg.notify_webhook is not None:
+        secrets[NOTIFY_SECRET] = cfg.notify_webhook
     secrets.update(cfg.github.secrets)
     return secrets
 

@@ -243,6 +243,13 @@ def jq_command() -> list[str]:
     return [exe]
 
 
+def curl_command() -> list[str]:
+    exe = shutil.which("curl")
+    if exe is None:
+        raise LinterMissingError("curl is not installed (Debian: apt-get install curl)")
+    return [exe]
+
+
 # --- policy -------------------------------------------------------------------------------
 
 LOCATORS: Mapping[str, Callable[[], list[str]]] = {
@@ -252,6 +259,7 @@ LOCATORS: Mapping[str, Callable[[], list[str]]] = {
     "shellcheck": shellcheck_command,
     "bash": bash_command,
     "jq": jq_command,
+    "curl": curl_command,
 }
 
 

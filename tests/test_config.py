@@ -285,8 +285,14 @@ def test_secret_env_and_durations() -> None:
         pytest.param(
             minimal(githubSecrets='{"SSH_PRIVATE_KEY": "x"}'),
             {"githubSecrets"},
-            ["cutover:githubSecrets.SSH_PRIVATE_KEY = [secret]: expected another name: SSH_PRIVATE_KEY is set from sshPrivateKey"],
+            ["cutover:githubSecrets.SSH_PRIVATE_KEY = [secret]: expected another name: SSH_PRIVATE_KEY is set from cutover:sshPrivateKey"],
             id="github-secret-set-from-ssh-key",
+        ),
+        pytest.param(
+            minimal(githubSecrets='{"NOTIFY_WEBHOOK": "x"}'),
+            {"githubSecrets"},
+            ["cutover:githubSecrets.NOTIFY_WEBHOOK = [secret]: expected another name: NOTIFY_WEBHOOK is set from cutover:notifyWebhook"],
+            id="github-secret-set-from-notify-webhook",
         ),
         pytest.param(
             minimal(githubSecrets='{"PULUMI_CONFIG_PASSPHRASE": "x"}'),

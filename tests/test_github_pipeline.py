@@ -305,6 +305,15 @@ def test_environment_variables_and_secrets_of_the_model() -> None:
     assert SSH_KEY not in repr(secrets)
 
 
+def test_the_notify_webhook_is_an_environment_secret_of_its_stack() -> None:
+    raw, secrets = prod_config()
+    hook = "https://hooks.slack.com/services/T000/B000/xyz-for-tests"
+    cfg = parse_config({**raw, "notifyWebhook": hook}, secrets | {"notifyWebhook"}, "prod", git_sha=SHA)
+    assert environment_secrets(cfg)["NOTIFY_WEBHOOK"].reveal() == hook
+    assert hook not in repr(environment_secrets(cfg))
+    assert "NOTIFY_WEBHOOK" not in environment_secrets(parse_config(raw, secrets, "prod", git_sha=SHA))
+
+
 def test_required_checks_come_from_pull_request_workflows_only() -> None:
     workflows = render_workflows(WorkflowSettings())
     assert required_checks(workflows) == rendered_check_names(workflows)
