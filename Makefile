@@ -7,14 +7,20 @@
 #   make rollback            redeploy the previous release (TO=2, TO=<git sha>, TO=sha256:... for others)
 #   make refresh             read the stack's resources back from the host (`pulumi refresh`)
 #   make destroy             remove the stack's containers and networks (volumes are kept)
+#   make status              the release serving, each container's health and image, the proxy, disk
+#   make logs ROLE=worker    follow the logs of one role's containers (ROLE=web when not given)
+#   make backups             the database dumps kept on the server (one before every migration)
+#   make restore BACKUP=...  put one back (asks first; what is there now is dumped beside it)
+#   make drift               fail when the server no longer matches the program (preview with refresh)
 #   make test                lint, type-check, unit + schema + workflow checks, e2e when an engine answers
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
-#   make workflows           regenerate .github/workflows from components/workflows.py
+#   make workflows           regenerate .github/workflows and .github/dependabot.yml from components/
 
 SHELL := /bin/bash
 STACK ?= dev
 TO ?= previous
+ROLE ?= web
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -35,7 +41,7 @@ endif
 # (memory only); the docker provider's ssh logs in with it (components/ssh.py).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
-.PHONY: deploy preview releases rollback refresh destroy test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
 
 $(BIN)/.program: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -86,6 +92,19 @@ refresh: tools-pulumi $(BIN)/.program
 destroy: tools-pulumi $(BIN)/.program
 	$(AGENT) pulumi destroy --run-program --stack $(STACK)
 
+# Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops.py).
+status logs backups: tools-pulumi $(BIN)/.program
+	@$(AGENT) $(BIN)/python -m components.ops $@ --stack $(STACK) $(if $(filter logs,$@),--role '$(ROLE)' --follow)
+
+restore: tools-pulumi $(BIN)/.program
+	@test -n '$(BACKUP)' || { echo "cutover: BACKUP=<name> is missing: make backups STACK=$(STACK) lists the names"; exit 1; }
+	@$(AGENT) $(BIN)/python -m components.ops restore --stack $(STACK) --backup '$(BACKUP)'
+
+# Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
+# the preview then proposes (components/workflows.py drift_workflow says why refreshes are not counted).
+drift: tools-pulumi $(BIN)/.program
+	$(AGENT) pulumi preview --refresh --run-program --expect-no-changes --diff --stack $(STACK)
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -94,6 +113,7 @@ lint: $(BIN)/.installed
 
 workflows: $(BIN)/.installed
 	$(BIN)/python -m components.workflows --write .github/workflows
+	$(BIN)/python -m components.dependabot --write .github/dependabot.yml
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

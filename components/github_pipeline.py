@@ -40,6 +40,7 @@ import pulumi_github as github
 import yaml
 
 from components.config import GitHubConfig, Secret, StackConfig
+from components.dependabot import DEPENDABOT_PATH, render_dependabot
 from components.notifications import NOTIFY_SECRET
 from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
 
@@ -68,7 +69,10 @@ def workflow_settings(cfg: StackConfig) -> WorkflowSettings:
 
 def repository_files(cfg: StackConfig) -> dict[str, str]:
     """Path in the repository -> content of every file the owning stack commits."""
-    return {f"{WORKFLOWS_DIRECTORY}/{name}": text for name, text in render_workflows(workflow_settings(cfg)).items()}
+    settings = workflow_settings(cfg)
+    files = {f"{WORKFLOWS_DIRECTORY}/{name}": text for name, text in render_workflows(settings).items()}
+    files[DEPENDABOT_PATH] = render_dependabot(settings)
+    return files
 
 
 def commit_message(cfg: StackConfig, path: str) -> str:

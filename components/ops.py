@@ -29,7 +29,7 @@ from typing import Any
 from components.backups import list_backups_script, password_env, restore_script
 from components.caddyfile import LIVE_DIR
 from components.config import NAMESPACE, StackConfig, parse_config
-from components.ssh import docker_ssh_options, load_deploy_key
+from components.ssh import AgentError, docker_ssh_options, load_deploy_key
 
 
 class OpsError(RuntimeError):
@@ -46,12 +46,13 @@ def config_from_pulumi_json(text: str, stack: str) -> StackConfig:
     prefix = f"{NAMESPACE}:"
     raw = {k[len(prefix) :]: v.get("value") for k, v in entries.items() if k.startswith(prefix) and v.get("value") is not None}
     secrets = {k[len(prefix) :] for k, v in entries.items() if k.startswith(prefix) and v.get("secret")}
-    return parse_config(raw, secrets, stack)
+    # these commands build and release nothing: the release tag the program derives from the checkout plays no part
+    return parse_config(raw, secrets, stack, git_sha="0" * 40)
 
 
-def run_pulumi(args: Sequence[str]) -> str:
+def run_pulumi(args: Sequence[str], env: Mapping[str, str]) -> str:
     try:
-        done = subprocess.run(["pulumi", *args], capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(["pulumi", *args], capture_output=True, text=True, env=dict(env), timeout=120, check=False)
     except FileNotFoundError:
         raise OpsError("the pulumi CLI is not installed (https://www.pulumi.com/docs/install/)") from None
     if done.returncode != 0:
@@ -233,12 +234,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(argv)
     environ = dict(os.environ if env is None else env)
     try:
-        cfg = config_from_pulumi_json(run_pulumi(["config", "--json", "--show-secrets", "--stack", args.stack]), args.stack)
+        cfg = config_from_pulumi_json(run_pulumi(["config", "--json", "--show-secrets", "--stack", args.stack], environ), args.stack)
         load_deploy_key(cfg.host, environ)
         host = Host(cfg, environ)
         if args.command == "status":
             try:
-                release = json.loads(run_pulumi(["stack", "output", "release", "--json", "--stack", args.stack]))
+                release = json.loads(run_pulumi(["stack", "output", "release", "--json", "--stack", args.stack], environ))
             except OpsError:
                 release = None
             print(status_report(host.run(status_script(cfg)), release))
@@ -256,7 +257,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 print("not restored")
                 return 1
             print(host.run(script, stdin=password_env(cfg), timeout=3600))
-    except (OpsError, ValueError) as error:
+    except (OpsError, AgentError, ValueError) as error:
         print(f"cutover: {error}", file=sys.stderr)
         return 1
     return 0

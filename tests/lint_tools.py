@@ -155,11 +155,11 @@ def check_jsonschema_command() -> list[str]:
     return [exe]
 
 
-def run_check_jsonschema(files: Sequence[Path]) -> list[Finding]:
+def run_check_jsonschema(files: Sequence[Path], schema: str = GITHUB_WORKFLOW_SCHEMA) -> list[Finding]:
     command = [
         *check_jsonschema_command(),
         "--builtin-schema",
-        GITHUB_WORKFLOW_SCHEMA,
+        schema,
         "--output-format",
         "json",
         *map(str, files),

@@ -11,6 +11,7 @@ import yaml
 from pulumi.runtime import mocks as pmocks
 
 from components.config import GitHubConfig, StackConfig, parse_config
+from components.dependabot import render_dependabot
 from components.github_pipeline import (
     check_names,
     environment_secrets,
@@ -19,7 +20,7 @@ from components.github_pipeline import (
     repository_secrets,
     required_checks,
 )
-from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
+from components.workflows import SKIP_CI_MARKER, WORKFLOW_FILES, WorkflowSettings, render_workflows
 from tests.conftest import KNOWN_HOSTS, PROD_SECRETS, SSH_KEY, prod_config
 from tests.harness import ROOT, ProgramFailedError, ProgramMocks, ProgramRun, Registration, run_program
 from tests.schema import check_registration
@@ -204,7 +205,9 @@ def test_only_the_owning_stack_manages_repository_things() -> None:
 def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run: ProgramRun) -> None:
     expected = render_workflows(WorkflowSettings(stacks=("dev", "prod"), environments={"dev": "dev", "prod": "production"}))
     files = {r.inputs["file"]: r for r in run.of_type(FILE)}
-    assert {path: reg.inputs["content"] for path, reg in files.items()} == {f".github/workflows/{n}": t for n, t in expected.items()}
+    rendered = {f".github/workflows/{n}": t for n, t in expected.items()}
+    rendered[".github/dependabot.yml"] = render_dependabot(WorkflowSettings())
+    assert {path: reg.inputs["content"] for path, reg in files.items()} == rendered
     for reg in files.values():
         assert SKIP_CI_MARKER in reg.inputs["commitMessage"]
         assert reg.inputs["branch"] == "main"
@@ -262,7 +265,8 @@ def rendered_check_names(workflows: dict[str, str]) -> list[str]:
 def test_ruleset_requires_pull_requests_and_the_checks_the_workflows_report(run: ProgramRun) -> None:
     ruleset = run.one(RULESET)
     # files register in no fixed order; the workflows are read in name order (ci.yml before preview.yml)
-    workflows = dict(sorted((r.inputs["file"].rsplit("/", 1)[-1], r.inputs["content"]) for r in run.of_type(FILE)))
+    files = [r for r in run.of_type(FILE) if r.inputs["file"].startswith(".github/workflows/")]
+    workflows = dict(sorted((r.inputs["file"].rsplit("/", 1)[-1], r.inputs["content"]) for r in files))
     contexts = [c["context"] for c in ruleset.inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == rendered_check_names(workflows)
     assert contexts == ["lint, type-check and test", "preview dev", "preview prod"]
@@ -283,7 +287,7 @@ def test_ruleset_checks_follow_the_configured_stacks() -> None:
 def test_no_ruleset_unless_protect_branch() -> None:
     raw, secrets = configured(protectBranch=False)
     run = run_program(raw, secrets, stack="prod")
-    assert run.of_type(RULESET) == [] and len(run.of_type(FILE)) == 4
+    assert run.of_type(RULESET) == [] and len(run.of_type(FILE)) == len(WORKFLOW_FILES) + 1  # and dependabot.yml
 
 
 def test_every_github_resource_matches_the_provider_schema(run: ProgramRun) -> None:
@@ -354,4 +358,4 @@ def test_check_names_refuse_other_expressions() -> None:
 
 def test_the_workflows_directory_of_this_repository_is_what_repository_files_name() -> None:
     names = {Path(p).name for p in repository_files(model(*prod_config()))}
-    assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")}
+    assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")} | {"dependabot.yml"}

@@ -116,3 +116,46 @@ def test_refresh_and_destroy_run_the_program_first(tmp_path: Path, target: str, 
     """Without --run-program pulumi reads every container before the program gives the agent the key."""
     call = make_calls(target, tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
     assert call["args"] == [*args, "--stack", "prod"] and call["agent"] == 1
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_drift_is_a_preview_that_refreshes_and_expects_no_changes(tmp_path: Path) -> None:
+    call = make_calls("drift", tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
+    assert call["args"] == ["preview", "--refresh", "--run-program", "--expect-no-changes", "--diff", "--stack", "prod"]
+    assert call["agent"] == 1
+
+
+def run_day_to_day(target: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make <target>` with a stand-in pulumi whose stack config cannot be read: what ran, and what it said."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "pulumi").write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "{{}}"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    out = subprocess.run(
+        ["make", "--no-print-directory", target, "STACK=prod", f"BIN={ROOT / '.venv' / 'bin'}", *extra],
+        cwd=ROOT,
+        env={**base, "PATH": f"{bin_dir}:{base['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+@pytest.mark.parametrize("target", ["status", "logs", "backups"])
+def test_day_to_day_commands_read_the_stack_config_and_say_what_is_wrong(tmp_path: Path, target: str) -> None:
+    out, calls = run_day_to_day(target, tmp_path)
+    assert out.returncode != 0
+    assert calls == ["config --json --show-secrets --stack prod"]
+    # the stand-in's stack has no config at all: the program's own validation names the first key it needs
+    assert "cutover: invalid stack configuration" in out.stderr and "cutover:appName is missing" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_restore_without_backup_is_one_clear_line(tmp_path: Path) -> None:
+    out, calls = run_day_to_day("restore", tmp_path)
+    assert out.returncode != 0 and calls == []
+    assert out.stdout.strip() == "cutover: BACKUP=<name> is missing: make backups STACK=prod lists the names"

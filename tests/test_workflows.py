@@ -79,8 +79,16 @@ def test_committed_workflows_equal_the_rendered_ones() -> None:
     rendered = render_workflows(WorkflowSettings())
     committed = {p.name: p.read_text(encoding="utf-8") for p in COMMITTED.iterdir() if p.is_file()}
     assert sorted(committed) == sorted(rendered), "run: python -m components.workflows --write .github/workflows"
+    pins = set()
+    for text in committed.values():
+        pins |= set(re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (\S+)", text))
+    table = {(a.repository, a.sha, a.version) for a in wf.ACTIONS.values()}
+    # an update of an action (a Dependabot pull request) changes the committed pins: the table must follow
+    assert pins <= table, "the workflow files pin actions the ACTIONS table of components/workflows.py does not:\n" + "\n".join(
+        f'    PinnedAction("{repo}", "{sha}", "{version}")' for repo, sha, version in sorted(pins - table)
+    )
     for name, text in rendered.items():
-        assert committed[name] == text, f"{name} is stale: run python -m components.workflows --write .github/workflows"
+        assert committed[name] == text, f"{name} is stale: run make workflows"
 
 
 def test_the_write_entry_point_writes_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
