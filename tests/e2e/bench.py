@@ -390,7 +390,7 @@ def machine_facts() -> dict[str, Any]:
         "memory": f"{int(mem) // 1024 // 1024} GiB",
         "os": f"{os_name}, kernel {platform.release()}",
         "docker": f"engine {engine.server_version}, CLI {engine.client_version}",
-        "caddy": f"{caddy} (caddy:2 {'stand-in from Debian packages' if infra.image_label('caddy:2', infra.STANDIN_LABEL) else 'image'})",
+        "caddy": f"{caddy} (caddy:2 {'stand-in: the official release binary on Debian' if infra.image_label('caddy:2', infra.STANDIN_LABEL) else 'image'})",
         "python": platform.python_version(),
         "load": f"{THREADS} keep-alive clients + {FRESH_THREADS} new-connection-per-request clients, unthrottled, GET / through the edge",
     }
@@ -480,9 +480,13 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
         lines += [
             "",
             f"Probation against none: failed requests {_ratio(e['failed'], d['failed'])}, longest gap {_ratio(e['gap'], d['gap'])}.",
-            "Without probation the old containers are gone when the crash comes: nothing serves until a",
-            "rollback starts new ones. With it they still run, unrouted, and the proxy routes to them again",
-            "within a second of Docker's `die` event; only requests in flight on the dying containers fail.",
+            "What probation changes is who serves and for how long, more than the failed requests. Without it",
+            "the old containers are gone when the crash comes, and the bad release keeps serving between its",
+            "crashes: Docker's restart policy brings it back in about a second and the proxy's retries (5 s)",
+            "carry most requests over each restart, so few fail, but the bad release stays live until",
+            "someone rolls back. With probation the old containers still run, unrouted; the proxy routes to",
+            "them again within a second of Docker's `die` event and the release is taken back by itself.",
+            "Requests in flight on a dying container fail either way (the IncompleteRead and timeouts above).",
         ]
     lines += [
         "",
