@@ -496,18 +496,21 @@ def test_6_web_containers_come_back_by_themselves(e2e: E2E, e2e_results: dict[st
 
     # a) `docker kill` of one replica: Docker treats it as a manual stop (no restart by policy);
     #    the proxy keeps serving from the other replica.
-    with Load(e2e.url()) as load:
-        killed_at = load.rel(time.monotonic())
-        infra.docker("kill", names[0])
-        time.sleep(5)
-        state = inspect(names[0])["State"]
-        res = load.stop(settle=0)
+    try:
+        with Load(e2e.url()) as load:
+            killed_at = load.rel(time.monotonic())
+            infra.docker("kill", names[0])
+            time.sleep(5)
+            state = inspect(names[0])["State"]
+            res = load.stop(settle=0)
+    finally:
+        # started again whatever happened above: the scenarios after this one need both replicas
+        if not inspect(names[0])["State"]["Running"]:
+            infra.docker("start", names[0])
+        _wait(lambda: _healthy(names[0]), 30)
     numbers["docker_kill_one"] = {**load.numbers(), "restarted_by_docker": bool(state["Running"])}
     after = [r for r in res.records if r.start > killed_at + 0.5]
     assert after and all(r.ok for r in after), res.summary()
-    if not state["Running"]:
-        infra.docker("start", names[0])
-    _wait(lambda: _healthy(names[0]), 30)
 
     # b) the app process dies (SIGKILL of the containers' init from the host, like the OOM killer):
     #    the restart policy brings both back with no help.
