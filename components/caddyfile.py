@@ -47,16 +47,23 @@ def render_caddyfile(route: Route) -> str:
         raise ValueError(f"the proxy needs at least one upstream slot, got {route.slots}")
     dials = " ".join(f"{{file.{slot_path(n)}}}:{route.port}" for n in range(route.slots))
     # A failed dial (a container restarting or going away) is tried again, on another upstream if any,
-    # within lb_try_duration, and fails fast: a dial to a container that is gone can otherwise hang for
-    # Caddy's default 3 s (its name no longer resolves, and the lookup goes on to other servers).
-    # No passive health memory (`fail_duration`): Caddy keeps it per configured upstream, the slot's
-    # placeholder, not per container (caddy modules/caddyhttp/reverseproxy/hosts.go: Host keyed by
-    # Upstream.Dial, replaced per request by fillDialInfo), so a slot set aside while it named a dying
-    # container would stay aside after the switch or a probation put a healthy one in it.
+    # within lb_try_duration. A dial to a container that is gone does not fail fast under load: its name
+    # is unknown to Docker's DNS, which forwards the query to the host's resolvers, and with many lookups at
+    # once those time out (measured: 20 concurrent lookups of an unknown name took 5 s each). So each try is
+    # bounded (dial_timeout), and a slot whose dial failed is set aside for one second (passive health,
+    # fail_duration), so requests in that second go to the other slots instead of each paying a timed-out
+    # dial. Caddy keeps that memory per configured upstream, the slot's placeholder, not per container
+    # (caddy modules/caddyhttp/reverseproxy/hosts.go: Host keyed by Upstream.Dial, replaced per request
+    # by fillDialInfo), so it must stay short: a slot set aside just before the switch or a probation
+    # put a healthy container in it is back within the second. When every slot is set aside, Caddy waits
+    # and selects again rather than failing (reverseproxy.go tryAgain retries errNoUpstream), within
+    # lb_try_duration.
     options = [
         "lb_policy round_robin",
         "lb_try_duration 5s",
         "lb_try_interval 100ms",
+        "fail_duration 1s",
+        "max_fails 1",
         "transport http {",
         "\tdial_timeout 500ms",
         "}",

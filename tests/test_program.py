@@ -251,9 +251,9 @@ def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) ->
     slots = " ".join(f"{{file./etc/caddy/live/{i}}}:8000" for i in range(replicas))
     assert text.count(f"reverse_proxy {slots} {{") == 2
     assert "lb_try_duration" in text and "grace_period 30s" in text
-    # no slot is set aside after a failure (Caddy would remember it for the slot, whatever container it names
-    # next); a dial to a container that is gone fails fast instead
-    assert "fail_duration" not in text and "dial_timeout 500ms" in text
+    # a slot whose dial failed is set aside for a second only (Caddy remembers it for the slot, whatever
+    # container it names next), and each dial is bounded
+    assert "fail_duration 1s" in text and "max_fails 1" in text and "dial_timeout 500ms" in text
     assert f"http://:{VERIFY_PORT} {{" in text and "bind 127.0.0.1" in text
     if domain:
         assert "app.example.com {" in text and "auto_https off" not in text and "email ops@example.com" in text
