@@ -38,11 +38,17 @@ def _run_in_postgres_image(cfg: StackConfig, network: str, inner: str, role: str
 
 
 def _dump(cfg: StackConfig, name_expr: str) -> str:
+    """Shell statements (for a `set -eu` script) that dump the database into `name_expr`, or exit 1.
+
+    Each is a statement of its own: `set -e` ignores a failure anywhere in an `a && b` list but its
+    end, so a failed pg_dump chained with `&&` would let the script go on and exit 0 without a dump.
+    """
     p = cfg.postgres
     target = f"{BACKUPS_DIR}/{name_expr}"
     return (
-        f'pg_dump --format=custom --host=postgres --username={shlex.quote(p.user)} --dbname={shlex.quote(p.database)} --file="{target}.partial"'
-        f' && mv "{target}.partial" "{target}" && ls -l "{target}"'
+        f"pg_dump --format=custom --host=postgres --username={shlex.quote(p.user)} --dbname={shlex.quote(p.database)}"
+        f' --file="{target}.partial" || {{ rm -f "{target}.partial"; echo "no dump: pg_dump failed" >&2; exit 1; }}; '
+        f'mv "{target}.partial" "{target}"; ls -l "{target}"'
     )
 
 

@@ -32,19 +32,32 @@ def kept_images(current: Release, history: list[Release], keep: int) -> list[str
 
 
 def prune_images_script(cfg: StackConfig, keep: list[str]) -> str:
-    """Remove the app's images on the server but those in `keep` (repo@sha256:… or, for dev, an image ID)."""
+    """Remove the app's images on the server but those in `keep` (repo@sha256:… or, for dev, an image ID).
+
+    An image is kept when any of its names is: its digest in the repository, or its ID. The others are
+    removed by ID, so every name the image has in the repository goes with it: on a server that also
+    builds (or that a dev stack runs on) an image has a tag besides its digest, and `docker rmi
+    repo@sha256:…` would only take the digest off it and leave the image. Without force, Docker refuses
+    an image a container still uses, or one another repository names too, and the script goes on.
+    """
     keep_ids = " ".join(sorted({digest_of(ref) for ref in keep}))
     repository = cfg.image.repository
+    listing = f"docker images --digests --no-trunc --format '{{{{.Digest}}}}={{{{.ID}}}}' {shlex.quote(repository)}"
     return "\n".join(
         [
             "set -eu",
             f"keep={shlex.quote(' ' + keep_ids + ' ')}",
-            "removed=0",
-            f"for ref in $(docker images --digests --no-trunc --format '{{{{.Repository}}}}@{{{{.Digest}}}}={{{{.ID}}}}' {shlex.quote(repository)}); do",
-            '  digest="${ref%%=*}"; digest="${digest##*@}"; id="${ref##*=}"; image="${ref%%=*}"',
-            '  case "$keep" in *" $digest "*|*" $id "*) continue ;; esac',
-            '  if [ "$digest" = "<none>" ]; then image="$id"; fi',
-            '  if docker rmi "$image" >/dev/null 2>&1; then echo "removed $image"; removed=$((removed+1)); fi',
+            f'if ! images="$({listing})"; then echo "could not list the images of {repository}: none removed" >&2; exit 0; fi',
+            'kept=" "',
+            "for row in $images; do",
+            '  case "$keep" in *" ${row%%=*} "*|*" ${row##*=} "*) kept="$kept${row##*=} " ;; esac',
+            "done",
+            'removed=0; tried=" "',
+            "for row in $images; do",
+            '  id="${row##*=}"',
+            '  case "$kept$tried" in *" $id "*) continue ;; esac',
+            '  tried="$tried$id "',
+            '  if docker rmi "$id" >/dev/null 2>&1; then echo "removed $id"; removed=$((removed+1)); fi',
             "done",
             f'echo "kept {len(keep)} image(s) of {repository}; removed $removed"',
         ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -91,6 +92,14 @@ class Host:
 # --------------------------------------------------------------------------- status
 
 
+# One JSON object per container, with only what the report shows: never its environment, which holds the
+# accessories' passwords and `secretEnv` (an error message may quote what the script printed).
+CONTAINER_FORMAT = (
+    '{"Name": {{json .Name}}, "Config": {"Labels": {{json .Config.Labels}}}, "State": {{json .State}}, '
+    '"RestartCount": {{json .RestartCount}}, "Image": {{json .Image}}}'
+)
+
+
 def status_script(cfg: StackConfig) -> str:
     labels = f"--filter label=cutover.app={shlex.quote(cfg.app_name)} --filter label=cutover.stack={shlex.quote(cfg.stack)}"
     proxy = shlex.quote(f"{cfg.resource_prefix}-proxy")
@@ -100,7 +109,7 @@ def status_script(cfg: StackConfig) -> str:
             "set -u",
             "echo '### containers'",
             f'ids="$(docker ps -aq {labels})"',
-            'if [ -n "$ids" ]; then docker inspect $ids; else echo "[]"; fi',
+            f'if [ -n "$ids" ]; then docker inspect --format {shlex.quote(CONTAINER_FORMAT)} $ids; fi',
             "echo '### upstreams'",
             f"docker exec {proxy} sh -c {shlex.quote(slots)} 2>/dev/null || true",
             "echo '### disk'",
@@ -124,9 +133,13 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _age(started: str, now: datetime) -> str:
+    # Docker's StartedAt is UTC in Go's RFC 3339 with nanoseconds, trailing zeros cut: whole seconds are enough
+    m = re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", started)
     try:
-        at = datetime.fromisoformat(started.replace("Z", "+00:00")[:26] + "+00:00")
+        at = datetime.fromisoformat(m.group(0) + "+00:00") if m else None
     except ValueError:
+        at = None
+    if at is None:
         return "?"
     seconds = int((now - at).total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -147,7 +160,7 @@ def status_report(text: str, release: Mapping[str, Any] | None, now: datetime | 
         )
     else:
         lines.append("release: none recorded")
-    containers = json.loads(parts.get("containers") or "[]")
+    containers = [json.loads(line) for line in (parts.get("containers") or "").splitlines() if line.strip()]
     rows = [("ROLE", "CONTAINER", "STATE", "HEALTH", "UP", "RESTARTS", "IMAGE")]
     for c in sorted(containers, key=lambda c: (c["Config"]["Labels"].get("cutover.role", ""), c["Name"])):
         state = c.get("State") or {}

@@ -78,7 +78,9 @@ def container(name: str, role: str, health: str | None, restarts: int = 0) -> di
 STATUS_OUTPUT = "\n".join(
     [
         "### containers",
-        json.dumps([container("shop-dev-web-2", "web", "healthy"), container("shop-dev-postgres", "postgres", "healthy", 1)]),
+        # one JSON object per container: `docker inspect --format` with ops.CONTAINER_FORMAT
+        json.dumps(container("shop-dev-web-2", "web", "healthy")),
+        json.dumps(container("shop-dev-postgres", "postgres", "healthy", 1)),
         "### upstreams",
         "shop-dev-web-2:8000",
         "shop-dev-web-1:8000",
@@ -108,8 +110,16 @@ def test_the_status_report_names_what_runs() -> None:
 
 
 def test_the_status_report_without_a_release_or_containers() -> None:
-    report = ops.status_report("### containers\n[]\n### upstreams\n### disk\n### docker\n27.5.1", None, NOW)
+    report = ops.status_report("### containers\n### upstreams\n### disk\n### docker\n27.5.1", None, NOW)
     assert report.startswith("release: none recorded") and "proxy routes to: (no proxy)" in report
+
+
+def test_status_reads_no_container_environment() -> None:
+    """`docker inspect` would print each container's environment: the accessories' passwords and secretEnv."""
+    script = ops.status_script(ops.config_from_pulumi_json(cli_json(**LOCAL, postgresPassword="x"), "dev"))
+    assert f"docker inspect --format '{ops.CONTAINER_FORMAT}'" in script
+    assert "Env" not in script and "docker inspect $ids" not in script
+    assert "--filter label=cutover.app=shop --filter label=cutover.stack=dev" in script
 
 
 def stand_in(bin_dir: Path, name: str, body: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,74 @@ def test_the_scripts_keep_the_password_out_and_refuse_odd_names() -> None:
         assert "pg-password" not in script
 
 
+# The scripts as the server runs them, with stand-ins: `docker run` runs the command it is given here (the backups
+# volume a folder, the env file from stdin), `pg_dump` writes its --file or, with FAIL set, fails as the real one does
+# once it has created its output file, `pg_restore` records that it ran.
+DOCKER_RUN = r"""#!/usr/bin/env python3
+import os, subprocess, sys
+args, env = sys.argv[1:], dict(os.environ)
+if "--env-file" in args:
+    env.update(line.split("=", 1) for line in sys.stdin.read().splitlines() if "=" in line)
+sys.exit(subprocess.run(["sh", "-c", args[-1].replace("/backups", os.environ["BACKUPS"])], env=env, check=False).returncode)
+"""
+PG_DUMP = """#!/bin/sh
+for a in "$@"; do case "$a" in --file=*) file="${a#--file=}" ;; esac; done
+[ -n "$PGPASSWORD" ] || { echo "pg_dump: no password" >&2; exit 1; }
+if [ -n "${FAIL:-}" ]; then : > "$file"; echo 'pg_dump: error: connection to server at "postgres" failed' >&2; exit 1; fi
+echo dump > "$file"
+"""
+
+
+def run_script(tmp_path: Path, script: str, *, fail: bool = False) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir, backups = tmp_path / "bin", tmp_path / "backups"
+    bin_dir.mkdir(exist_ok=True)
+    backups.mkdir(exist_ok=True)
+    for name, text in (("docker", DOCKER_RUN), ("pg_dump", PG_DUMP), ("pg_restore", f'#!/bin/sh\necho "$@" >> {tmp_path}/restored\n')):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "BACKUPS": str(backups), **({"FAIL": "1"} if fail else {})}
+    done = subprocess.run(["/bin/sh", "-c", script], input="PGPASSWORD=pw\n", capture_output=True, text=True, env=env, check=False)
+    return done, sorted(p.name for p in backups.iterdir())
+
+
+def test_a_dump_that_fails_fails_the_step_and_leaves_no_file(tmp_path: Path) -> None:
+    raw, secrets = full_config()
+    cfg = parse_config(raw, secrets, "prod", "a" * 40)
+    done, files = run_script(tmp_path, backup_script(cfg, "net", "0123456789abcdef"), fail=True)
+    assert done.returncode != 0, "no migration may run without its dump"
+    assert "pg_dump: error" in done.stderr and files == []
+    done, files = run_script(tmp_path, backup_script(cfg, "net", "0123456789abcdef"))
+    assert done.returncode == 0, done.stderr
+    assert len(files) == 1 and files[0].endswith("-0123456789ab.dump"), files
+
+
+def test_the_newest_dumps_are_kept(tmp_path: Path) -> None:
+    raw, secrets = full_config()
+    cfg = parse_config({**raw, "postgres": {"enabled": True, "backupsKept": 2}}, secrets, "prod", "a" * 40)
+    (tmp_path / "backups").mkdir()
+    for age, name in enumerate(["c.dump", "b.dump", "a.dump"], 1):
+        (tmp_path / "backups" / name).write_text("old")
+        os.utime(tmp_path / "backups" / name, (time.time() - 100 * age, time.time() - 100 * age))
+    done, files = run_script(tmp_path, backup_script(cfg, "net", "v1"))
+    assert done.returncode == 0, done.stderr
+    assert len(files) == 2 and "c.dump" in files and any(f.endswith("-v1.dump") for f in files), files
+
+
+def test_no_restore_without_a_dump_of_what_is_there_now(tmp_path: Path) -> None:
+    raw, secrets = full_config()
+    cfg = parse_config(raw, secrets, "prod", "a" * 40)
+    (tmp_path / "backups").mkdir()
+    (tmp_path / "backups" / "20261129T010203Z-0123456789ab.dump").write_text("dump")
+    script = restore_script(cfg, "net", "20261129T010203Z-0123456789ab.dump")
+    done, files = run_script(tmp_path, script, fail=True)
+    assert done.returncode != 0 and not (tmp_path / "restored").exists(), "nothing restored over a database not saved first"
+    assert files == ["20261129T010203Z-0123456789ab.dump"]
+    done, files = run_script(tmp_path, script)
+    assert done.returncode == 0 and "restored 20261129T010203Z-0123456789ab.dump" in done.stdout, done.stderr
+    assert (tmp_path / "restored").read_text().split()[-1].endswith("/20261129T010203Z-0123456789ab.dump")
+    assert len(files) == 2 and any(f.endswith("-before-restore.dump") for f in files), files
+
+
 def test_each_release_keeps_its_image_and_the_newest_before_it(full_run: ProgramRun) -> None:
     prune = command(full_run, "housekeeping-prune-images")
     assert prune.depends_on(command(full_run, "switch-traffic")), "only once the release is live"
@@ -71,29 +142,60 @@ def test_each_release_keeps_its_image_and_the_newest_before_it(full_run: Program
     assert kept == ["ghcr.io/acme/web@sha256:" + "f" * 64, *(h["imageRef"] for h in history[:4])]
 
 
-def test_the_prune_script_removes_only_what_is_not_kept(tmp_path: Path) -> None:
-    """Run against a stand-in `docker` that lists images and records what it is asked to remove."""
+# A stand-in `docker` for the prune script: an image store kept in a JSON file, with Docker's rules for
+# `docker images REPO --digests` (a row per tag, or one `<none>` row when only a digest names the image) and for
+# `docker rmi` without force (moby daemon/images/image_delete.go): a name is taken off the image, which goes
+# once no name is left (the last one not while a container uses it); an ID removes the image with all its names, unless a container uses it or the names
+# are more than one tag or span repositories.
+FAKE_DOCKER = r"""#!/usr/bin/env python3
+import json, sys
+path = sys.argv[0] + ".json"
+store = json.load(open(path))
+args = sys.argv[1:]
+def repo(name):
+    return name.split("@")[0].rsplit(":", 1)[0] if "@" not in name else name.split("@")[0]
+if args[0] == "images":
+    want, form = args[-1], args[args.index("--format") + 1]
+    for iid, img in store.items():
+        digests = [d.split("@")[1] for d in img["names"] if "@" in d and repo(d) == want]
+        tags = [t.rsplit(":", 1)[1] for t in img["names"] if "@" not in t and repo(t) == want]
+        for tag in tags or (["<none>"] if digests else []):
+            fields = {"Repository": want, "Tag": tag, "Digest": digests[0] if digests else "<none>", "ID": iid}
+            print("".join(fields.get(part, part) for part in form.replace("{{.", "\\0").replace("}}", "\\0").split("\\0")))
+    sys.exit(0)
+if args[0] == "rmi":
+    ref = args[1]
+    with open(path + ".log", "a") as log:
+        log.write(ref + "\n")
+    if ref in store:
+        img = store[ref]
+        tags = [n for n in img["names"] if "@" not in n]
+        if img["in_use"] or len(tags) > 1 or len({repo(n) for n in img["names"]}) > 1:
+            sys.exit(1)
+        del store[ref]
+    else:
+        owner = next((i for i, img in store.items() if ref in img["names"]), None)
+        if owner is None or (store[owner]["in_use"] and store[owner]["names"] == [ref]):
+            sys.exit(1)
+        store[owner]["names"].remove(ref)
+        if not store[owner]["names"]:
+            del store[owner]
+    json.dump(store, open(path, "w"))
+    sys.exit(0)
+sys.exit(2)
+"""
+
+
+def run_prune(
+    tmp_path: Path, images: dict[str, dict[str, Any]], keep: list[str]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     raw, secrets = full_config()
     cfg = parse_config(raw, secrets, "prod", "a" * 40)
-    keep = [f"ghcr.io/acme/web@sha256:{'1' * 64}", f"sha256:{'b' * 64}"]
-    listing = "\\n".join(
-        [
-            f"ghcr.io/acme/web@sha256:{'1' * 64}=sha256:{'a' * 64}",  # kept by digest
-            f"ghcr.io/acme/web@sha256:{'2' * 64}=sha256:{'c' * 64}",  # removed
-            f"ghcr.io/acme/web@<none>=sha256:{'b' * 64}",  # a dev build, kept by ID
-            f"ghcr.io/acme/web@<none>=sha256:{'d' * 64}",  # a dev build, removed by ID
-            f"ghcr.io/acme/web@sha256:{'3' * 64}=sha256:{'e' * 64}",  # in use: docker refuses, the script goes on
-        ]
-    )
-    removed = tmp_path / "removed"
     docker = tmp_path / "docker"
-    docker.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = images ]; then printf "{listing}\\n"; exit 0; fi\n'
-        f'if [ "$1" = rmi ]; then case "$2" in *3333*) exit 1 ;; esac; echo "$2" >> {removed}; exit 0; fi\n'
-        "exit 2\n"
-    )
+    docker.write_text(FAKE_DOCKER)
     docker.chmod(0o755)
+    state = tmp_path / "docker.json"
+    state.write_text(json.dumps(images))
     done = subprocess.run(
         ["/bin/sh", "-c", prune_images_script(cfg, keep)],
         capture_output=True,
@@ -102,8 +204,43 @@ def test_the_prune_script_removes_only_what_is_not_kept(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert removed.read_text().split() == [f"ghcr.io/acme/web@sha256:{'2' * 64}", f"sha256:{'d' * 64}"]
+    return done, json.loads(state.read_text())
+
+
+def image(n: str, *names: str, in_use: bool = False) -> tuple[str, dict[str, Any]]:
+    return f"sha256:{n * 64}", {"names": list(names), "in_use": in_use}
+
+
+def test_the_prune_script_removes_only_what_is_not_kept(tmp_path: Path) -> None:
+    repo = "ghcr.io/acme/web"
+    images = dict(
+        [
+            image("a", f"{repo}@sha256:{'1' * 64}"),  # pulled by digest, kept by digest
+            image("c", f"{repo}@sha256:{'2' * 64}"),  # pulled by digest: removed
+            image("b", f"{repo}:dev1"),  # a dev build, kept by ID
+            image("d", f"{repo}:dev2"),  # a dev build, removed by ID
+            image("e", f"{repo}@sha256:{'3' * 64}", in_use=True),  # in use: docker refuses, the script goes on
+            image("f", "postgres:16"),  # another repository: never listed
+        ]
+    )
+    done, left = run_prune(tmp_path, images, [f"{repo}@sha256:{'1' * 64}", f"sha256:{'b' * 64}"])
+    assert sorted(left) == [f"sha256:{n * 64}" for n in "abef"]
     assert "kept 2 image(s) of ghcr.io/acme/web; removed 2" in done.stdout
+
+
+def test_the_prune_script_removes_an_image_built_on_the_server_tag_and_all(tmp_path: Path) -> None:
+    """Where the server also builds, an image has its tag besides its digest: taking the digest off is not enough."""
+    repo = "ghcr.io/acme/web"
+    images = dict(
+        [
+            image(str(n), f"{repo}:{n}{'0' * 39}", f"{repo}@sha256:{'0' * 63}{n}", in_use=n == 1)
+            for n in range(1, 7)  # release 1 still runs (a failed release's container, say)
+        ]
+    )
+    done, left = run_prune(tmp_path, images, [f"{repo}@sha256:{'0' * 63}{n}" for n in "654"])
+    assert sorted(left) == [f"sha256:{n * 64}" for n in "1456"], done.stdout
+    assert "removed 2" in done.stdout
+    assert (tmp_path / "docker.json.log").read_text().split() == [f"sha256:{n * 64}" for n in "123"], "by ID, each image once"
 
 
 def test_the_build_cache_is_bounded_where_the_image_is_built(full_run: ProgramRun) -> None:

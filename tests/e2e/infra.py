@@ -118,6 +118,32 @@ def _background(cmd: Sequence[str], log_path: Path) -> Iterator[subprocess.Popen
                     proc.wait(timeout=5)
 
 
+class _Server:
+    """A server process that can be stopped and started again: the same command, the same log (appended)."""
+
+    def __init__(self, cmd: Sequence[str], log_path: Path, port: int) -> None:
+        self.cmd, self.log_path, self.port = list(cmd), log_path, port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(self.cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port(self.port)
+        except InfraError:
+            raise InfraError(f"{self.cmd[0]} did not start: {self.log_path.read_text()[-2000:]}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
 # --------------------------------------------------------------------------
 # Docker engine
 
@@ -294,6 +320,79 @@ mkdir -p "$ROOT"/data
 """
     + _TRIM,
     probe=("sh", "-c", "redis-server --version && redis-cli --version"),
+)
+
+# The official image's docker-entrypoint.sh, for what the program uses of it: on the first start an empty PGDATA
+# is initialised (initdb) with POSTGRES_USER and POSTGRES_PASSWORD, the database POSTGRES_DB is created, and
+# every address may log in with a password (scram-sha-256); then postgres runs as the postgres user. Any other
+# command (`docker run IMAGE sh -c 'pg_dump ...'`, as the backups do) runs as it is, as root.
+_POSTGRES_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+if [ "${1#-}" != "$1" ]; then set -- postgres "$@"; fi
+if [ "$1" != postgres ]; then exec "$@"; fi
+: "${PGDATA:=/var/lib/postgresql/data}"
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$PGDATA" /var/run/postgresql
+    chown postgres:postgres /var/run/postgresql
+    chmod 3777 /var/run/postgresql
+    find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
+    chmod 700 "$PGDATA"
+    exec setpriv --reuid=postgres --regid=postgres --init-groups /usr/local/bin/docker-entrypoint.sh "$@"
+fi
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+        echo 'Error: Database is uninitialized and superuser password is not specified (POSTGRES_PASSWORD).' >&2
+        exit 1
+    fi
+    user="${POSTGRES_USER:-postgres}"
+    db="${POSTGRES_DB:-$user}"
+    pwfile="$(mktemp)"
+    printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+    initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 --pgdata="$PGDATA"
+    rm -f "$pwfile"
+    printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
+    pg_ctl --pgdata="$PGDATA" --options="-c listen_addresses='' -p 5432" --wait start
+    if [ "$db" != postgres ]; then
+        psql -v ON_ERROR_STOP=1 --no-password --username="$user" --dbname=postgres -c "CREATE DATABASE \"$db\""
+    fi
+    pg_ctl --pgdata="$PGDATA" --mode=fast --wait stop
+    echo 'PostgreSQL init process complete; ready for start up.'
+fi
+exec "$@"
+"""
+
+POSTGRES_STANDIN = StandIn(
+    # Debian 12 carries PostgreSQL 15, so the stand-in is named after that major version (the tests set
+    # postgres.image to it; the program's default is postgres:16). postgresql-15 brings the server and the
+    # client tools the program runs in it: pg_dump, pg_restore, psql, pg_isready.
+    name="postgres:15",
+    packages=("postgresql-15",),
+    changes=(
+        # the server's own directory first: its binaries, not postgresql-common's pg_wrapper (a Perl script)
+        f"ENV PATH=/usr/lib/postgresql/15/bin:{_STANDIN_PATH}",
+        "ENV PG_MAJOR=15",
+        "ENV LANG=C.UTF-8",
+        "ENV PGDATA=/var/lib/postgresql/data",
+        "VOLUME /var/lib/postgresql/data",
+        "EXPOSE 5432",  # (the official image's STOPSIGNAL SIGINT is no `docker import` change: SIGTERM, a smart shutdown)
+        'ENTRYPOINT ["docker-entrypoint.sh"]',
+        'CMD ["postgres"]',
+    ),
+    script="""
+# the package made a cluster of its own ("main"); the entrypoint makes the one a container uses
+rm -rf "$ROOT"/etc/postgresql/15/main "$ROOT"/var/lib/postgresql/15
+# as the official image: listen on every address of the container
+sed -ri "s!^#?(listen_addresses)\\s*=\\s*\\S+.*!\\1 = '*'!" "$ROOT"/usr/share/postgresql/15/postgresql.conf.sample
+mkdir -p "$ROOT"/var/lib/postgresql/data "$ROOT"/var/run/postgresql "$ROOT"/usr/local/bin
+chroot "$ROOT" chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
+cat > "$ROOT"/usr/local/bin/docker-entrypoint.sh <<'END_OF_ENTRYPOINT'
+"""
+    + _POSTGRES_ENTRYPOINT
+    + """END_OF_ENTRYPOINT
+chmod 0755 "$ROOT"/usr/local/bin/docker-entrypoint.sh
+"""
+    + _TRIM,
+    probe=("sh", "-c", "postgres --version && pg_dump --version && pg_restore --version && psql --version && pg_isready --version"),
 )
 
 # the base images of app/Dockerfile and of the edge; the accessories' stand-ins are built by the tests that need them
@@ -568,6 +667,19 @@ class Registry:
     user: str
     password: str
     docker_config: Path  # DOCKER_CONFIG dir holding the login
+    server: _Server | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The registry is down for the block (nothing listens on its address, so a pull or a push fails at
+        once), then serves again on the same address, from the same storage."""
+        if self.server is None:
+            raise InfraError("this registry was not started by start_registry")
+        self.server.stop()
+        try:
+            yield
+        finally:
+            self.server.start()
 
     def env(self) -> dict[str, str]:
         """Environment for docker CLI calls that use this login."""
@@ -620,15 +732,14 @@ def start_registry(user: str = "cutover", password: str | None = None) -> Iterat
         docker_config = tmpdir / "docker-config"
         docker_config.mkdir()
         (docker_config / "config.json").write_text("{}\n")
-        log_path = tmpdir / "registry.log"
-        with _background([exe, "serve", str(config_path)], log_path):
-            try:
-                wait_for_port(port)
-            except InfraError:
-                raise InfraError(f"registry did not start: {log_path.read_text()[-2000:]}") from None
-            registry = Registry(f"127.0.0.1:{port}", user, password, docker_config)
+        server = _Server([exe, "serve", str(config_path)], tmpdir / "registry.log", port)
+        try:
+            server.start()
+            registry = Registry(f"127.0.0.1:{port}", user, password, docker_config, server)
             registry.login()
             yield registry
+        finally:
+            server.stop()
 
 
 # --------------------------------------------------------------------------
