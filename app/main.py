@@ -5,6 +5,15 @@ Endpoints:
   GET /                version and hostname (the container id under Docker)
   GET /slow?seconds=N  waits N seconds (at most 30), then answers; shows that
                        requests in flight survive a traffic switch
+  GET /events          server-sent events: a "hello" event, then a "tick" every 0.5 s, each
+                       with the version; on SIGTERM a "bye" event and a clean end of stream
+  WS  /ws              WebSocket: a {"version"} greeting, then each text message echoed back
+                       with the version; on SIGTERM uvicorn closes it with code 1012
+                       (service restart), which clients treat as "reconnect"
+
+Long-lived connections end when the container is told to stop (SIGTERM), which cutover
+does once the release that replaces it has served for the drain period (proxy.drain), so
+they are closed cleanly, never cut, and a client that reconnects reaches the new release.
 
 Environment:
   APP_VERSION       reported version; baked into the image at build time
@@ -20,19 +29,47 @@ Environment:
 """
 
 import asyncio
+import contextlib
+import json
 import os
+import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from types import FrameType
+from typing import Any
 
-from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, StreamingResponse
 
 TRUTHY = {"1", "true", "yes", "on"}
 
-app = FastAPI(title="cutover example app")
 STARTED = time.monotonic()
+# Set on SIGTERM: the streams end cleanly rather than wait for uvicorn's graceful timeout to cut them.
+STOPPING = asyncio.Event()
+TICK_S = 0.5
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Chain a SIGTERM handler in front of uvicorn's own (installed with signal.signal before the
+    lifespan starts: uvicorn server.py capture_signals), so both run: uvicorn stops accepting and
+    closes WebSockets with 1012, and the event streams send "bye" and end."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(STOPPING.set)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    yield
+
+
+app = FastAPI(title="cutover example app", lifespan=lifespan)
 
 
 def _seconds(name: str) -> float | None:
@@ -89,3 +126,37 @@ async def slow(seconds: float = Query(1.0, ge=0)) -> dict:
     waited = min(seconds, 30.0)
     await asyncio.sleep(waited)
     return {"version": version(), "slept": waited, "hostname": socket.gethostname()}
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"
+
+
+@app.get("/events")
+async def events() -> StreamingResponse:
+    async def stream() -> AsyncIterator[str]:
+        host = socket.gethostname()
+        yield _event("hello", {"version": version(), "hostname": host})
+        n = 0
+        while not STOPPING.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(STOPPING.wait(), timeout=TICK_S)
+            if not STOPPING.is_set():
+                n += 1
+                yield _event("tick", {"version": version(), "n": n})
+        yield _event("bye", {"version": version(), "reason": "this container is stopping: reconnect"})
+
+    # no-cache and no buffering on the way: each event reaches the client as it is written
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@app.websocket("/ws")
+async def ws(socket_: WebSocket) -> None:
+    await socket_.accept()
+    await socket_.send_json({"version": version(), "hostname": socket.gethostname()})
+    try:
+        while True:
+            text = await socket_.receive_text()
+            await socket_.send_json({"version": version(), "echo": text})
+    except WebSocketDisconnect:
+        pass
