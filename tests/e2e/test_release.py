@@ -14,7 +14,9 @@ Caddy edge proxy, and steady traffic through it:
     4   rollback to the previous release (v1) from the stack's history: no build;
         then the serving release deployed again (its commit, then its digest): no change
     5   a 5 s request in flight across a switch completes; then a config-only change (a plain
-        env var, then a secret one): new containers first, the switch, the old ones go
+        env var, then a secret one): new containers first, the switch, the old ones go;
+        WebSocket and event-stream clients across a release: each stream stays open through
+        the switch, is closed cleanly when its container stops, and reconnects to the new one
     6   a crashed or killed web container, and a restarted dockerd: the service comes back
     7   a failing migration: no new web container, the old release keeps answering
     8   10 switches in a row under load: 0 failed requests in total
@@ -63,6 +65,7 @@ from tests.e2e.conftest import may_restart_dockerd, tools_problem, unavailable
 from tests.e2e.loadgen import Result
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
+from tests.e2e.streams import Streams
 
 pytestmark = pytest.mark.e2e
 
@@ -455,6 +458,57 @@ def test_5_a_config_only_change_starts_new_containers_first(e2e: E2E, e2e_result
     env = inspect(e2e.containers[0])["Config"]["Env"]
     assert "FEATURE_FLAG=on" in env and "API_TOKEN=e2e-secret-token" in env
     assert "e2e-secret-token" not in json.dumps(e2e.stack.outputs)
+
+
+# --------------------------------------------------------------------------- 5c. long-lived connections
+
+STREAM_CLIENTS = 10  # of each kind
+RECONNECT_BOUND_S = 2.0  # from the end of a stream on the old release to the greeting of the new one
+
+
+def test_5_websockets_and_event_streams_close_cleanly_and_reconnect_to_the_new_release(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    old = e2e.stack.outputs["release"]["tag"]
+    old_hosts = {inspect(n)["Config"]["Hostname"] for n in e2e.containers}
+    with Streams("127.0.0.1", e2e.port, websockets=STREAM_CLIENTS, events=STREAM_CLIENTS) as streams:
+        result = e2e.up("v4s")
+        new = e2e.stack.outputs["release"]["tag"]
+        streams.wait_reconnected(new, timeout=30)
+    new_hosts = {inspect(n)["Config"]["Hostname"] for n in e2e.containers}
+    _, switched = switch_window(result)
+    stopped = min(o.start for o in result.ops if o.type == WEB and o.action.startswith("delete"))
+    first = [s.streams[0] for s in streams.sessions]
+    ends = {kind: sorted({s.streams[0].how for s in streams.sessions if s.kind == kind}) for kind in ("websocket", "events")}
+    reconnects = []
+    for session in streams.sessions:
+        after = next(st for st in session.streams if st.version == new)
+        assert session.streams[0].ended is not None, session
+        reconnects.append(after.opened - session.streams[0].ended)
+    record(
+        e2e_results,
+        "5c_long_lived_connections",
+        {
+            "websockets": STREAM_CLIENTS,
+            "event_streams": STREAM_CLIENTS,
+            "ended_cleanly": sum(st.clean for st in first),
+            "endings": ends,
+            "closed_after_switch_s": [
+                round(min(st.ended or 0 for st in first) - switched, 2),
+                round(max(st.ended or 0 for st in first) - switched, 2),
+            ],
+            "closed_after_stop_s": round(max(st.ended or 0 for st in first) - stopped, 2),
+            "reconnected_within_s": round(max(reconnects), 2),
+            "reconnect_errors": len(streams.errors()),
+        },
+    )
+    assert {st.version for st in first} == {old} and {st.hostname for st in first} <= old_hosts
+    assert all(st.clean for st in first), [(s.kind, s.streams[0].how) for s in streams.sessions if not s.streams[0].clean]
+    assert ends == {"websocket": ["close 1012"], "events": ["bye"]}, ends
+    # open through the switch and the drain: each ends when its container is told to stop, not before
+    assert all((st.ended or 0) >= stopped for st in first), ([st.ended for st in first], stopped)
+    assert all(len(s.streams) == 2 for s in streams.sessions), "one stream on the old release, one on the new"
+    assert {s.streams[1].hostname for s in streams.sessions} <= new_hosts
+    assert max(reconnects) <= RECONNECT_BOUND_S, reconnects
+    assert streams.errors() == []
 
 
 # --------------------------------------------------------------------------- 6. crashes and restarts
