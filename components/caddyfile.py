@@ -22,6 +22,9 @@ ADMIN = "localhost:2019"
 CADDYFILE = "/etc/caddy/Caddyfile"
 # One file per upstream slot, each holding a web container's name (no newline).
 LIVE_DIR = "/etc/caddy/live"
+# The CA certificate(s) a private ACME directory's own HTTPS certificate is checked against (proxy.acmeCARoot),
+# written there by the switch before it validates the Caddyfile.
+ACME_CA_ROOT = "/etc/caddy/acme-ca-root.pem"
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Route:
     domain: str | None = None
     email: str | None = None
     grace_period_s: int = 30
+    acme_ca: str | None = None  # the ACME directory (Caddy's default issuers when None)
+    acme_ca_root: bool = False  # trust ACME_CA_ROOT for that directory's HTTPS
 
 
 def _block(lines: list[str], indent: int = 1) -> list[str]:
@@ -72,6 +77,13 @@ def render_caddyfile(route: Route) -> str:
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s"]
     if route.email:
         globals_.append(f"email {route.email}")
+    # A private or staging ACME directory, and the CA its own HTTPS certificate comes from (Caddy global
+    # options acme_ca and acme_ca_root). The account and the certificates are kept in /data, a volume that
+    # outlives releases and proxy replacements, so nothing is issued again by a deploy.
+    if route.acme_ca:
+        globals_.append(f"acme_ca {route.acme_ca}")
+    if route.acme_ca_root:
+        globals_.append(f"acme_ca_root {ACME_CA_ROOT}")
     if route.domain is None:
         globals_.append("auto_https off")
     site = route.domain if route.domain else ":80"

@@ -36,6 +36,8 @@ MEMORY = re.compile(r"^(\d+)([mMgG])$")
 # [publicKey.Type()]), and for an RSA key that is SHA-1 `ssh-rsa`, which OpenSSH 8.8+ refuses.
 KNOWN_HOSTS_LINE = re.compile(r"^\S+ (ssh-ed25519|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\n]*)?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+ACME_DIRECTORY = re.compile(r"^https://[^\s/]+(/\S*)?$")
+PEM_CERTIFICATE = re.compile(r"^\s*(-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*)+$")
 SECRET_MARK = "must be stored as a secret (pulumi config set --secret ...)"  # noqa: S105 - a message, not a password
 
 
@@ -183,7 +185,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "roles.<name>": frozenset({"command", "replicas", "overlap", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "healthcheck"}),
     "roles.<name>.healthcheck": frozenset({"command", "interval", "timeout", "retries", "startPeriod"}),
     "healthcheck": frozenset({"path", "port", "interval", "timeout", "retries", "startPeriod", "command"}),
-    "proxy": frozenset({"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress"}),
+    "proxy": frozenset({"image", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress", "acmeCA", "acmeCARoot"}),
     "postgres": frozenset({"enabled", "image", "database", "user", "backupsKept"}),
     "redis": frozenset({"enabled", "image"}),
     "migrations": frozenset({"command"}),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from components.config_checks import (
+    ACME_DIRECTORY,
     CPUS_EXPECTED,
     DIGEST_REF,
     DURATION_EXPECTED,
@@ -19,6 +20,7 @@ from components.config_checks import (
     HOSTNAME,
     KNOWN_HOSTS_LINE,
     MEMORY,
+    PEM_CERTIFICATE,
     PORT,
     PORT_EXPECTED,
     REPOSITORY,
@@ -326,6 +328,29 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
     image = r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'")
     if caddy_too_old(image):
         r.fail("proxy.image", image, "Caddy 2.8 or newer (the switch relies on its {file.*} placeholders), like 'caddy:2'")
+    acme_ca = r.value(
+        o,
+        "proxy",
+        "acmeCA",
+        None,
+        _str(ACME_DIRECTORY),
+        "the https:// URL of an ACME directory, like 'https://acme-staging-v02.api.letsencrypt.org/directory'",
+    )
+    acme_ca_root = r.value(
+        o,
+        "proxy",
+        "acmeCARoot",
+        None,
+        _str(PEM_CERTIFICATE),
+        "a PEM certificate: '-----BEGIN CERTIFICATE-----' ... '-----END CERTIFICATE-----'",
+    )
+    for key, value in (("acmeCA", acme_ca), ("acmeCARoot", acme_ca_root)):
+        if value is not None and domain is None:
+            r.fail(
+                f"proxy.{key}",
+                "(set)" if key == "acmeCARoot" else value,
+                "to be set only with proxy.domain: certificates are obtained for the domain",
+            )
     return ProxyConfig(
         image=image,
         http_port=http,
@@ -336,6 +361,8 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
         bind_address=r.value(
             o, "proxy", "bindAddress", None, _str(re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$")), "an IP address like '127.0.0.1'"
         ),
+        acme_ca=acme_ca,
+        acme_ca_root=acme_ca_root,
     )
 
 

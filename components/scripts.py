@@ -20,7 +20,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from components.caddyfile import CADDYFILE, LIVE_DIR
+from components.caddyfile import ACME_CA_ROOT, CADDYFILE, LIVE_DIR
 from components.config import StackConfig
 
 _PREV_CADDYFILE = f"{CADDYFILE}.prev"
@@ -319,6 +319,7 @@ def go_live_script(
     probation: Probation | None = None,
     handovers: list[Handover] | None = None,
     watched: list[str] | None = None,
+    acme_ca_root: str | None = None,
 ) -> str:
     """Health gate, single-instance handovers, switch, verification and probation (reverting all of it on
     a failure), then the old routes' drain. Without a proxy (no web role) nothing is switched.
@@ -340,6 +341,12 @@ def go_live_script(
         lines += health_gate(gated, wait_healthy_s)
     for i, h in enumerate(handovers):
         lines += handover_steps(i, h)
+    if proxy is not None and acme_ca_root is not None:
+        # a public certificate, not a secret: written before the Caddyfile that names it is validated
+        write = f"cat > {ACME_CA_ROOT}.next && mv {ACME_CA_ROOT}.next {ACME_CA_ROOT}"
+        lines.append(
+            f"printf '%s\\n' {shlex.quote(acme_ca_root.strip())} | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", write])
+        )
     if proxy is not None:
         lines += [*switch_steps(proxy, upstreams), "switched=yes"]
     lines.append('went_live="$(date +%s)"')

@@ -69,6 +69,8 @@ class TrafficSwitch(pulumi.ComponentResource):
                         domain=cfg.proxy.domain,
                         email=cfg.proxy.email,
                         grace_period_s=cfg.web.stop_timeout_s,
+                        acme_ca=cfg.proxy.acme_ca,
+                        acme_ca_root=cfg.proxy.acme_ca_root is not None,
                     )
                 )
             )
@@ -94,6 +96,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate),
                 handovers=handovers,
                 watched=[*web_names, *(n for names in per_role for n in names)],
+                acme_ca_root=cfg.proxy.acme_ca_root,
             )
 
         triggers: list[pulumi.Input[Any]] = [upstreams, role_names]

@@ -576,3 +576,32 @@ def test_without_web_some_role_must_run() -> None:
     assert problems(minimal(web={"enabled": False})) == [
         "cutover:web.enabled = false: expected true, or at least one role under `roles`: otherwise nothing would run"
     ]
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUY2F0b3Zlcg==\n-----END CERTIFICATE-----\n"
+
+
+def test_a_private_acme_directory_and_its_ca() -> None:
+    cfg = parse(minimal(proxy={"domain": "app.example.com", "acmeCA": "https://acme.internal:14000/dir", "acmeCARoot": PEM}))
+    assert cfg.proxy.acme_ca == "https://acme.internal:14000/dir" and cfg.proxy.acme_ca_root == PEM
+    assert parse(minimal(proxy={"domain": "app.example.com"})).proxy.acme_ca is None
+
+
+@pytest.mark.parametrize(
+    ("proxy", "expected"),
+    [
+        (
+            {"domain": "app.example.com", "acmeCA": "http://acme.internal/dir"},
+            'proxy.acmeCA = "http://acme.internal/dir": expected the https:// URL',
+        ),
+        (
+            {"domain": "app.example.com", "acmeCARoot": "not a certificate"},
+            'proxy.acmeCARoot = "not a certificate": expected a PEM certificate',
+        ),
+        ({"acmeCA": "https://acme.internal/dir"}, 'proxy.acmeCA = "https://acme.internal/dir": expected to be set only with proxy.domain'),
+        ({"acmeCARoot": PEM}, 'proxy.acmeCARoot = "(set)": expected to be set only with proxy.domain'),
+    ],
+)
+def test_acme_settings_are_checked(proxy: dict[str, Any], expected: str) -> None:
+    found = problems(minimal(proxy=proxy))
+    assert any(expected in p for p in found), found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import pytest
@@ -259,6 +260,21 @@ def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) ->
         assert "app.example.com {" in text and "auto_https off" not in text and "email ops@example.com" in text
     else:
         assert ":80 {" in text and "auto_https off" in text
+
+
+def test_caddyfile_with_a_private_acme_directory() -> None:
+    text = render_caddyfile(Route(slots=1, port=8000, domain="app.example.com", acme_ca="https://acme.internal/dir", acme_ca_root=True))
+    head = text[: text.index("app.example.com {")]
+    assert "\tacme_ca https://acme.internal/dir\n" in head and "\tacme_ca_root /etc/caddy/acme-ca-root.pem\n" in head
+    assert "acme_ca" not in render_caddyfile(Route(slots=1, port=8000, domain="app.example.com"))
+
+
+def test_the_switch_writes_the_acme_ca_root_before_it_validates_the_caddyfile() -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+    script = go_live_script("proxy", ["web-a-0"], drain_s=2, wait_healthy_s=5, verification=None, acme_ca_root=pem)
+    write = script.index("cat > /etc/caddy/acme-ca-root.pem.next && mv /etc/caddy/acme-ca-root.pem.next /etc/caddy/acme-ca-root.pem")
+    assert write < script.index("caddy validate") and shlex.quote(pem) in script
+    assert "acme-ca-root" not in go_live_script("proxy", ["web-a-0"], drain_s=2, wait_healthy_s=5, verification=None)
 
 
 def test_caddyfile_and_switch_refuse_no_upstreams_or_odd_names() -> None:
