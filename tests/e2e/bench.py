@@ -60,9 +60,10 @@ class Load:
     few clients opening a new connection per request (`fresh`), which tells failures of the edge's
     own connection handling apart from failures of the release sequence. Times are on one clock."""
 
-    def __init__(self, url: str, threads: int = THREADS, fresh_threads: int = FRESH_THREADS) -> None:
-        self.gen = LoadGen(url, threads=threads, max_duration=900)
-        self.fresh_gen = LoadGen(url, threads=fresh_threads, keep_alive=False, max_duration=900)
+    def __init__(self, url: str, threads: int = THREADS, fresh_threads: int = FRESH_THREADS, **client: Any) -> None:
+        """client: LoadGen's tls and connect_to, for HTTPS to a domain served on loopback."""
+        self.gen = LoadGen(url, threads=threads, max_duration=900, **client)
+        self.fresh_gen = LoadGen(url, threads=fresh_threads, keep_alive=False, max_duration=900, **client)
         self.result: Result | None = None
         self.fresh: Result | None = None
         self.t0 = 0.0

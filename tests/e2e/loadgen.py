@@ -20,6 +20,7 @@ import http.client
 import itertools
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -153,11 +154,16 @@ class LoadGen:
         rate: float | None = None,
         headers: dict[str, str] | None = None,
         error_backoff: float = 0.005,
+        tls: ssl.SSLContext | None = None,
+        connect_to: tuple[str, int] | None = None,
     ) -> None:
         """rate: total requests per second over all threads (None: each
         thread sends its next request as soon as the last one ended).
         error_backoff: pause of a thread after a failed request, so that a
-        dead endpoint is not hammered in a busy loop."""
+        dead endpoint is not hammered in a busy loop.
+        tls: the context https:// URLs are checked with (the system's CAs when None).
+        connect_to: the address dialled instead of the URL's, which still names the
+        host for TLS (SNI, certificate check) and the Host header."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"url must be http(s)://..., got {url!r}")
@@ -173,6 +179,8 @@ class LoadGen:
         self.interval = threads / rate if rate else 0.0
         self.error_backoff = error_backoff
         self.headers = dict(headers or {})
+        self.tls = tls
+        self.connect_to = connect_to
         if not keep_alive:
             self.headers["Connection"] = "close"
         self._stop = threading.Event()
@@ -220,8 +228,11 @@ class LoadGen:
         return Result(records, duration, timed_out=self._stopped_at > self.max_duration)
 
     def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.timeout)
+        if self.scheme == "https":
+            return _HTTPSTo(self.host, self.port, dial=self.connect_to, context=self.tls, timeout=self.timeout)
+        if self.connect_to:
+            return _HTTPTo(self.host, self.port, dial=self.connect_to, timeout=self.timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     def _run(self, worker: int, records: list[Record]) -> None:
         conn: http.client.HTTPConnection | None = None
@@ -262,3 +273,29 @@ class LoadGen:
                 self._stop.wait(self.error_backoff)
         if conn is not None:
             conn.close()
+
+
+class _HTTPTo(http.client.HTTPConnection):
+    """An HTTP connection to `dial`, for a URL that names another host (its Host header)."""
+
+    def __init__(self, host: str, port: int, *, dial: tuple[str, int], timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.dial = dial
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(self.dial, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _HTTPSTo(http.client.HTTPSConnection):
+    """An HTTPS connection to `dial` (or the URL's host), checked against `context` for the URL's host."""
+
+    def __init__(self, host: str, port: int, *, dial: tuple[str, int] | None, context: ssl.SSLContext | None, timeout: float) -> None:
+        self.tls_context = context or ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self.tls_context)
+        self.dial = dial or (host, port)
+
+    def connect(self) -> None:
+        sock = socket.create_connection(self.dial, self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self.tls_context.wrap_socket(sock, server_hostname=self.host)

@@ -1,0 +1,143 @@
+"""A real ACME server on this machine: Debian's `pebble` (Let's Encrypt's test CA) and its
+`pebble-challtestsrv` as the DNS it resolves names with.
+
+    with start_pebble(http_port=8080, https_port=8443) as acme:
+        acme.directory        # https://<docker0 gateway>:<port>/dir, what proxy.acmeCA names
+        acme.directory_ca     # PEM of the CA of that URL's own certificate (proxy.acmeCARoot)
+        acme.roots()          # PEM of the CA that signs the certificates pebble issues
+        acme.issued()         # how many certificates it has issued so far
+
+Every name resolves to 127.0.0.1 (challtestsrv's default answer, no IPv6), and pebble's
+validation connects to the published ports of the proxy given here: an HTTP-01 challenge
+reaches Caddy exactly as a public CA's would reach port 80. The proxy, inside a container,
+reaches pebble at the host's address on Docker's default bridge, which its HTTPS certificate
+(made here with openssl, signed by a CA made for the run) names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import ssl
+import subprocess
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.e2e import infra
+
+TOOLS = ("pebble", "pebble-challtestsrv", "openssl")
+
+
+@dataclasses.dataclass
+class Pebble:
+    directory: str
+    directory_ca: str
+    management: str  # https://127.0.0.1:<port>
+    log_path: Path
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=self.directory_ca)
+
+    def roots(self) -> str:
+        """The root pebble issues from (generated when it starts; its management API hands it out)."""
+        with urllib.request.urlopen(f"{self.management}/roots/0", context=self._context(), timeout=10) as response:  # noqa: S310
+            return response.read().decode()
+
+    def intermediates(self) -> str:
+        with urllib.request.urlopen(f"{self.management}/intermediates/0", context=self._context(), timeout=10) as response:  # noqa: S310
+            return response.read().decode()
+
+    def issued(self) -> int:
+        return len(re.findall(r"Issued certificate serial", self.log_path.read_text(errors="replace")))
+
+
+def docker_bridge_gateway() -> str:
+    """The host's address on Docker's default bridge (docker0): reachable from every container network."""
+    out = infra.docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout.split()
+    found = [a for a in out if "." in a]
+    if not found:
+        raise infra.InfraError("Docker's default bridge has no IPv4 gateway")
+    return found[0]
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _certificates(workdir: Path, address: str) -> None:
+    """ca.pem (a CA for the run) and pebble.pem/pebble.key, for `address` and 127.0.0.1."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req", "-x509", *ec, "-days", "2", "-subj", "/CN=cutover e2e ACME directory CA", "-keyout", "ca.key", "-out", "ca.pem", cwd=workdir
+    )
+    _openssl("req", *ec, "-subj", "/CN=pebble", "-keyout", "pebble.key", "-out", "pebble.csr", cwd=workdir)
+    (workdir / "san.cnf").write_text(f"subjectAltName=IP:{address},IP:127.0.0.1,DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "pebble.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+             "-extfile", "san.cnf", "-out", "pebble.pem", cwd=workdir)  # fmt: skip
+
+
+@contextlib.contextmanager
+def start_pebble(http_port: int, https_port: int) -> Iterator[Pebble]:
+    address = docker_bridge_gateway()
+    with tempfile.TemporaryDirectory(prefix="cutover-pebble-") as tmp:
+        workdir = Path(tmp)
+        _certificates(workdir, address)
+        dns, challtest_mgmt, listen, mgmt = (infra.free_port() for _ in range(4))
+        config = {
+            "pebble": {
+                "listenAddress": f"0.0.0.0:{listen}",
+                "managementListenAddress": f"127.0.0.1:{mgmt}",
+                "certificate": str(workdir / "pebble.pem"),
+                "privateKey": str(workdir / "pebble.key"),
+                # where its validation connects: the proxy's published ports
+                "httpPort": http_port,
+                "tlsPort": https_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": False,
+            }
+        }
+        (workdir / "pebble.json").write_text(json.dumps(config))
+        challtest = ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns}", "-http01", "", "-https01", "", "-tlsalpn01", "",
+                     "-doh", "", "-management", f"127.0.0.1:{challtest_mgmt}", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""]  # fmt: skip
+        # no random sleeps before validating, and no nonces refused at random (Caddy would retry them: slower, same result)
+        env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PATH": "/usr/bin:/bin"}
+        log_path = workdir / "pebble.log"
+        with infra._background(_supported(challtest), workdir / "challtestsrv.log"):
+            infra.wait_for_port(challtest_mgmt)
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    ["pebble", "-config", str(workdir / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                )  # fmt: skip
+            try:
+                try:
+                    infra.wait_for_port(listen)
+                except infra.InfraError:
+                    raise infra.InfraError(f"pebble did not start: {log_path.read_text()[-2000:]}") from None
+                yield Pebble(f"https://{address}:{listen}/dir", (workdir / "ca.pem").read_text(), f"https://127.0.0.1:{mgmt}", log_path)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
+
+
+def _supported(argv: list[str]) -> list[str]:
+    """challtestsrv's flags as this build has them (older ones lack -doh)."""
+    usage = subprocess.run([argv[0], "-h"], capture_output=True, text=True, timeout=10, check=False)
+    text = usage.stdout + usage.stderr
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i].startswith("-") and f"  {argv[i]} " not in text and f"  {argv[i]}\n" not in text:
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out

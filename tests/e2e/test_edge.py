@@ -1,0 +1,205 @@
+"""The edge over HTTPS, with a certificate from a real ACME server, on a real Docker engine.
+
+A stack with `proxy.domain` and a private ACME directory (`proxy.acmeCA`, `proxy.acmeCARoot`):
+Debian's pebble (tests/e2e/acme.py), whose validation reaches the proxy's published ports
+as a public CA reaches port 80. Applied by tests/e2e/replay over ssh, with a real registry
+and the real Caddy, like the other scenarios:
+
+    1  first deploy: Caddy obtains the certificate from pebble (the chain checks against
+       pebble's root and not against the system's), HTTPS answers, HTTP redirects to HTTPS
+    2  a release under HTTPS load: 0 failed requests; the same certificate, nothing issued again
+    3  the proxy itself replaced (a new image) under HTTPS load: the same certificate and ACME
+       account from the proxy's /data volume, nothing issued again; the failed requests and
+       the longest gap of this stop-first replacement are recorded (README: What it costs)
+
+Run: .venv/bin/pytest -m e2e tests/e2e/test_edge.py -v
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import json
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import acme, infra
+from tests.e2e.bench import Load
+from tests.e2e.conftest import tools_problem, unavailable
+from tests.e2e.replay.engine import ApplyResult, Engine
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, merge, remove_leftovers
+
+pytestmark = pytest.mark.e2e
+
+STACK = "edge"
+DOMAIN = "app.cutover.test"
+PROXY = f"web-{STACK}-proxy"
+NEXT_PROXY_IMAGE = "caddy:2-next"  # the same Caddy under another image: a proxy upgrade
+
+
+@dataclasses.dataclass
+class Edge:
+    stack: Stack
+    engine: Engine
+    acme: acme.Pebble
+    http_port: int
+    https_port: int
+    salt: str
+    context: ssl.SSLContext | None = None  # trusts pebble's root, once it is known
+
+    def up(self, label: str, **kwargs: Any) -> ApplyResult:
+        return self.stack.up(sha=fake_sha(label, self.salt), **kwargs)
+
+    def sha(self, label: str) -> str:
+        return fake_sha(label, self.salt)
+
+    def tls(self) -> ssl.SSLContext:
+        if self.context is None:
+            self.context = ssl.create_default_context(cadata=self.acme.roots())
+        return self.context
+
+    def load(self) -> Load:
+        return Load(f"https://{DOMAIN}:{self.https_port}/", tls=self.tls(), connect_to=("127.0.0.1", self.https_port))
+
+
+@pytest.fixture(scope="module")
+def edge(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[Edge]:
+    problem = tools_problem("docker-registry", "htpasswd", "sshd", "ssh", "ssh-keygen", "ssh-agent", "ssh-add", *acme.TOOLS, root=True)
+    if problem:
+        unavailable(problem + " (and apt-get install -y pebble openssl)")
+    infra.ensure_base_images()
+    ensure_app_wheels()
+    http_port, https_port = infra.free_port(), infra.free_port()
+    with (
+        acme.start_pebble(http_port, https_port) as pebble,
+        infra.start_registry() as registry,
+        infra.start_sshd() as host,
+        infra.ssh_agent() as machine,
+    ):
+        engine = Engine(env=machine, log=infra.log)
+        config = merge(
+            e2e_config_on(registry, host, http_port, replicas=1),
+            {"proxy": {"httpsPort": https_port, "domain": DOMAIN, "acmeCA": pebble.directory, "acmeCARoot": pebble.directory_ca}},
+        )
+        env = Edge(Stack(engine, config, SECRET_KEYS, name=STACK), engine, pebble, http_port, https_port, secrets.token_hex(4))
+        try:
+            yield env
+        finally:
+            remove_leftovers(engine, STACK)
+            infra.docker("rmi", NEXT_PROXY_IMAGE, check=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
+    results.setdefault("scenarios", {})[name] = numbers
+    infra.log(f"{name}: {numbers}")
+
+
+def served_certificate(port: int, context: ssl.SSLContext) -> str:
+    """SHA-256 of the certificate the proxy serves for DOMAIN, checked with `context`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, context.wrap_socket(sock, server_hostname=DOMAIN) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return hashlib.sha256(der).hexdigest()
+
+
+def https_get(edge: Edge, path: str = "/") -> tuple[int, Any]:
+    conn = http.client.HTTPSConnection(DOMAIN, edge.https_port, context=edge.tls(), timeout=10)
+    conn.sock = edge.tls().wrap_socket(socket.create_connection(("127.0.0.1", edge.https_port), timeout=10), server_hostname=DOMAIN)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def proxy_id() -> str:
+    return infra.docker("inspect", "--format", "{{.Id}}", PROXY).stdout.strip()
+
+
+# --------------------------------------------------------------------------- 1. the certificate
+
+
+def test_1_the_first_deploy_gets_its_certificate_from_the_acme_server(edge: Edge, e2e_results: dict[str, Any]) -> None:
+    result = edge.up("v1")
+    deployed = time.monotonic()
+    fingerprint, problem = None, ""
+    while fingerprint is None and time.monotonic() - deployed < 60:
+        try:
+            fingerprint = served_certificate(edge.https_port, edge.tls())
+        except (OSError, ssl.SSLError) as exc:  # no certificate yet: Caddy is still obtaining it
+            problem = repr(exc)
+            time.sleep(0.25)
+    assert fingerprint is not None, f"no certificate from pebble within 60 s: {problem}"
+    waited = time.monotonic() - deployed
+    # issued by pebble: a client with only the system's CAs refuses it
+    with pytest.raises(ssl.SSLCertVerificationError):
+        served_certificate(edge.https_port, ssl.create_default_context())
+    assert https_get(edge, "/health") == (200, {"status": "ok", "version": edge.sha("v1")})
+    conn = http.client.HTTPConnection("127.0.0.1", edge.http_port, timeout=10)
+    conn.request("GET", "/some/page?x=1", headers={"Host": DOMAIN})
+    redirect = conn.getresponse()
+    assert redirect.status == 308 and redirect.getheader("Location") == f"https://{DOMAIN}/some/page?x=1"
+    conn.close()
+    assert edge.acme.issued() == 1
+    record(
+        e2e_results,
+        "edge_1_https_from_acme",
+        {"deploy_s": round(result.duration, 1), "certificate_after_deploy_s": round(waited, 2), "issued": edge.acme.issued()},
+    )
+
+
+# --------------------------------------------------------------------------- 2. a release over HTTPS
+
+
+def test_2_a_release_over_https_drops_nothing_and_keeps_the_certificate(edge: Edge, e2e_results: dict[str, Any]) -> None:
+    before = served_certificate(edge.https_port, edge.tls())
+    with edge.load() as load:
+        result = edge.up("v2")
+        load.stop()
+    record(e2e_results, "edge_2_release_over_https", {**load.numbers(), "deploy_s": round(result.duration, 1)})
+    assert https_get(edge, "/health") == (200, {"status": "ok", "version": edge.sha("v2")})
+    assert served_certificate(edge.https_port, edge.tls()) == before and edge.acme.issued() == 1
+    assert load.result is not None and edge.sha("v2") in {r.version for r in load.result.records if r.ok}
+    load.assert_nothing_failed()
+
+
+# --------------------------------------------------------------------------- 3. the proxy replaced
+
+
+def test_3_a_new_proxy_image_keeps_the_certificate(edge: Edge, e2e_results: dict[str, Any]) -> None:
+    infra.docker("build", "-t", NEXT_PROXY_IMAGE, "-", input=f"FROM {edge.stack.config['proxy']['image']}\nLABEL cutover.e2e=next\n")
+    before, old_proxy = served_certificate(edge.https_port, edge.tls()), proxy_id()
+    with edge.load() as load:
+        result = edge.up("v2", overrides={"proxy": {"image": NEXT_PROXY_IMAGE}})
+        # until the new proxy answers again (or the load's own bound)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if https_get(edge, "/health")[0] == 200:
+                    break
+            except (OSError, ssl.SSLError):
+                time.sleep(0.1)
+        res = load.stop()
+    replaced = [o for o in result.ops if o.name.startswith("proxy-container")]
+    record(
+        e2e_results,
+        "edge_3_proxy_replaced",
+        {**load.numbers(), "proxy_steps": [o.action for o in replaced], "deploy_s": round(result.duration, 1)},
+    )
+    assert proxy_id() != old_proxy, "the proxy container was replaced"
+    assert infra.docker("inspect", "--format", "{{.Config.Image}}", PROXY).stdout.strip().startswith("sha256:")
+    assert served_certificate(edge.https_port, edge.tls()) == before, "the certificate came back from the /data volume"
+    assert edge.acme.issued() == 1, "nothing issued again"
+    assert https_get(edge, "/health") == (200, {"status": "ok", "version": edge.sha("v2")})
+    assert res.total > 0
