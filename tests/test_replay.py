@@ -388,3 +388,19 @@ def test_the_replay_refuses_inputs_it_does_not_translate() -> None:
     with pytest.raises(providers.ProviderError, match="not translated"):
         providers.container_create_body("web", {**web_inputs(), "privileged": True})
     assert replay_engine.force_new(plan.CONTAINER) >= {"image", "cpus", "envs"}
+
+
+def test_a_container_in_anothers_network_namespace() -> None:
+    """network_mode is sent as given, "bridge" when unset (KW resource_docker_container.go:901-907,
+    funcs.go:392-399), read back from HostConfig.NetworkMode (funcs.go:954), and ForceNew."""
+    caddy = {**web_inputs(), "networkMode": "container:" + "e" * 64}
+    body = providers.container_create_body("proxy", caddy)
+    assert body["HostConfig"]["NetworkMode"] == "container:" + "e" * 64
+    assert providers.container_create_body("web", web_inputs())["HostConfig"]["NetworkMode"] == "bridge"
+    state = container_state(docker_inspect(caddy), caddy)
+    assert state["networkMode"] == "container:" + "e" * 64
+    old = plan.Old(plan.CONTAINER, caddy, state)
+    assert plan.decide(plan.CONTAINER, old, caddy, WEB_OPTIONS, CONTAINER_FORCE_NEW).action == "same"
+    moved = {**caddy, "networkMode": "container:" + "f" * 64}  # the ports container was replaced
+    assert "networkMode" in CONTAINER_FORCE_NEW
+    assert plan.decide(plan.CONTAINER, old, moved, WEB_OPTIONS, CONTAINER_FORCE_NEW).action == "replace"

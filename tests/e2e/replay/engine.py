@@ -528,8 +528,10 @@ class Engine:
         op.end = time.monotonic()
         with self._lock:
             self.state[reg.urn] = new
-            for key, mock in reg.outputs.items():
-                real = new.outputs.get(key)
+            # a container's ID stands in the inputs of those that name it (network_mode "container:<id>")
+            pairs = [*reg.outputs.items(), *([("id", reg.id)] if reg.type == plan.CONTAINER else [])]
+            for key, mock in pairs:
+                real = new.id if key == "id" else new.outputs.get(key)
                 if isinstance(mock, str) and isinstance(real, str) and len(mock) >= 6 and mock != real and mock != reg.inputs.get(key):
                     if mapping.get(mock, real) != real:
                         raise EngineError(f"mock value {mock!r} stands for two real values: {mapping[mock]!r} and {real!r}")

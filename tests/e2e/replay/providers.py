@@ -191,7 +191,7 @@ CONTAINER_INPUTS = frozenset(
         "image", "name", "user", "readOnly", "tmpfs", "memory", "memorySwap", "cpus", "stopSignal", "stopTimeout",
         "destroyGraceSeconds", "healthcheck", "wait", "waitTimeout", "mustRun", "networksAdvanced",
         "labels", "envs", "command", "capabilities", "securityOpts", "restart", "logDriver", "logOpts",
-        "init", "ports", "volumes", "shmSize", "start",
+        "init", "ports", "volumes", "shmSize", "start", "networkMode",
     }
 )  # fmt: skip
 
@@ -200,7 +200,9 @@ def container_create_body(name: str, inp: Mapping[str, Any]) -> dict[str, Any]:
     """The ContainerCreate body the provider sends (KW funcs.go:55-458): on "bridge", networks connected later."""
     _check_keys(f"{name} (Container)", inp, CONTAINER_INPUTS)
     config: dict[str, Any] = {"Image": inp["image"], "Env": list(inp.get("envs") or [])}
-    host: dict[str, Any] = {"NetworkMode": "bridge"}
+    # network_mode, "bridge" by default (KW resource_docker_container.go:901-907, funcs.go:392-399); a container
+    # created in another's namespace ("container:<id>") gets no networks of its own
+    host: dict[str, Any] = {"NetworkMode": inp.get("networkMode") or "bridge"}
     config["Labels"] = {entry["label"]: entry["value"] for entry in inp.get("labels") or []}
     if inp.get("command"):
         config["Cmd"] = list(inp["command"])

@@ -75,6 +75,8 @@ def container_state(inspect: Mapping[str, Any], prior: Mapping[str, Any]) -> dic
         out["stopSignal"] = config.get("StopSignal")
     if config.get("StopTimeout") is not None or "stopTimeout" in prior:
         out["stopTimeout"] = config.get("StopTimeout")
+    if "networkMode" in prior:  # KW funcs.go:954: d.Set("network_mode", container.HostConfig.NetworkMode)
+        out["networkMode"] = host.get("NetworkMode")
     if host.get("Init") is not None:
         out["init"] = bool(host["Init"])
     if config.get("Cmd") is not None:
