@@ -18,7 +18,13 @@ from dataclasses import dataclass
 # A listener inside the proxy container only (never published): the post-switch
 # check asks it, so it sees exactly the routes the public site uses.
 VERIFY_PORT = 9180
-ADMIN = "localhost:2019"
+# Caddy's admin endpoint: a socket in the proxy container's own /tmp (a tmpfs), so that while an old and a
+# new proxy share one network namespace (an upgrade, components/proxy.py), a reload reaches the one it names.
+ADMIN_SOCKET = "/tmp/caddy-admin.sock"
+ADMIN = f"unix/{ADMIN_SOCKET}"
+# How long a proxy told to stop goes on serving, answering `Connection: close` (keep-alive clients then
+# reconnect, to the proxy that stays), before it closes its listeners and its idle connections.
+SHUTDOWN_DELAY_S = 2
 CADDYFILE = "/etc/caddy/Caddyfile"
 # One file per upstream slot, each holding a web container's name (no newline).
 LIVE_DIR = "/etc/caddy/live"
@@ -74,7 +80,7 @@ def render_caddyfile(route: Route) -> str:
         "}",
     ]
     proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
-    globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s"]
+    globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s", f"shutdown_delay {SHUTDOWN_DELAY_S}s"]
     if route.email:
         globals_.append(f"email {route.email}")
     # A private or staging ACME directory, and the CA its own HTTPS certificate comes from (Caddy global
@@ -89,6 +95,10 @@ def render_caddyfile(route: Route) -> str:
     site = route.domain if route.domain else ":80"
     # one JSON line per answer on the container's stdout: probation counts the 5xx among them
     access_log = ["log {", "\toutput stdout", "\tformat json", "}"]
+    # While this proxy is stopping ({http.shutting_down}, during shutdown_delay: caddy modules/caddyhttp/app.go
+    # Stop, replacer.go), every answer closes its connection (Go's server honours a handler's Connection: close),
+    # so no keep-alive connection is left idle on it to be closed under a client sending its next request.
+    draining = ["@stopping vars {http.shutting_down} true", "header @stopping Connection close"]
     lines = [
         "# Written by cutover's traffic switch when the proxy's settings change; edits here are replaced.",
         f"# Upstreams are read per request from {LIVE_DIR}/<n>, rewritten on every release.",
@@ -97,7 +107,7 @@ def render_caddyfile(route: Route) -> str:
         "}",
         "",
         f"{site} {{",
-        *_block([*access_log, *proxy]),
+        *_block([*access_log, *draining, *proxy]),
         "}",
         "",
         f"http://:{VERIFY_PORT} {{",

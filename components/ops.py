@@ -102,7 +102,6 @@ CONTAINER_FORMAT = (
 
 def status_script(cfg: StackConfig) -> str:
     labels = f"--filter label=cutover.app={shlex.quote(cfg.app_name)} --filter label=cutover.stack={shlex.quote(cfg.stack)}"
-    proxy = shlex.quote(f"{cfg.resource_prefix}-proxy")
     slots = f'for f in $(ls {LIVE_DIR} | sort -n); do cat "{LIVE_DIR}/$f"; echo; done'
     return "\n".join(
         [
@@ -111,7 +110,9 @@ def status_script(cfg: StackConfig) -> str:
             f'ids="$(docker ps -aq {labels})"',
             f'if [ -n "$ids" ]; then docker inspect --format {shlex.quote(CONTAINER_FORMAT)} $ids; fi',
             "echo '### upstreams'",
-            f"docker exec {proxy} sh -c {shlex.quote(slots)} 2>/dev/null || true",
+            # the running proxy, by its labels: Pulumi names it (<prefix>-proxy-<7 hex>)
+            f'proxy="$(docker ps -q {labels} --filter label=cutover.role=proxy | head -n 1)"',
+            f'if [ -n "$proxy" ]; then docker exec "$proxy" sh -c {shlex.quote(slots)} 2>/dev/null || true; fi',
             "echo '### disk'",
             "docker system df --format '{{json .}}'",
             "echo '### docker'",

@@ -4,6 +4,11 @@ It owns the edge network the web containers join. A release never replaces it
 nor reloads it: the traffic switch rewrites the upstream files it reads per
 request (/etc/caddy/live). Its volumes keep certificates (/data), state (/config),
 the current config and those files (/etc/caddy) across restarts and upgrades.
+
+Two containers: `<prefix>-ports` holds the host ports and the edge network and
+does nothing else; Caddy (`<prefix>-proxy-<7 hex>`) runs in its
+network namespace, so an upgrade of Caddy starts the new one beside the old one
+on the same ports and drops no connection.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import pulumi_docker as docker
 
 from components.config import StackConfig
 from components.host import DockerHost
-from components.specs import labels, proxy_container
+from components.specs import labels, ports_container, proxy_container
 
 
 @dataclass
@@ -26,7 +31,8 @@ class EdgeProxyArgs:
 
 class EdgeProxy(pulumi.ComponentResource):
     network: pulumi.Output[str]
-    container: docker.Container
+    container: docker.Container  # Caddy
+    ports: docker.Container  # holds the host ports and the edge network
     name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EdgeProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -48,12 +54,27 @@ class EdgeProxy(pulumi.ComponentResource):
             for path, suffix in (("/data", "data"), ("/config", "config"), ("/etc/caddy", "etc"))
         }
         image = docker.RemoteImage(f"{name}-image", name=cfg.proxy.image, keep_locally=True, opts=on_host)
-        self.container = docker.Container(
+        # This container holds the host ports and the edge network; it changes only with the ports (then stop-first,
+        # as anything bound to them must). Its image is whatever the proxy's was when it was created: it only
+        # runs `sh`, so a new proxy image is no reason to replace it.
+        ports = docker.Container(
             f"{name}-container",
-            **proxy_container(cfg, image.image_id, network.name, volumes),
-            # bound to fixed host ports, so an upgrade of the proxy itself must stop the old one first
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+            **ports_container(cfg, image.image_id, network.name),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True, ignore_changes=["image"])),
         )
+        # Caddy runs in that container's network namespace. A new image (or any other change) starts a new proxy
+        # beside the old one: Pulumi names it anew on a replacement (pulumi/pulumi step_generator.go:2003-2013
+        # re-runs Check without the old inputs, so the bridge's autoname is drawn again) and creates it first
+        # (delete_before_replace False overrides the provider's default, as for the web containers). Both listen
+        # on the same ports (Caddy sets SO_REUSEPORT on its listeners: caddy listen_unix.go reusePort), so the
+        # kernel hands new connections to either; when the old one is deleted at the end of the update, it
+        # answers with `Connection: close` for `shutdown_delay`, so keep-alive clients move over, then stops.
+        self.container = docker.Container(
+            f"{prefix}-proxy",
+            **proxy_container(cfg, image.image_id, ports.id.apply(lambda i: f"container:{i}"), volumes),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=False, depends_on=[ports])),
+        )
+        self.ports = ports
         self.network = network.name
         self.name = self.container.name
         self.register_outputs({"network": self.network, "container": self.name})

@@ -44,7 +44,10 @@ def container_exec(container: str, *argv: str) -> str:
 
 
 def _reload(proxy: str) -> str:
-    return container_exec(proxy, "caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile")
+    """`caddy reload` at the admin address the new Caddyfile names (its socket); a proxy that still runs the
+    image's default Caddyfile (its first start, before the switch wrote one) has the default address instead."""
+    reload = ["caddy", "reload", "--config", CADDYFILE, "--adapter", "caddyfile"]
+    return f"{{ {container_exec(proxy, *reload)} || {container_exec(proxy, *reload, '--address', 'localhost:2019')}; }}"
 
 
 def _check_names(upstreams: list[str]) -> None:

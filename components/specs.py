@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.caddyfile import ADMIN_SOCKET
 from components.config import RoleConfig, Secret, StackConfig
 from components.provider_forms import go_duration
 
@@ -130,8 +131,13 @@ def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: 
     return spec
 
 
-def proxy_container(cfg: StackConfig, image_id: Any, network: Any, volumes: dict[str, Any]) -> dict[str, Any]:
-    """The edge proxy: the only container bound to host ports."""
+# The ports container only holds the network namespace: the host ports and the edge network. It does
+# nothing but wait (and exits at once on SIGTERM); the proxy runs in its namespace.
+PORTS_HOLD = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+
+
+def ports_container(cfg: StackConfig, image_id: Any, network: Any) -> dict[str, Any]:
+    """The one container bound to host ports: it holds them, and the edge network, for the proxy."""
     p = cfg.proxy
     ports: list[dict[str, Any]] = [{"internal": 80, "external": p.http_port}]
     if p.https_port is not None:
@@ -144,20 +150,38 @@ def proxy_container(cfg: StackConfig, image_id: Any, network: Any, volumes: dict
     # (kreuzwerker#909): the proxy is IPv4-only, as README says.
     return {
         "image": image_id,
-        "name": f"{cfg.resource_prefix}-proxy",
+        "name": f"{cfg.resource_prefix}-ports",
+        "command": PORTS_HOLD,
         "ports": ports,
+        "read_only": True,
+        "networks_advanced": [{"name": network}],
+        "stop_timeout": 5,
+        "destroy_grace_seconds": 10,
+        "labels": labels(cfg, "ports"),
+        **HARDENING,
+    }  # fmt: skip
+
+
+def proxy_container(cfg: StackConfig, image_id: Any, network_mode: Any, volumes: dict[str, Any]) -> dict[str, Any]:
+    """Caddy, in the ports container's network namespace (network_mode `container:<its id>`): it listens on the
+    ports that one holds and reaches the app over the edge network. No name: Pulumi names it (<resource>-<7 hex>)
+    and names a replacement anew, so a new proxy starts beside the old one (see components/proxy.py)."""
+    return {
+        "image": image_id,
+        "network_mode": network_mode,
         "read_only": True,
         "tmpfs": {"/tmp": "rw,noexec,nosuid,size=16m"},
         "volumes": [{"volume_name": volumes[path], "container_path": path} for path in sorted(volumes)],
-        "networks_advanced": [{"name": network}],
         "healthcheck": {
-            "tests": ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:2019/config/"],
-            "interval": "5s", "timeout": "3s", "retries": 3, "start_period": "5s",
+            # up with its configuration loaded: its own admin socket (or, on the first start, when the volume
+            # still holds the image's default Caddyfile, the default admin address; nothing else shares it then)
+            "tests": ["CMD", "sh", "-c", f"test -S {ADMIN_SOCKET} || wget -q -O /dev/null http://localhost:2019/config/"],
+            "interval": "2s", "timeout": "3s", "retries": 3, "start_period": "5s",
         },
         "wait": True,
         "wait_timeout": 60,
-        "stop_timeout": 30,
-        "destroy_grace_seconds": 30,
+        "stop_timeout": 40,
+        "destroy_grace_seconds": 40,
         "labels": labels(cfg, "proxy"),
         **{**HARDENING, "capabilities": {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}},
     }  # fmt: skip

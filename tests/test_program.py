@@ -19,7 +19,8 @@ SECRETS = ["app-secret-for-tests", "pg-password-for-tests", "redis-password-for-
 
 
 def web_containers(run: ProgramRun) -> list[Registration]:
-    return [r for r in run.of_type(CONTAINER) if r.name.startswith("web-")]
+    """The web role's containers (by their label: the proxy's resource is named after the stack too)."""
+    return [r for r in run.of_type(CONTAINER) if {"label": "cutover.role", "value": "web"} in (r.inputs.get("labels") or [])]
 
 
 def commands(run: ProgramRun, name: str) -> Registration:
@@ -94,7 +95,7 @@ def test_the_sequence_migration_web_switch(full_run: ProgramRun) -> None:
     for web in webs:
         assert web.depends_on(migrate), "no web container starts before the migration exits 0"
         assert switch.depends_on(web), "the switch waits for every new container to be healthy"
-    assert switch.depends_on(full_run.one(CONTAINER, "proxy-container"))
+    assert switch.depends_on(full_run.one(CONTAINER, "web-prod-proxy")), "the switch runs in the proxy that serves"
     assert not migrate.depends_on(switch) and not webs[0].depends_on(switch)
     # switching and verifying are one step: a failed check is a failed, unrecorded step
     assert not [r for r in full_run.registrations if r.name in ("switch-route", "switch-verify")]
@@ -113,8 +114,28 @@ def test_web_containers_are_created_before_the_old_ones_go(full_run: ProgramRun)
         assert web.inputs["image"].startswith("sha256:"), "containers run the pulled digest's image ID"
     bound = [r.name for r in full_run.of_type(CONTAINER) if r.inputs.get("ports")]
     assert bound == ["proxy-container"]
-    proxy = full_run.one(CONTAINER, "proxy-container")
-    assert [p["external"] for p in proxy.inputs["ports"]] == [80, 443]
+    ports = full_run.one(CONTAINER, "proxy-container")
+    assert [p["external"] for p in ports.inputs["ports"]] == [80, 443]
+
+
+def test_a_new_proxy_starts_beside_the_old_one_on_the_same_ports(full_run: ProgramRun) -> None:
+    ports, caddy = full_run.one(CONTAINER, "proxy-container"), full_run.one(CONTAINER, "web-prod-proxy")
+    # the ports container holds the ports and the edge network, runs only sh, and a new proxy image leaves it be
+    assert ports.inputs["name"] == "web-prod-ports" and ports.inputs["command"][0] == "sh"
+    assert ports.inputs["networksAdvanced"] == [{"name": "web-prod-edge"}]
+    assert ports.options["ignoreChanges"] == ["image"] and ports.options["deleteBeforeReplace"] is True
+    # Caddy in its network namespace, named by Pulumi (anew on a replacement), created before the old one goes
+    assert caddy.inputs["networkMode"] == f"container:{ports.id}"
+    assert "name" not in caddy.inputs and "ports" not in caddy.inputs and "networksAdvanced" not in caddy.inputs
+    assert caddy.outputs["name"].startswith("web-prod-proxy-")
+    assert caddy.options["deleteBeforeReplace"] is False and caddy.options["deleteBeforeReplaceDefined"] is True
+    assert caddy.depends_on(ports)
+    assert caddy.inputs["healthcheck"]["tests"][-1].startswith("test -S /tmp/caddy-admin.sock")
+    text = render_caddyfile(Route(slots=2, port=8000))
+    # its admin socket is its own; stopping, it closes every connection it answers on, for 2 s, then stops
+    assert "admin unix//tmp/caddy-admin.sock" in text and "shutdown_delay 2s" in text
+    site = text[text.index(":80 {") : text.index(f"http://:{VERIFY_PORT}")]
+    assert "@stopping vars {http.shutting_down} true" in site and "header @stopping Connection close" in site
 
 
 def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
@@ -203,7 +224,9 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     caddyfile = switch.inputs["stdin"]
     assert not any(n in caddyfile for n in names)
     assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 2 and "live/3" not in caddyfile
-    assert switch.inputs["triggers"] == [caddyfile, names, "web-prod-proxy", []], "and the containers of each other role (none here)"
+    assert switch.inputs["triggers"] == [caddyfile, names, full_run.one(CONTAINER, "web-prod-proxy").outputs["name"], []], (
+        "and the containers of each other role (none here)"
+    )
     assert "nothing to switch" in switch.inputs["update"], "a change of anything else switches nothing again"
     # a reload only when the Caddyfile differs from the proxy's, validated first
     body = script[script.index("\n}\n") :]  # after the revert function (which reloads only a config it put back)

@@ -196,7 +196,8 @@ def test_promotion_from_a_stack_with_no_release_is_refused() -> None:
 
 
 def web_names(run: ProgramRun) -> list[str]:
-    return sorted(r.name for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-"))
+    web = {"label": "cutover.role", "value": "web"}
+    return sorted(r.name for r in run.of_type("docker:index/container:Container") if web in (r.inputs.get("labels") or []))
 
 
 def test_each_release_has_containers_of_its_own() -> None:
