@@ -130,6 +130,7 @@ e2e: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m tests.e2e.bench --runs 3 --write BENCHMARKS.md
+	$(BIN)/python -m tests.e2e.bench_proxy --runs 3 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.caddyfile import Route, render_caddyfile, slot_path
+from components.caddyfile import ADMIN, ADMIN_SOCKET, Route, render_caddyfile, slot_path
 from components.config import HealthcheckConfig
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen, Result
@@ -170,7 +170,7 @@ def fixed_name_edge(workdir: Path) -> Iterator[tuple[int, Path]]:
         infra.docker(
             "run", "-d", "--name", EDGE, "--label", LABEL, "--network", NET, "--read-only", "--tmpfs", "/tmp",
             "-v", f"{etc}:/etc/caddy", "-p", f"127.0.0.1:{port}:80",
-            "--health-cmd", "wget -q -O /dev/null http://localhost:2019/config/", "--health-interval", "1s",
+            "--health-cmd", f"test -S {ADMIN_SOCKET} || wget -q -O /dev/null http://localhost:2019/config/", "--health-interval", "1s",
             "caddy:2",
         )  # fmt: skip
         infra.wait_healthy(EDGE, timeout=60)
@@ -282,7 +282,7 @@ BAD_RELEASE_FLOWS = ("d", "e")
 CRASHING = {"web": {"env": {"APP_CRASH_AFTER": "12"}}}
 # (a) and (b) sit behind the edge with the Caddyfile a team writes (`reverse_proxy app:8000`),
 # then behind the program's own (a+, b+), whose dial retries turn an outage into waiting clients.
-PLAIN_CADDYFILE = "{\n\tadmin localhost:2019\n\tauto_https off\n}\n\n:80 {\n\treverse_proxy app:8000\n}\n"
+PLAIN_CADDYFILE = f"{{\n\tadmin {ADMIN}\n\tauto_https off\n}}\n\n:80 {{\n\treverse_proxy app:8000\n}}\n"
 
 
 def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[str, dict[str, Any]]]:

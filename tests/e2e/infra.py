@@ -653,6 +653,15 @@ def container_ip(container: str, network: str = "bridge") -> str:
     return networks[network]["IPAddress"]
 
 
+def proxy_container(stack: str, app: str = "web") -> str:
+    """The name of the stack's running Caddy (Pulumi names it <app>-<stack>-proxy-<7 hex>), found by its labels."""
+    out = docker("ps", "--filter", f"label=cutover.app={app}", "--filter", f"label=cutover.stack={stack}",
+                 "--filter", "label=cutover.role=proxy", "--format", "{{.Names}}").stdout.split()  # fmt: skip
+    if len(out) != 1:
+        raise InfraError(f"expected one running proxy of stack {stack}, found {out}")
+    return out[0]
+
+
 def remove_container(container: str) -> None:
     docker("rm", "-f", "-v", container, check=False)
 

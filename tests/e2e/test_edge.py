@@ -8,9 +8,10 @@ and the real Caddy, like the other scenarios:
     1  first deploy: Caddy obtains the certificate from pebble (the chain checks against
        pebble's root and not against the system's), HTTPS answers, HTTP redirects to HTTPS
     2  a release under HTTPS load: 0 failed requests; the same certificate, nothing issued again
-    3  the proxy itself replaced (a new image) under HTTPS load: the same certificate and ACME
-       account from the proxy's /data volume, nothing issued again; the failed requests and
-       the longest gap of this stop-first replacement are recorded (README: What it costs)
+    3  the proxy upgraded (a new image) under HTTPS load: the new Caddy starts beside the old
+       one on the same ports (the ports container holds them), the old one stops after closing
+       its keep-alive connections: no keep-alive request fails; the same certificate and ACME
+       account from the proxy's /data volume, nothing issued again
 
 Run: .venv/bin/pytest -m e2e tests/e2e/test_edge.py -v
 """
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.e2e
 
 STACK = "edge"
 DOMAIN = "app.cutover.test"
-PROXY = f"web-{STACK}-proxy"
 NEXT_PROXY_IMAGE = "caddy:2-next"  # the same Caddy under another image: a proxy upgrade
 
 
@@ -123,10 +123,6 @@ def https_get(edge: Edge, path: str = "/") -> tuple[int, Any]:
         conn.close()
 
 
-def proxy_id() -> str:
-    return infra.docker("inspect", "--format", "{{.Id}}", PROXY).stdout.strip()
-
-
 # --------------------------------------------------------------------------- 1. the certificate
 
 
@@ -174,32 +170,53 @@ def test_2_a_release_over_https_drops_nothing_and_keeps_the_certificate(edge: Ed
     load.assert_nothing_failed()
 
 
-# --------------------------------------------------------------------------- 3. the proxy replaced
+# --------------------------------------------------------------------------- 3. the proxy upgraded
+
+# A client opening a new connection can still lose one, rarely: to the new proxy in the first moments
+# after it binds the port (a TLS handshake before its certificate is loaded from /data: "internal error"),
+# or to the old one as it closes its listener. At most two per upgrade were measured. Keep-alive clients
+# lose nothing, since for its last 2 s the old proxy closes each connection it answers on.
+NEW_CONNECTIONS_CUT_AT_MOST = 3
 
 
-def test_3_a_new_proxy_image_keeps_the_certificate(edge: Edge, e2e_results: dict[str, Any]) -> None:
+def test_3_a_new_proxy_image_starts_beside_the_old_one_and_keeps_the_certificate(edge: Edge, e2e_results: dict[str, Any]) -> None:
     infra.docker("build", "-t", NEXT_PROXY_IMAGE, "-", input=f"FROM {edge.stack.config['proxy']['image']}\nLABEL cutover.e2e=next\n")
-    before, old_proxy = served_certificate(edge.https_port, edge.tls()), proxy_id()
-    with edge.load() as load:
-        result = edge.up("v2", overrides={"proxy": {"image": NEXT_PROXY_IMAGE}})
-        # until the new proxy answers again (or the load's own bound)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if https_get(edge, "/health")[0] == 200:
-                    break
-            except (OSError, ssl.SSLError):
-                time.sleep(0.1)
-        res = load.stop()
-    replaced = [o for o in result.ops if o.name.startswith("proxy-container")]
+    before, old_proxy = served_certificate(edge.https_port, edge.tls()), infra.proxy_container(STACK)
+    ports = infra.docker("inspect", "--format", "{{.Id}}", f"web-{STACK}-ports").stdout.strip()
+    both: set[str] = set()
+
+    def watch(reg: Any, action: str) -> None:  # before each step: which proxies run now
+        found = infra.docker(
+            "ps", "--filter", f"label=cutover.stack={STACK}", "--filter", "label=cutover.role=proxy", "--format", "{{.Names}}"
+        )
+        if len(found.stdout.split()) == 2:
+            both.update(found.stdout.split())
+
+    edge.engine.before_step = watch
+    try:
+        with edge.load() as load:
+            result = edge.up("v2", overrides={"proxy": {"image": NEXT_PROXY_IMAGE}})
+            res = load.stop()
+    finally:
+        edge.engine.before_step = None
+    new_proxy = infra.proxy_container(STACK)
+    steps = [(o.name, o.action) for o in result.ops if o.name.startswith(("proxy-container", f"web-{STACK}-proxy"))]
     record(
         e2e_results,
-        "edge_3_proxy_replaced",
-        {**load.numbers(), "proxy_steps": [o.action for o in replaced], "deploy_s": round(result.duration, 1)},
+        "edge_3_proxy_upgraded",
+        {
+            **load.numbers(),
+            "proxy_steps": [f"{n} {a}" for n, a in steps],
+            "ran_side_by_side": len(both) == 2,
+            "deploy_s": round(result.duration, 1),
+        },
     )
-    assert proxy_id() != old_proxy, "the proxy container was replaced"
-    assert infra.docker("inspect", "--format", "{{.Config.Image}}", PROXY).stdout.strip().startswith("sha256:")
+    assert new_proxy != old_proxy and both == {old_proxy, new_proxy}, (old_proxy, new_proxy, both)
+    assert ("proxy-container", "same") in steps, "the ports container stays"
+    assert [a for n, a in steps if n == f"web-{STACK}-proxy"] == ["replace", "delete-replaced"], "Caddy: the new one first"
+    assert infra.docker("inspect", "--format", "{{.Id}}", f"web-{STACK}-ports").stdout.strip() == ports
     assert served_certificate(edge.https_port, edge.tls()) == before, "the certificate came back from the /data volume"
     assert edge.acme.issued() == 1, "nothing issued again"
     assert https_get(edge, "/health") == (200, {"status": "ok", "version": edge.sha("v2")})
-    assert res.total > 0
+    assert load.fresh is not None and res.failed == 0, res.summary()
+    assert load.fresh.failed <= NEW_CONNECTIONS_CUT_AT_MOST, load.fresh.summary()

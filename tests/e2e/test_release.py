@@ -105,7 +105,7 @@ class E2E:
 
     @property
     def proxy(self) -> str:
-        return "web-e2e-proxy"
+        return infra.proxy_container("e2e")
 
 
 @pytest.fixture(scope="module")

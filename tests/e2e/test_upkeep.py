@@ -56,7 +56,6 @@ pytestmark = pytest.mark.e2e
 
 STACK = "upkeep"
 POSTGRES = f"web-{STACK}-postgres"
-PROXY = f"web-{STACK}-proxy"
 BACKUPS = f"web-{STACK}-backups"
 IMAGES_KEPT = 3
 BACKUPS_KEPT = 5
@@ -299,7 +298,13 @@ def stack_containers() -> dict[str, str]:
 
 
 def live_upstreams() -> list[str]:
-    out = infra.docker("exec", PROXY, "sh", "-c", 'for f in $(ls /etc/caddy/live | sort -n); do cat "/etc/caddy/live/$f"; echo; done')
+    out = infra.docker(
+        "exec",
+        infra.proxy_container(STACK),
+        "sh",
+        "-c",
+        'for f in $(ls /etc/caddy/live | sort -n); do cat "/etc/caddy/live/$f"; echo; done',
+    )
     return out.stdout.split()
 
 
@@ -468,7 +473,8 @@ def test_5_status_logs_and_backups_tell_what_runs(upkeep: Upkeep, e2e_results: d
     assert {name: cells[3] for name, cells in rows.items()} == running, "each one's health as Docker reports it"
     assert all(cells[2] == "running" for cells in rows.values()), report
     web = [name for name, cells in rows.items() if cells[0] == "web"]
-    assert rows[POSTGRES][0] == "postgres" and rows[PROXY][0] == "proxy" and len(web) == 1
+    assert rows[POSTGRES][0] == "postgres" and rows[infra.proxy_container(STACK)][0] == "proxy" and len(web) == 1
+    assert rows[f"web-{STACK}-ports"][0] == "ports", "the container that holds the host ports"
     assert f"proxy routes to: {' '.join(live_upstreams())}" in report and live_upstreams() == web == upkeep.stack.outputs["containers"]
 
     probe = f"/upkeep-probe-{secrets.token_hex(6)}"
