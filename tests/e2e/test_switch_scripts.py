@@ -75,8 +75,9 @@ def slots(proxy: str) -> list[str]:
 
 
 def running_slots(proxy: str) -> int:
-    """How many upstream slots the config Caddy runs has (its admin API, not the file)."""
-    config = json.loads(infra.docker("exec", proxy, "wget", "-q", "-O", "-", "http://localhost:2019/config/").stdout)
+    """How many upstream slots the config Caddy runs has: the copy of its running config it saves on each load
+    (autosave.json; its admin API is a socket inside the container, and the Caddyfile is only the file)."""
+    config = json.loads(infra.docker("exec", proxy, "cat", "/config/caddy/autosave.json").stdout)
     route = config["apps"]["http"]["servers"]["srv0"]["routes"][0]
     text = json.dumps(route)
     return sum(1 for n in range(10) if f"{{file.{LIVE_DIR}/{n}}}:80" in text)
