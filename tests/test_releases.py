@@ -8,7 +8,7 @@ import pytest
 
 from components.releases import ReleaseError, next_state, release_record, resolve_target
 from tests.conftest import prod_config
-from tests.harness import ProgramFailedError, ProgramRun, run_program
+from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
 SELF = "organization/cutover/prod"
 
@@ -149,7 +149,7 @@ def test_rollback_redeploys_an_earlier_digest_without_building(target: str, tag:
     assert current["tag"] == tag and current["source"] == "rollback"
     assert pulled(run) == current["imageRef"]
     assert run.outputs["releases"][0]["tag"] == "v3", "the bad release stays in the history"
-    web = next(r for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-"))
+    web = web_containers(run)[0]
     assert f"APP_VERSION={tag}" in web.inputs["envs"]
     verify = next(r for r in run.registrations if r.name == "switch-traffic")
     assert f'"version": ?"{tag}"' in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
@@ -195,9 +195,14 @@ def test_promotion_from_a_stack_with_no_release_is_refused() -> None:
         deploy(None, extra_refs={"organization/cutover/staging": {}}, releases={"promoteFrom": "staging"})
 
 
-def web_names(run: ProgramRun) -> list[str]:
+def web_containers(run: ProgramRun) -> list[Registration]:
+    """The web role's containers, by their label (the proxy's resource is named after the stack too)."""
     web = {"label": "cutover.role", "value": "web"}
-    return sorted(r.name for r in run.of_type("docker:index/container:Container") if web in (r.inputs.get("labels") or []))
+    return [r for r in run.of_type("docker:index/container:Container") if web in (r.inputs.get("labels") or [])]
+
+
+def web_names(run: ProgramRun) -> list[str]:
+    return sorted(r.name for r in web_containers(run))
 
 
 def test_each_release_has_containers_of_its_own() -> None:
@@ -207,9 +212,8 @@ def test_each_release_has_containers_of_its_own() -> None:
     second = deploy({"release": first.outputs["release"], "releases": []}, env={"CUTOVER_GIT_SHA": "b" * 40})
     assert web_names(first) == ["web-aaaaaaaaaaaa-0", "web-aaaaaaaaaaaa-1"]
     assert web_names(second) == ["web-bbbbbbbbbbbb-0", "web-bbbbbbbbbbbb-1"]
-    for web in second.of_type("docker:index/container:Container"):
-        if web.name.startswith("web-"):
-            assert web.options["deleteBeforeReplace"] is False
+    for web in web_containers(second):
+        assert web.options["deleteBeforeReplace"] is False
 
 
 def test_rolling_back_to_the_release_that_serves_declares_exactly_its_containers() -> None:
@@ -219,7 +223,7 @@ def test_rolling_back_to_the_release_that_serves_declares_exactly_its_containers
     again = deploy({"release": current, "releases": []}, env={"CUTOVER_ROLLBACK_TO": current["imageRef"].split("@")[1]})
 
     def webs(run: ProgramRun) -> dict[str, dict[str, Any]]:
-        return {r.name: r.inputs for r in run.of_type("docker:index/container:Container") if r.name.startswith("web-")}
+        return {r.name: r.inputs for r in web_containers(run)}
 
     assert webs(again) == webs(built)
     assert pulled(again) == pulled(built)
