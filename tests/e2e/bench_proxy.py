@@ -25,7 +25,7 @@ from typing import Any
 from components.caddyfile import ADMIN_SOCKET, Route, render_caddyfile, slot_path
 from components.specs import PORTS_HOLD
 from tests.e2e import infra
-from tests.e2e.bench import APP, LABEL, NET, Load, _median, start_app, wait_until
+from tests.e2e.bench import APP, LABEL, NET, Load, _median, start_app
 from tests.e2e.replay.stack import ensure_app_wheels
 
 PORTS = "cutover-bench-ports"
@@ -47,10 +47,9 @@ def edge_files() -> Iterator[Path]:
         etc = Path(tmp) / "etc"
         (etc / "live").mkdir(parents=True)
         (etc / "Caddyfile").write_text(render_caddyfile(Route(slots=1, port=8000, grace_period_s=10)))
-        (etc / "live" / "0").write_text("app")
+        (etc / slot_path(0).removeprefix("/etc/caddy/")).write_text("app")
         for path in (Path(tmp), etc, etc / "live"):
             path.chmod(0o755)
-        assert slot_path(0) == "/etc/caddy/live/0"
         yield etc
 
 
@@ -59,14 +58,14 @@ def stop_first(port: int, etc: Path, old: str, new: str) -> float:
     infra.docker("stop", "-t", "30", old)
     infra.docker("rm", old)
     infra.docker("run", "-d", *caddy_args(new, etc), "--network", NET, "-p", f"127.0.0.1:{port}:80", "caddy:2")
-    wait_until(lambda: infra.container_state(new).get("Health", {}).get("Status") == "healthy")
+    infra.wait_healthy(new)
     return time.monotonic() - started
 
 
 def side_by_side(port: int, etc: Path, old: str, new: str) -> float:
     started = time.monotonic()
     infra.docker("run", "-d", *caddy_args(new, etc), "--network", f"container:{PORTS}", "caddy:2")
-    wait_until(lambda: infra.container_state(new).get("Health", {}).get("Status") == "healthy")
+    infra.wait_healthy(new)
     infra.docker("stop", "-t", "30", old)
     infra.docker("rm", old)
     return time.monotonic() - started
@@ -91,7 +90,7 @@ def bench(runs: int) -> dict[str, list[dict[str, Any]]]:
                                  "caddy:2", *PORTS_HOLD)  # fmt: skip
                     current = "cutover-bench-proxy-0"
                     infra.docker("run", "-d", *caddy_args(current, etc), "--network", f"container:{PORTS}", "caddy:2")
-                wait_until(lambda c=current: infra.container_state(c).get("Health", {}).get("Status") == "healthy")  # type: ignore[misc]
+                infra.wait_healthy(current)
                 for run in range(1, runs + 1):
                     new = f"cutover-bench-proxy-{run}"
                     with Load(f"http://127.0.0.1:{port}/") as load:

@@ -81,6 +81,12 @@ def may_restart_dockerd() -> str | None:
     )
 
 
+def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
+    """A scenario's numbers, into the session's results (and the log)."""
+    results.setdefault("scenarios", {})[name] = numbers
+    infra.log(f"{name}: {numbers}")
+
+
 @pytest.fixture(scope="session")
 def e2e_results() -> Iterator[dict[str, Any]]:
     """Scenario name -> numbers; written to .cache/e2e-results.json at the end of the session."""

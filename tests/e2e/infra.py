@@ -32,8 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = REPO_ROOT / "app"
@@ -84,6 +87,15 @@ def docker(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     return run(["docker", *args], **kwargs)
 
 
+def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
+    """GET a loopback URL: its status and JSON body (None for an error status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, None
+
+
 def free_port() -> int:
     """A currently unused TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -101,11 +113,14 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> 
 
 
 @contextlib.contextmanager
-def _background(cmd: Sequence[str], log_path: Path) -> Iterator[subprocess.Popen]:
+def _background(cmd: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen]:
     """Run a server process for the duration of the block (output to
-    log_path); stop it with SIGTERM (SIGKILL after 10 s) afterwards."""
+    log_path; `env`, its whole environment, or this one's); stop it with
+    SIGTERM (SIGKILL after 10 s) afterwards."""
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(list(cmd), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(cmd), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=None if env is None else dict(env)
+        )
         try:
             yield proc
         finally:

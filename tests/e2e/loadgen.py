@@ -229,7 +229,7 @@ class LoadGen:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            return _HTTPSTo(self.host, self.port, dial=self.connect_to, context=self.tls, timeout=self.timeout)
+            return HTTPSTo(self.host, self.port, dial=self.connect_to, context=self.tls, timeout=self.timeout)
         if self.connect_to:
             return _HTTPTo(self.host, self.port, dial=self.connect_to, timeout=self.timeout)
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -287,7 +287,7 @@ class _HTTPTo(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _HTTPSTo(http.client.HTTPSConnection):
+class HTTPSTo(http.client.HTTPSConnection):
     """An HTTPS connection to `dial` (or the URL's host), checked against `context` for the URL's host."""
 
     def __init__(self, host: str, port: int, *, dial: tuple[str, int] | None, context: ssl.SSLContext | None, timeout: float) -> None:

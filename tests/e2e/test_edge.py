@@ -33,7 +33,8 @@ import pytest
 
 from tests.e2e import acme, infra
 from tests.e2e.bench import Load
-from tests.e2e.conftest import tools_problem, unavailable
+from tests.e2e.conftest import record, tools_problem, unavailable
+from tests.e2e.loadgen import HTTPSTo
 from tests.e2e.replay.engine import ApplyResult, Engine
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, merge, remove_leftovers
 
@@ -99,11 +100,6 @@ def edge(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E
 # --------------------------------------------------------------------------- helpers
 
 
-def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
-    results.setdefault("scenarios", {})[name] = numbers
-    infra.log(f"{name}: {numbers}")
-
-
 def served_certificate(port: int, context: ssl.SSLContext) -> str:
     """SHA-256 of the certificate the proxy serves for DOMAIN, checked with `context`."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, context.wrap_socket(sock, server_hostname=DOMAIN) as tls:
@@ -113,8 +109,7 @@ def served_certificate(port: int, context: ssl.SSLContext) -> str:
 
 
 def https_get(edge: Edge, path: str = "/") -> tuple[int, Any]:
-    conn = http.client.HTTPSConnection(DOMAIN, edge.https_port, context=edge.tls(), timeout=10)
-    conn.sock = edge.tls().wrap_socket(socket.create_connection(("127.0.0.1", edge.https_port), timeout=10), server_hostname=DOMAIN)
+    conn = HTTPSTo(DOMAIN, edge.https_port, dial=("127.0.0.1", edge.https_port), context=edge.tls(), timeout=10)
     try:
         conn.request("GET", path)
         response = conn.getresponse()

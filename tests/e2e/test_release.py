@@ -51,8 +51,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +59,8 @@ import pytest
 
 from tests.e2e import infra
 from tests.e2e.bench import Load
-from tests.e2e.conftest import may_restart_dockerd, tools_problem, unavailable
+from tests.e2e.conftest import may_restart_dockerd, record, tools_problem, unavailable
+from tests.e2e.infra import get_json
 from tests.e2e.loadgen import Result
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
@@ -152,14 +151,6 @@ def teardown(env: E2E) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, None
-
-
 def inspect(name: str) -> dict[str, Any]:
     return json.loads(infra.docker("inspect", name).stdout)[0]
 
@@ -186,11 +177,6 @@ def healthy_at(result: ApplyResult) -> float:
     ends = [o.end for o in result.ops if o.type == WEB and o.name.startswith("web-") and o.action in ("create", "replace")]
     assert ends, result.actions()
     return max(ends)
-
-
-def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
-    results.setdefault("scenarios", {})[name] = numbers
-    infra.log(f"{name}: {numbers}")
 
 
 def short(sha: str) -> str:

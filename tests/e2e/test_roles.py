@@ -33,7 +33,7 @@ import pytest
 
 from tests.e2e import infra
 from tests.e2e.bench import Load
-from tests.e2e.conftest import tools_problem, unavailable
+from tests.e2e.conftest import record, tools_problem, unavailable
 from tests.e2e.replay.engine import Engine, UpdateFailedError
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
 
@@ -107,11 +107,6 @@ def roles(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[
 
 def teardown(env: Roles) -> None:
     remove_leftovers(env.engine, "roles")
-
-
-def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
-    results.setdefault("scenarios", {})[name] = numbers
-    infra.log(f"{name}: {numbers}")
 
 
 def running(role: str) -> list[tuple[str, str]]:

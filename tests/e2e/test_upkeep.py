@@ -47,7 +47,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import infra
-from tests.e2e.conftest import tools_problem, unavailable
+from tests.e2e.conftest import record, tools_problem, unavailable
+from tests.e2e.infra import get_json
 from tests.e2e.replay.docker_api import DockerAPI
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, merge, remove_leftovers
@@ -266,19 +267,6 @@ def teardown(env: Upkeep) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def record(results: dict[str, Any], name: str, numbers: dict[str, Any]) -> None:
-    results.setdefault("scenarios", {})[name] = numbers
-    infra.log(f"{name}: {numbers}")
-
-
-def get_json(url: str, timeout: float = 10) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback URL
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, None
 
 
 def seconds(result: ApplyResult, name: str) -> float:
