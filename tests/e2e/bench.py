@@ -44,7 +44,7 @@ from components.config import HealthcheckConfig
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen, Result
 from tests.e2e.replay.engine import Engine, UpdateFailedError
-from tests.e2e.replay.stack import Stack, e2e_config_on, ensure_app_wheels, fake_sha
+from tests.e2e.replay.stack import Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_stack_objects
 
 THREADS = 16  # keep-alive clients
 FRESH_THREADS = 4  # clients that open a new connection per request
@@ -298,6 +298,7 @@ def bench(runs: int, switches: int) -> tuple[list[Sample], dict[str, Any], dict[
         infra.ssh_agent() as machine,
         tempfile.TemporaryDirectory(prefix="cutover-bench-") as tmp,
     ):
+        remove_stack_objects("bench")  # what an interrupted run left
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
         config = e2e_config_on(registry, host, port)

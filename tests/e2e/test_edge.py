@@ -36,7 +36,16 @@ from tests.e2e.bench import Load
 from tests.e2e.conftest import record, tools_problem, unavailable
 from tests.e2e.loadgen import HTTPSTo
 from tests.e2e.replay.engine import ApplyResult, Engine
-from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, merge, remove_leftovers
+from tests.e2e.replay.stack import (
+    SECRET_KEYS,
+    Stack,
+    e2e_config_on,
+    ensure_app_wheels,
+    fake_sha,
+    merge,
+    remove_leftovers,
+    remove_stack_objects,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -84,6 +93,7 @@ def edge(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E
         infra.start_sshd() as host,
         infra.ssh_agent() as machine,
     ):
+        remove_stack_objects(STACK)  # what an interrupted run left
         engine = Engine(env=machine, log=infra.log)
         config = merge(
             e2e_config_on(registry, host, http_port, replicas=1),

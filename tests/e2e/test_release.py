@@ -63,7 +63,7 @@ from tests.e2e.conftest import may_restart_dockerd, record, tools_problem, unava
 from tests.e2e.infra import get_json
 from tests.e2e.loadgen import Result
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
-from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers, remove_stack_objects
 from tests.e2e.streams import Streams
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +126,7 @@ def e2e(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[E2
     timings["base_images_s"] = round(wheels_started - started, 1)
     timings["wheels_s"] = round(time.monotonic() - wheels_started, 1)
     with infra.start_registry() as registry, infra.start_sshd() as host, infra.ssh_agent() as machine:
+        remove_stack_objects("e2e")  # what an interrupted run left
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
         config = e2e_config_on(registry, host, port)

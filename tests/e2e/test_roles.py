@@ -35,7 +35,7 @@ from tests.e2e import infra
 from tests.e2e.bench import Load
 from tests.e2e.conftest import record, tools_problem, unavailable
 from tests.e2e.replay.engine import Engine, UpdateFailedError
-from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers, remove_stack_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -90,6 +90,7 @@ def roles(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[
     ensure_app_wheels()
     password = secrets.token_hex(12)
     with infra.start_registry() as registry, infra.start_sshd() as host, infra.ssh_agent() as machine:
+        remove_stack_objects("roles")  # what an interrupted run left
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
         config = {

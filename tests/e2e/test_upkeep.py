@@ -51,7 +51,16 @@ from tests.e2e.conftest import record, tools_problem, unavailable
 from tests.e2e.infra import get_json
 from tests.e2e.replay.docker_api import DockerAPI
 from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
-from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, merge, remove_leftovers
+from tests.e2e.replay.stack import (
+    SECRET_KEYS,
+    Stack,
+    e2e_config_on,
+    ensure_app_wheels,
+    fake_sha,
+    merge,
+    remove_leftovers,
+    remove_stack_objects,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -219,6 +228,7 @@ def upkeep(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator
         tempfile.TemporaryDirectory(prefix="cutover-upkeep-") as tmp,
     ):
         workdir = Path(tmp)
+        remove_stack_objects(STACK)  # what an interrupted run left
         engine = Engine(env=machine, log=infra.log)
         port = infra.free_port()
         base = e2e_config_on(registry, host, port, replicas=1)

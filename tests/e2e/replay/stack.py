@@ -62,24 +62,34 @@ def e2e_config_on(registry: Any, host: Any, http_port: int, **more: Any) -> dict
     )  # fmt: skip
 
 
+def remove_stack_objects(stack: str, app: str = "web") -> None:
+    """Every container, network and volume of the stack on this machine: by its labels (what the program
+    labels), and networks and volumes by name too. Run before a module's first update as well as after its
+    last, so that what an interrupted run left on the engine (it keeps its networks and volumes across a
+    restart) cannot collide with the new run's names (HTTP 409 on POST /networks/create)."""
+    from tests.e2e import infra
+
+    by_label = ["--filter", f"label=cutover.stack={stack}", "--filter", f"label=cutover.app={app}"]
+    for cid in infra.docker("ps", "-aq", *by_label, check=False).stdout.split():
+        infra.remove_container(cid)
+    prefix = f"{app}-{stack}-"
+    for kind in ("network", "volume"):
+        labelled = infra.docker(kind, "ls", "-q", *by_label, check=False).stdout.split()
+        named = [n for n in infra.docker(kind, "ls", "--format={{.Name}}", check=False).stdout.split() if n.startswith(prefix)]
+        for name in dict.fromkeys(labelled + named):
+            infra.docker(kind, "rm", name, check=False)
+
+
 def remove_leftovers(engine: Engine, stack: str, app: str = "web") -> None:
-    """`pulumi destroy`, then whatever a failed run may have left of the stack on this machine: its
-    containers (by label), networks and volumes (by name), and the engine's own files."""
+    """`pulumi destroy`, then whatever a failed run may have left of the stack on this machine
+    (remove_stack_objects), and the engine's own files."""
     from tests.e2e import infra
 
     try:
         engine.destroy()
     except Exception as exc:  # keep tearing down
         infra.log(f"destroy failed, removing by label: {exc}")
-    leftovers = infra.docker("ps", "-aq", "--filter", f"label=cutover.stack={stack}", "--filter", f"label=cutover.app={app}", check=False)
-    for cid in leftovers.stdout.split():
-        infra.remove_container(cid)
-    prefix = f"{app}-{stack}-"
-    for kind in ("network", "volume"):
-        names = infra.docker(kind, "ls", "-q" if kind == "volume" else "--format={{.Name}}", check=False).stdout.split()
-        for name in names:
-            if name.startswith(prefix):
-                infra.docker(kind, "rm", name, check=False)
+    remove_stack_objects(stack, app)
     engine.close()
 
 
