@@ -43,12 +43,15 @@ web = WebRelease(
         migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
         edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
         backups_volume=accessories.backups_volume,
+        network_ids=[i for i in (proxy.network_id if proxy else None, accessories.network_id) if i is not None],
     ),
 )  # fmt: skip
 roles = [
     RoleRelease(
         role.name,
-        RoleReleaseArgs(cfg, host, role, web.image_id, plan.key, plan.version, plan.git_sha, web.gate, accessories.network),
+        RoleReleaseArgs(
+            cfg, host, role, web.run_image, plan.key, plan.version, plan.git_sha, web.gate, accessories.network, accessories.network_id
+        ),
     )
     for role in cfg.roles
 ]

@@ -16,6 +16,7 @@ from components.backups import backups_volume
 from components.config import StackConfig
 from components.host import DockerHost
 from components.specs import HARDENING, labels
+from components.workload import network_options
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Accessories(pulumi.ComponentResource):
     """Creates the private network when any accessory is on; `containers` are what web must wait for."""
 
     network: pulumi.Output[str] | None
+    network_id: pulumi.Output[str] | None  # what a cluster's services name it by (components/workload.py)
     containers: list[docker.Container]
     # where the dumps taken before migrations go (PostgreSQL on, and backups kept)
     backups_volume: pulumi.Output[str] | None
@@ -56,15 +58,22 @@ class Accessories(pulumi.ComponentResource):
         prefix = cfg.resource_prefix
         self.containers = []
         self.network = None
+        self.network_id = None
         self.backups_volume = None
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         if not (cfg.postgres.enabled or cfg.redis.enabled):
             self.register_outputs({})
             return
         network = docker.Network(
-            f"{name}-network", name=f"{prefix}-private", internal=True, labels=labels(cfg, "private-network"), opts=on_host
+            f"{name}-network",
+            name=f"{prefix}-private",
+            internal=True,
+            labels=labels(cfg, "private-network"),
+            **network_options(cfg),
+            opts=on_host,
         )
         self.network = network.name
+        self.network_id = network.id
         if cfg.postgres.enabled and cfg.postgres.password is not None:
             spec = postgres_spec(cfg)
             envs = pulumi.Output.secret(cfg.postgres.password.reveal()).apply(

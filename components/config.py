@@ -30,6 +30,7 @@ from components.config_checks import (
 )
 from components.config_model import (
     NAMESPACE,
+    ClusterConfig,
     ConfigError,
     GitHubConfig,
     HealthcheckConfig,
@@ -50,6 +51,7 @@ from components.config_model import (
 )
 from components.config_sections import (
     _parse_accessories,
+    _parse_cluster,
     _parse_github,
     _parse_healthcheck,
     _parse_host,
@@ -62,7 +64,7 @@ from components.config_sections import (
 )
 
 __all__ = [
-    "DIGEST_REF", "DURATION", "KNOWN_KEYS", "NAMESPACE", "SECRET_KEYS", "SECTION_KEYS", "ConfigError", "GitHubConfig",
+    "DIGEST_REF", "DURATION", "KNOWN_KEYS", "NAMESPACE", "SECRET_KEYS", "SECTION_KEYS", "ClusterConfig", "ConfigError", "GitHubConfig",
     "HealthcheckConfig", "HostConfig", "ImageConfig", "MigrationsConfig", "PostgresConfig", "ProxyConfig", "RedisConfig",
     "ReleasesConfig", "RoleConfig", "RoleHealthcheck", "Secret", "StackConfig", "VerifyConfig", "WebConfig",
     "caddy_too_old", "duration_seconds", "git_sha", "load_config", "parse_config", "private_key_problem", "registry_of",
@@ -115,6 +117,7 @@ def parse_config(
     verify = _parse_verify(r)
     github = _parse_github(r, stack)
     roles = _parse_roles(r)
+    cluster = _parse_cluster(r, roles)
     notify_webhook = r.secret("notifyWebhook")
     if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
         r.problems.append(f"{NAMESPACE}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
@@ -138,6 +141,7 @@ def parse_config(
         verify=verify,
         github=github,
         roles=roles,
+        cluster=cluster,
         notify_webhook=notify_webhook,
     )
 

@@ -236,6 +236,22 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """The host is a Docker Swarm manager: each role of a release runs as a Swarm service over the nodes.
+
+    The proxy and the accessories stay containers on the manager (the host cutover connects to), on
+    attachable overlay networks that the services' tasks on every node join."""
+
+    enabled: bool = False
+    # Swarm placement constraints for the app's tasks, like 'node.role==worker' or 'node.labels.app==true'
+    placement: tuple[str, ...] = ()
+    # a node label to spread each role's tasks over (Swarm's spread preference), like 'node.labels.zone'
+    spread: str | None = None
+    # how long a new release's service may take until every task runs and is healthy
+    converge_timeout_s: int = 180
+
+
+@dataclass(frozen=True)
 class GitHubConfig:
     # Names the GitHub pipeline sets itself: config may not redefine them.
     RESERVED_VARIABLES: ClassVar[tuple[str, ...]] = ("PULUMI_STACK", "DEPLOY_HOST", "IMAGE_REPOSITORY", "PUBLIC_URL", "SSH_KNOWN_HOSTS")
@@ -276,6 +292,7 @@ class StackConfig:
     verify: VerifyConfig = VerifyConfig()
     github: GitHubConfig = GitHubConfig()
     roles: tuple[RoleConfig, ...] = ()
+    cluster: ClusterConfig = ClusterConfig()
     # where deploys are announced (Slack-compatible JSON); a secret, given to the workflows only
     notify_webhook: Secret | None = None
 

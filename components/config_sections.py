@@ -44,6 +44,7 @@ from components.config_checks import (
 from components.config_model import (
     NAMESPACE,
     SSH_URL,
+    ClusterConfig,
     GitHubConfig,
     HealthcheckConfig,
     HostConfig,
@@ -415,6 +416,36 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
         probation_error_rate=r.value(o, "releases", "probationErrorRate", 10, _int(1, 100), "a whole percentage from 1 to 100"),
         images_kept=r.value(o, "releases", "imagesKept", 5, _int(2, 100), "a whole number of images from 2 to 100"),
     )
+
+
+# Swarm's constraint syntax (docker/cli service create --constraint): an attribute, == or !=, a value
+PLACEMENT = re.compile(
+    r"^(node\.(id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)|engine\.labels\.[A-Za-z0-9_.-]+)"
+    r"\s*(==|!=)\s*[A-Za-z0-9_.:/-]+$"
+)
+PLACEMENT_EXPECTED = "a list of Swarm constraints like ['node.role==worker', 'node.labels.app==true']"
+SPREAD = re.compile(r"^(node\.labels|engine\.labels)\.[A-Za-z0-9_.-]+$")
+
+
+def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...]) -> ClusterConfig:
+    o = r.object("cluster")
+    r.unknown("cluster", o, SECTION_KEYS["cluster"])
+    enabled = r.value(o, "cluster", "enabled", False, _bool, "true (the host is a Swarm manager) or false (one Docker host)")
+    placement: tuple[str, ...] = r.value(
+        o, "cluster", "placement", (), lambda v: t if (t := _names(v)) is not None and all(PLACEMENT.match(c) for c in t) else None,
+        PLACEMENT_EXPECTED,
+    )  # fmt: skip
+    spread = r.value(o, "cluster", "spread", None, _str(SPREAD), "a node label like 'node.labels.zone'")
+    converge = r.value(o, "cluster", "convergeTimeout", "3m", _duration, DURATION_EXPECTED)
+    if enabled:
+        for role in roles:
+            if not role.overlap:
+                # a single-instance role's handover stops one container and starts another on the host; on a
+                # cluster its one task may run on any node, which that handover cannot reach
+                r.fail(
+                    f"roles.{role.name}.overlap", False, "true on a cluster (cluster.enabled): single-instance roles run on one host only"
+                )
+    return ClusterConfig(enabled=enabled, placement=placement, spread=spread, converge_timeout_s=max(1, int(duration_seconds(converge))))
 
 
 def _parse_verify(r: _Reader) -> VerifyConfig:

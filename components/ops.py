@@ -113,12 +113,44 @@ def status_script(cfg: StackConfig) -> str:
             # the running proxy, by its labels: Pulumi names it (<prefix>-proxy-<7 hex>)
             f'proxy="$(docker ps -q {labels} --filter label=cutover.role=proxy | head -n 1)"',
             f'if [ -n "$proxy" ]; then docker exec "$proxy" sh -c {shlex.quote(slots)} 2>/dev/null || true; fi',
+            *(cluster_status_lines(labels) if cfg.cluster.enabled else []),
             "echo '### disk'",
             "docker system df --format '{{json .}}'",
             "echo '### docker'",
             "docker version --format '{{.Server.Version}}'",
         ]
     )
+
+
+def cluster_status_lines(labels: str) -> list[str]:
+    """On a cluster: every node, and where each task of the stack's services runs (from the manager)."""
+    return [
+        "echo '### nodes'",
+        "docker node ls --format '{{json .}}'",
+        "echo '### tasks'",
+        f'services="$(docker service ls -q {labels})"',
+        "if [ -n \"$services\" ]; then docker service ps --filter desired-state=running --format '{{json .}}' $services; fi",
+    ]
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _cluster_report(parts: Mapping[str, str]) -> list[str]:
+    """The nodes and the tasks sections of a cluster's status, as tables; nothing for a single host."""
+    if "nodes" not in parts:
+        return []
+    nodes = [json.loads(line) for line in parts["nodes"].splitlines() if line.strip()]
+    rows: list[tuple[str, ...]] = [("NODE", "STATUS", "AVAILABILITY", "MANAGER")]
+    rows += [(n.get("Hostname", "?"), n.get("Status", "?"), n.get("Availability", "?"), n.get("ManagerStatus", "") or "-") for n in nodes]
+    tasks = [json.loads(line) for line in (parts.get("tasks") or "").splitlines() if line.strip()]
+    task_rows: list[tuple[str, ...]] = [("TASK", "NODE", "STATE")]
+    task_rows += [
+        (t.get("Name", "?"), t.get("Node", "?"), t.get("CurrentState", "?")) for t in sorted(tasks, key=lambda t: t.get("Name", ""))
+    ]
+    return ["", *_table(rows), "", *_table(task_rows)]
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -162,7 +194,7 @@ def status_report(text: str, release: Mapping[str, Any] | None, now: datetime | 
     else:
         lines.append("release: none recorded")
     containers = [json.loads(line) for line in (parts.get("containers") or "").splitlines() if line.strip()]
-    rows = [("ROLE", "CONTAINER", "STATE", "HEALTH", "UP", "RESTARTS", "IMAGE")]
+    rows: list[tuple[str, ...]] = [("ROLE", "CONTAINER", "STATE", "HEALTH", "UP", "RESTARTS", "IMAGE")]
     for c in sorted(containers, key=lambda c: (c["Config"]["Labels"].get("cutover.role", ""), c["Name"])):
         state = c.get("State") or {}
         health = (state.get("Health") or {}).get("Status", "-")
@@ -178,9 +210,9 @@ def status_report(text: str, release: Mapping[str, Any] | None, now: datetime | 
                 str(c.get("Image", "?"))[:19],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines.append("")
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += _table(rows)
+    lines += _cluster_report(parts)
     upstreams = (parts.get("upstreams") or "").split()
     lines += ["", f"proxy routes to: {' '.join(upstreams) if upstreams else '(no proxy)'}", "", "disk:"]
     for line in (parts.get("disk") or "").splitlines():
@@ -203,6 +235,18 @@ def logs_script(cfg: StackConfig, role: str, *, follow: bool, tail: int = 100) -
         f"--filter label=cutover.role={shlex.quote(role)} --filter status=running"
     )
     options = f"--tail {tail}" + (" --follow" if follow else "")
+    if cfg.cluster.enabled:
+        # the role's services, whose tasks run on any node: Swarm gathers their logs (prefixed with the task)
+        service_labels = labels.replace(" --filter status=running", "")
+        return "\n".join(
+            [
+                "set -u",
+                f'services="$(docker service ls -q {service_labels})"',
+                f'if [ -z "$services" ]; then echo "no service of role {role}" >&2; exit 1; fi',
+                f'for s in $services; do docker service logs --timestamps {options} "$s" & done',
+                "wait",
+            ]
+        )
     return "\n".join(
         [
             "set -u",

@@ -13,6 +13,10 @@ Read will store it:
   "10.", and a few values not at all ("0.01" as "0.0").
 - healthcheck durations: Read stores Go's `time.Duration.String()`
   (resource_docker_container_funcs.go:960-971): "1m" comes back as "1m0s".
+- a service's durations (docker_service: healthcheck, stop grace period): Read stores
+  `shortDur`, Go's form without a trailing "0s" after minutes or "0m" after hours
+  (kreuzwerker v4.5.0 resource_docker_service_structures.go:1341-1350): "1m0s" comes
+  back as "1m", and with no DiffSuppressFunc any other spelling is a change each update.
 """
 
 from __future__ import annotations
@@ -89,3 +93,13 @@ def _frac(ns: int, unit: int) -> str:
         return str(whole)
     digits = len(str(unit)) - 1
     return f"{whole}.{rest:0{digits}d}".rstrip("0")
+
+
+def swarm_duration(value: str) -> str:
+    """kreuzwerker's shortDur of a duration: '600s' -> '10m', '90s' -> '1m30s', '1h' -> '1h'."""
+    text = go_duration(value)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text

@@ -21,6 +21,7 @@ import pulumi_docker as docker
 from components.config import StackConfig
 from components.host import DockerHost
 from components.specs import labels, ports_container, proxy_container
+from components.workload import network_options
 
 
 @dataclass
@@ -31,6 +32,7 @@ class EdgeProxyArgs:
 
 class EdgeProxy(pulumi.ComponentResource):
     network: pulumi.Output[str]
+    network_id: pulumi.Output[str]  # what a cluster's services name it by (components/workload.py)
     container: docker.Container  # Caddy
     ports: docker.Container  # holds the host ports and the edge network
     name: pulumi.Output[str]
@@ -41,7 +43,11 @@ class EdgeProxy(pulumi.ComponentResource):
         prefix = cfg.resource_prefix
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         network = docker.Network(
-            f"{name}-network", name=f"{prefix}-edge", driver="bridge", labels=labels(cfg, "edge-network"), opts=on_host
+            f"{name}-network",
+            name=f"{prefix}-edge",
+            labels=labels(cfg, "edge-network"),
+            **network_options(cfg, {"driver": "bridge"}),
+            opts=on_host,
         )
         volumes = {
             path: docker.Volume(
@@ -76,5 +82,6 @@ class EdgeProxy(pulumi.ComponentResource):
         )
         self.ports = ports
         self.network = network.name
+        self.network_id = network.id
         self.name = self.container.name
         self.register_outputs({"network": self.network, "container": self.name})

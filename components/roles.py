@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_docker as docker
 
 from components.config import RoleConfig, StackConfig
 from components.host import DockerHost
 from components.specs import labels, role_container, role_env
 from components.web import WEB_CONTAINER_OPTIONS, env_output
+from components.workload import run_role
 
 
 @dataclass
@@ -31,17 +31,18 @@ class RoleReleaseArgs:
     config: StackConfig
     host: DockerHost
     role: RoleConfig
-    image_id: pulumi.Input[str]
+    image_id: pulumi.Input[str]  # the release's image (WebRelease.run_image)
     release_key: str
     version: str
     git_sha: str
     gate: list[pulumi.Resource]
     private_network: pulumi.Input[str] | None = None
+    private_network_id: pulumi.Input[str] | None = None
 
 
 class RoleRelease(pulumi.ComponentResource):
     role: RoleConfig
-    containers: list[docker.Container]
+    containers: list[pulumi.CustomResource]  # the role's containers, or its service on a cluster
     names: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: RoleReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -52,15 +53,17 @@ class RoleRelease(pulumi.ComponentResource):
         env = env_output(role_env(cfg, role), args.version)
         networks = [args.private_network] if args.private_network is not None else []
         role_labels = labels(cfg, role.name, {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
-        self.containers = [
-            docker.Container(
-                f"{name}-{args.release_key}-{i}",
-                envs=env,
-                labels=role_labels,
-                **role_container(cfg, role, args.image_id, networks),
-                opts=pulumi.ResourceOptions.merge(on_host, WEB_CONTAINER_OPTIONS).merge(pulumi.ResourceOptions(depends_on=args.gate)),
-            )
-            for i in range(role.replicas)
-        ]
-        self.names = pulumi.Output.all(*[c.name for c in self.containers]).apply(list)
+        running = run_role(
+            f"{name}-{args.release_key}",
+            cfg,
+            role_container(cfg, role, args.image_id, networks),
+            replicas=role.replicas,
+            env=env,
+            labels=role_labels,
+            network_ids=[args.private_network_id] if args.private_network_id is not None else [],
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=args.gate)),
+            container_options=WEB_CONTAINER_OPTIONS,
+        )
+        self.containers = running.resources
+        self.names = running.names
         self.register_outputs({"containers": self.names})

@@ -85,6 +85,33 @@ def health_gate(upstreams: list[str], wait_s: int) -> list[str]:
     ]
 
 
+def service_gate(services: list[str], wait_s: int) -> list[str]:
+    """On a cluster: every task each service wants is running (a task with a health check is running only once
+    it is healthy: moby daemon/cluster/executor/container/controller.go Start, which waits for "healthy"); a
+    service still converging gets `wait_s`. As for containers, the proxy is never pointed at a release that is
+    not whole and healthy now, whatever the engine did before."""
+    _check_names(services)
+    wanted = shlex.quote("{{.Spec.Mode.Replicated.Replicas}}")
+    states = shlex.quote("{{.CurrentState}}")
+    return [
+        f"for s in {' '.join(shlex.quote(u) for u in dict.fromkeys(services))}; do",
+        "  waited=0",
+        "  while :; do",
+        f'    want="$(docker service inspect --format {wanted} "$s" 2>&1)" || want="missing: $want"',
+        f'    running="$(docker service ps --filter desired-state=running --format {states} "$s" 2>/dev/null | grep -c "^Running" || true)"',
+        '    if [ "$running" = "$want" ]; then break; fi',
+        f'    if [ "$waited" -ge {wait_s} ]; then break; fi',
+        "    sleep 1; waited=$((waited+1))",
+        "  done",
+        '  if [ "$running" != "$want" ]; then',
+        '    echo "refusing to route to $s: $running of its ${want} tasks run healthy; the proxy still routes to the previous release" >&2',
+        """    docker service ps --no-trunc --format '    {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}' "$s" >&2 || true""",
+        "    exit 1",
+        "  fi",
+        "done",
+    ]
+
+
 def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     """Point the proxy at `upstreams` (one container name per slot file) and $new_config, the Caddyfile.
 
@@ -184,10 +211,11 @@ class Probation:
 _BAD_EVENTS = "^(die|oom|kill|restart|health_status: unhealthy) "
 
 
-def probation_steps(proxy: str | None, watched: list[str], probation: Probation) -> list[str]:
-    """Watch the new release's containers from the moment it went live (and, behind a proxy, its
-    answers); on a failure, revert, explain, fail."""
+def probation_steps(proxy: str | None, watched: list[str], probation: Probation, on_cluster: bool = False) -> list[str]:
+    """Watch the new release's containers (on a cluster, its services' tasks) from the moment it went live
+    (and, behind a proxy, its answers); on a failure, revert, explain, fail."""
     _check_names(watched)
+    watched = list(dict.fromkeys(watched))
     names = " ".join(shlex.quote(u) for u in watched)
     events = shlex.join(
         [
@@ -215,18 +243,25 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation)
             "  fi",
         ]
     answers = " and the answers through the proxy" if proxy is not None else ""
-    return [
-        f"echo 'probation: watching {' '.join(watched)}{answers} for {p.seconds}s'",
+    watcher = [
         'probation_events="$(mktemp)"',
         f'{events} > "$probation_events" 2>&1 &',
         "probation_watcher=$!",
         """trap 'kill "$probation_watcher" 2>/dev/null || true; rm -f "$probation_events"' EXIT""",
-        "verdict=''",
-        "ticks=0",
-        f'while [ "$(date +%s)" -lt $((went_live + {p.seconds})) ]; do',
+    ]
+    container_events = [
         f"  if event=$(grep -m1 -E '{_BAD_EVENTS}' \"$probation_events\"); then",
         '    verdict="container ${event##* }: ${event% *}"; break',
         "  fi",
+    ]
+    logs = "docker service logs --tail 15" if on_cluster else "docker logs --tail 15"
+    return [
+        f"echo 'probation: watching {' '.join(watched)}{answers} for {p.seconds}s'",
+        *(cluster_watch(watched)[0] if on_cluster else watcher),
+        "verdict=''",
+        "ticks=0",
+        f'while [ "$(date +%s)" -lt $((went_live + {p.seconds})) ]; do',
+        *(cluster_watch(watched)[1] if on_cluster else container_events),
         *error_rate,
         "  sleep 0.2",
         "done",
@@ -235,12 +270,35 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation)
         "  revert",
         f"  for c in {names}; do",
         '    echo "--- the last lines of the log of $c:" >&2',
-        """    docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2 || true""",
+        f"""    {logs} "$c" 2>&1 | sed 's/^/    /' >&2 || true""",
         "  done",
         "  exit 1",
         "fi",
         f"echo 'probation passed: {p.seconds}s without a crash, a restart, an unhealthy container{' or too many 5xx' if proxy is not None else ''}'",
     ]
+
+
+def cluster_watch(services: list[str]) -> tuple[list[str], list[str]]:
+    """On a cluster, what probation watches instead of one engine's container events (the manager's events
+    show no task of another node): the services' tasks, five times a second. A task the cluster stopped
+    after the release went live (it exited, or turned unhealthy and was killed, or its node was lost: Swarm
+    sets its desired state to shutdown and starts another) fails the probation. Returns the lines before the
+    watch loop (the tasks stopped already, while the service converged) and the lines in it."""
+    _check_names(services)
+    names = " ".join(shlex.quote(u) for u in dict.fromkeys(services))
+    fmt = shlex.quote("{{.ID}} {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}")
+    shutdown = f"docker service ps --no-trunc --filter desired-state=shutdown {names}"
+    before = [
+        'stopped_before="$(mktemp)"',
+        """trap 'rm -f "$stopped_before"' EXIT""",
+        f'{shutdown} -q > "$stopped_before" 2>/dev/null || true',
+    ]
+    loop = [
+        f'  if stopped=$({shutdown} --format {fmt} 2>&1 | grep -v -F -f "$stopped_before" | grep -m1 .); then',
+        '    verdict="task ${stopped#* }"; break',
+        "  fi",
+    ]
+    return before, loop
 
 
 @dataclass(frozen=True)
@@ -323,12 +381,14 @@ def go_live_script(
     handovers: list[Handover] | None = None,
     watched: list[str] | None = None,
     acme_ca_root: str | None = None,
+    on_cluster: bool = False,
 ) -> str:
     """Health gate, single-instance handovers, switch, verification and probation (reverting all of it on
     a failure), then the old routes' drain. Without a proxy (no web role) nothing is switched.
 
     `upstreams` are the new web containers; `watched`, every new container (the web ones when not given):
-    those not handed over are health-gated, all are watched on probation."""
+    those not handed over are health-gated, all are watched on probation. `on_cluster`: they are Swarm
+    services (components/workload.py), gated and watched by their tasks."""
     handovers = handovers or []
     watched = list(watched) if watched is not None else list(upstreams)
     if proxy is not None:
@@ -341,7 +401,7 @@ def go_live_script(
     handed = {h.container for h in handovers}
     gated = [*upstreams, *(w for w in watched if w not in upstreams and w not in handed)]
     if gated:
-        lines += health_gate(gated, wait_healthy_s)
+        lines += service_gate(gated, wait_healthy_s) if on_cluster else health_gate(gated, wait_healthy_s)
     for i, h in enumerate(handovers):
         lines += handover_steps(i, h)
     if proxy is not None and acme_ca_root is not None:
@@ -356,7 +416,7 @@ def go_live_script(
     if proxy is not None and verification is not None:
         lines += verify_steps(proxy, verification)
     if probation is not None and probation.seconds > 0 and watched:
-        lines += probation_steps(proxy, watched, probation)
+        lines += probation_steps(proxy, watched, probation, on_cluster)
     if proxy is not None:
         lines += [f"echo 'draining old routes for {drain_s}s'", f"sleep {drain_s}"]
     return "\n".join(lines)

@@ -97,6 +97,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 handovers=handovers,
                 watched=[*web_names, *(n for names in per_role for n in names)],
                 acme_ca_root=cfg.proxy.acme_ca_root,
+                on_cluster=cfg.cluster.enabled,
             )
 
         triggers: list[pulumi.Input[Any]] = [upstreams, role_names]

@@ -28,6 +28,7 @@ from components.config import Secret, StackConfig
 from components.host import DockerHost
 from components.scripts import migration_script
 from components.specs import labels, shared_env, web_container, web_env
+from components.workload import release_image, run_role
 
 # How Pulumi must replace a web container: these options override what the docker
 # provider asks for, and each one is there because the provider alone would drop requests.
@@ -65,6 +66,7 @@ class WebReleaseArgs:
     accessories: list[pulumi.Resource] = field(default_factory=list)
     migrate: bool = True  # a rollback never runs the older image's migrations
     backups_volume: pulumi.Input[str] | None = None  # set: the database is dumped before the migration
+    network_ids: list[pulumi.Input[str]] = field(default_factory=list)  # the edge and private networks' IDs
 
 
 def env_output(pairs: list[tuple[str, str | Secret]], version: str) -> pulumi.Output[list[str]]:
@@ -85,9 +87,10 @@ class WebRelease(pulumi.ComponentResource):
     accessories when there is none). Without a web role (`web.enabled` false) it has no containers.
     """
 
-    containers: list[docker.Container]
+    containers: list[pulumi.CustomResource]  # web's containers, or its service on a cluster
     names: pulumi.Output[list[str]]
     image_id: pulumi.Output[str]
+    run_image: pulumi.Input[str]
     gate: list[pulumi.Resource]
 
     def __init__(self, name: str, args: WebReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -129,17 +132,20 @@ class WebRelease(pulumi.ComponentResource):
 
         networks: list[pulumi.Input[str]] = [n for n in (args.edge_network, args.private_network) if n is not None]
         release_labels = labels(cfg, "web", {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
-        self.containers = []
-        for i in range(cfg.web.replicas if cfg.web.enabled and args.edge_network is not None else 0):
-            self.containers.append(
-                docker.Container(
-                    f"{name}-{args.release_key}-{i}",
-                    envs=env,
-                    labels=release_labels,
-                    # no fixed name: the provider auto-names it, so old and new run side by side
-                    **web_container(cfg, pulled.image_id, networks),
-                    opts=pulumi.ResourceOptions.merge(on_host, WEB_CONTAINER_OPTIONS).merge(pulumi.ResourceOptions(depends_on=gate)),
-                )
-            )
-        self.names = pulumi.Output.all(*[c.name for c in self.containers]).apply(list)
+        # what every role of the release runs: the pulled image on a host, its digest on a cluster
+        self.run_image = release_image(cfg, args.image_ref, pulled.image_id)
+        running = run_role(
+            f"{name}-{args.release_key}",
+            cfg,
+            web_container(cfg, self.run_image, networks),
+            replicas=cfg.web.replicas if cfg.web.enabled and args.edge_network is not None else 0,
+            env=env,
+            labels=release_labels,
+            network_ids=args.network_ids,
+            # no fixed name: the provider auto-names it, so old and new run side by side
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=gate)),
+            container_options=WEB_CONTAINER_OPTIONS,
+        )
+        self.containers = running.resources
+        self.names = running.names
         self.register_outputs({"containers": self.names, "image": self.image_id})

@@ -95,7 +95,8 @@ class ProgramMocks(pmocks.Mocks):
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = fake_digest(args.inputs["name"])
             outputs["repoDigest"] = args.inputs["name"] if "@sha256:" in args.inputs["name"] else ""
-        elif args.typ == "docker:index/container:Container":
+        elif args.typ in ("docker:index/container:Container", "docker:index/service:Service"):
+            # the bridge autonames both: <resource name>-<7 hex> (pulumi-docker provider/resources.go SetAutonaming)
             outputs.setdefault(
                 "name", f"{args.name}-{hashlib.sha256(json.dumps(args.inputs, sort_keys=True, default=str).encode()).hexdigest()[:7]}"
             )

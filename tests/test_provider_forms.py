@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.provider_forms import decimal_cpus, go_duration, nano_cpus, provider_cpus
+from components.provider_forms import decimal_cpus, go_duration, nano_cpus, provider_cpus, swarm_duration
 
 # input -> what Read stores after Create (Go), and whether sending that is stable
 GO_CPUS = [
@@ -83,3 +83,25 @@ def test_durations_in_gos_own_form(value: str, go: str) -> None:
 def test_a_non_duration_is_refused() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         go_duration("10")
+
+
+# kreuzwerker v4.5.0 shortDur (resource_docker_service_structures.go:1341-1350): Go's form, then a trailing "m0s"
+# loses its "0s" and a trailing "h0m" its "0m"
+SWARM_DURATIONS = [
+    ("600s", "10m"),
+    ("10m", "10m"),
+    ("90s", "1m30s"),
+    ("1h", "1h"),
+    ("3600s", "1h"),
+    ("61m", "1h1m"),
+    ("1h30m", "1h30m"),
+    ("2s", "2s"),
+    ("500ms", "500ms"),
+    ("0s", "0s"),
+]
+
+
+@pytest.mark.parametrize(("value", "short"), SWARM_DURATIONS)
+def test_service_durations_in_the_providers_short_form(value: str, short: str) -> None:
+    assert swarm_duration(value) == short
+    assert swarm_duration(short) == short, "the short form is a fixed point"

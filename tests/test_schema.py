@@ -25,12 +25,19 @@ def bot_alone() -> tuple[dict, set[str]]:
     return {**raw, "web": {"enabled": False}, "roles": {"bot": ROLES["bot"]}}, secrets
 
 
+def on_cluster() -> tuple[dict, set[str]]:
+    raw, secrets = full_config()
+    cluster = {"enabled": True, "placement": ["node.role==worker"], "spread": "node.labels.zone"}
+    return {**raw, "cluster": cluster, "roles": {"worker": ROLES["worker"]}}, secrets
+
+
 CONFIGS = {
     "dev": lambda: load_stack_file("dev"),
     "prod": prod_config,
     "everything-on": full_config,
     "web-and-roles": with_roles,
     "bot-alone": bot_alone,
+    "cluster": on_cluster,
 }
 
 

@@ -1,0 +1,106 @@
+"""Where a release's roles run: containers on one Docker host, or Swarm services on a cluster.
+
+The only place the program tells a host from a cluster (`cluster.enabled`). Everything else —
+the image, the backup and the migration, the proxy and the accessories, the go-live step —
+is the same release sequence on both:
+
+- on a host, each role of a release is `replicas` containers (`<role>-<release>-<n>`);
+- on a cluster, it is one Swarm service (`<role>-<release>`) with `replicas` tasks spread over
+  the nodes, from the same container spec (components/specs.py `service_spec`), pulled by
+  every node by digest from the registry. The proxy and the accessories stay containers on
+  the manager, the host cutover connects to; the networks they share with the tasks are
+  attachable overlays, so a task on any node reaches them and they reach it.
+
+Both are replaced create-first on any change, for the same reasons (WEB_CONTAINER_OPTIONS in
+components/web.py, SERVICE_OPTIONS here): a new release starts beside the old one, the
+switch moves the traffic, the old one is deleted at the end of the update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components.config import StackConfig
+from components.specs import service_spec
+
+# How Pulumi must replace a service; each option is there for the reason WEB_CONTAINER_OPTIONS gives for a
+# container. pulumi-docker declares no DeleteBeforeReplace for docker_service, but the program says so
+# anyway: a replacement must exist, converged, before the service it replaces is removed.
+SERVICE_OPTIONS = pulumi.ResourceOptions(
+    delete_before_replace=False,
+    replace_on_changes=["*"],
+    # Create asks the registry for the image's manifest and writes its platforms into the placement (docker
+    # client service_create.go:88-102, with QueryRegistry set by kreuzwerker v4.5.0
+    # resource_docker_service_funcs.go:45); Read stores them, and with "*" that would replace the service on
+    # the next update.
+    ignore_changes=["taskSpec.placement.platforms"],
+)
+
+
+@dataclass
+class Running:
+    """What runs one role of a release, and the names the go-live step and the proxy use for it: the
+    containers' names on a host; on a cluster the service's name, once per replica (one proxy slot each)."""
+
+    resources: list[pulumi.CustomResource]
+    names: pulumi.Output[list[str]]
+
+
+def network_options(cfg: StackConfig, on_host: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A network the release's roles, the proxy and the accessories share: on one host as `on_host` says (a bridge,
+    the default); on a cluster an overlay (VXLAN between the nodes), attachable so that the manager's plain
+    containers can join it."""
+    if cfg.cluster.enabled:
+        return {"driver": "overlay", "attachable": True}
+    return dict(on_host or {})
+
+
+def release_image(cfg: StackConfig, image_ref: pulumi.Input[str], pulled_id: pulumi.Input[str]) -> pulumi.Input[str]:
+    """The image the release's roles run: the image the host pulled (by its ID); on a cluster the digest-pinned
+    reference, which every node pulls from the registry."""
+    return image_ref if cfg.cluster.enabled else pulled_id
+
+
+def service_auth(cfg: StackConfig) -> dict[str, Any] | None:
+    """The registry login a cluster's nodes pull with (as `docker service create --with-registry-auth`)."""
+    if not (cfg.image.registry_username and cfg.image.registry_password is not None):
+        return None
+    return {
+        "server_address": cfg.image.registry,
+        "username": cfg.image.registry_username,
+        "password": pulumi.Output.secret(cfg.image.registry_password.reveal()),
+    }
+
+
+def run_role(
+    name: str,
+    cfg: StackConfig,
+    container: dict[str, Any],
+    *,
+    replicas: int,
+    env: pulumi.Output[list[str]],
+    labels: list[Any],
+    network_ids: list[pulumi.Input[str]],
+    opts: pulumi.ResourceOptions,
+    container_options: pulumi.ResourceOptions,
+) -> Running:
+    """`replicas` containers with `container`'s spec on a host, or one service running them on a cluster (on the
+    networks `network_ids` name, the same ones as the container's)."""
+    if cfg.cluster.enabled:
+        spec = service_spec(cfg, container, replicas, labels, network_ids)
+        # NAME=value lines (a secret when any value is) as the service's map of variables
+        spec["task_spec"]["container_spec"]["env"] = env.apply(lambda lines: dict(line.split("=", 1) for line in lines))
+        auth = service_auth(cfg)
+        if auth is not None:
+            spec["auth"] = auth
+        service = docker.Service(name, **spec, opts=pulumi.ResourceOptions.merge(opts, SERVICE_OPTIONS))
+        return Running([service], service.name.apply(lambda n: [n] * replicas))
+    containers = [
+        docker.Container(f"{name}-{i}", envs=env, labels=labels, **container, opts=pulumi.ResourceOptions.merge(opts, container_options))
+        for i in range(replicas)
+    ]
+    return Running(list(containers), pulumi.Output.all(*[c.name for c in containers]).apply(list))
