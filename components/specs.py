@@ -236,7 +236,7 @@ def service_spec(
         container_spec["args"] = container["command"]  # the image's CMD, as `command` is for a container
     placement: dict[str, Any] = {"constraints": list(c.placement)}
     if c.spread:
-        placement["prefs"] = [f"spread={c.spread}"]
+        placement["prefs"] = [c.spread]  # each one a spread descriptor (KW service_structures.go:1390-1403)
     return {
         "labels": service_labels,
         "mode": {"replicated": {"replicas": replicas}},

@@ -49,7 +49,7 @@ def test_each_role_is_one_service_with_its_replicas_spread_over_the_nodes(on_clu
     assert web.inputs["mode"] == {"replicated": {"replicas": 3}} and worker.inputs["mode"] == {"replicated": {"replicas": 2}}
     for s in (web, worker):
         task = s.inputs["taskSpec"]
-        assert task["placement"] == {"constraints": ["node.role==worker"], "prefs": ["spread=node.labels.zone"]}
+        assert task["placement"] == {"constraints": ["node.role==worker"], "prefs": ["node.labels.zone"]}
         # no virtual IP: the service name resolves to its tasks (research: no IPVS on our machines; README says what differs)
         assert s.inputs["endpointSpec"] == {"mode": "dnsrr"}
         assert s.inputs["convergeConfig"] == {"delay": "1s", "timeout": "2m"}, "Pulumi waits until every task runs, healthy"
@@ -111,7 +111,7 @@ def test_the_switch_routes_each_slot_to_the_service_and_watches_its_tasks(on_clu
     web = service(on_cluster, "web").outputs["name"]
     worker = service(on_cluster, "worker").outputs["name"]
     assert f"sh {web} {web} {web}" in script, "three slots, each the service's name (dnsrr: all its tasks)"
-    assert f"docker service ps --filter desired-state=running --format '{{{{.CurrentState}}}}' \"$s\"" in script
+    assert "docker service ps --filter desired-state=running --format '{{.CurrentState}}' \"$s\"" in script
     assert f"for s in {web} {worker}; do" in script, "both services gated, once each"
     assert "docker events" not in script, "another node's containers have no events on the manager"
     assert f"--filter desired-state=shutdown {web} {worker}" in script
@@ -141,7 +141,7 @@ def test_a_single_instance_role_is_refused_on_a_cluster() -> None:
     raw, secrets = cluster_config(roles={"bot": bot})
     with pytest.raises(ConfigError) as err:
         parse_config(raw, secrets, "prod", "a" * 40)
-    assert 'cutover:roles.bot.overlap = false: expected true on a cluster (cluster.enabled)' in str(err.value)
+    assert "cutover:roles.bot.overlap = false: expected true on a cluster (cluster.enabled)" in str(err.value)
 
 
 FAKE_DOCKER = r"""#!/bin/sh
@@ -164,7 +164,9 @@ exit 0
 """
 
 
-def run_cluster_script(tmp_path: Any, running: str, shutdown_before: str, shutdown_after: str, probation_s: int = 2) -> subprocess.CompletedProcess[str]:
+def run_cluster_script(
+    tmp_path: Any, running: str, shutdown_before: str, shutdown_after: str, probation_s: int = 2
+) -> subprocess.CompletedProcess[str]:
     """The go-live step's gate and probation (no proxy) against a stand-in `docker` whose answers change
     once the probation started: tasks that stopped before it are not held against the release."""
     bin_dir = tmp_path / "bin"
@@ -235,7 +237,9 @@ def test_status_shows_the_nodes_and_where_each_task_runs() -> None:
     assert "web-0123456789ab-1f2e3d4.1  node3  Running 2 minutes ago" in report
     assert "proxy routes to: web-0123456789ab-1f2e3d4" in report
     logs = logs_script(cfg, "worker", follow=True)
-    assert "docker service ls -q --filter label=cutover.app=web --filter label=cutover.stack=prod --filter label=cutover.role=worker" in logs
+    assert (
+        "docker service ls -q --filter label=cutover.app=web --filter label=cutover.stack=prod --filter label=cutover.role=worker" in logs
+    )
     assert 'docker service logs --timestamps --tail 100 --follow "$s"' in logs
     single = parse_config(full_config()[0], full_config()[1], "prod", "a" * 40)
     assert "docker node ls" not in status_script(single) and "NODE" not in status_report("### containers\n", None)

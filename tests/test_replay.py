@@ -404,3 +404,99 @@ def test_a_container_in_anothers_network_namespace() -> None:
     moved = {**caddy, "networkMode": "container:" + "f" * 64}  # the ports container was replaced
     assert "networkMode" in CONTAINER_FORCE_NEW
     assert plan.decide(plan.CONTAINER, old, moved, WEB_OPTIONS, CONTAINER_FORCE_NEW).action == "replace"
+
+
+# --------------------------------------------------------------------------- docker_service (a stack on a cluster)
+
+
+def cluster_web_service() -> Registration:
+    from tests.conftest import full_config
+    from tests.harness import run_program
+
+    raw, secrets = full_config()
+    run = run_program({**raw, "cluster": {"enabled": True, "spread": "node.labels.zone"}}, secrets, stack="prod")
+    return next(r for r in run.of_type(plan.SERVICE) if r.name.startswith("web-"))
+
+
+def read_back(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What service_read stores for a service the daemon created from `inputs`: the platforms the registry's
+    manifest named, the networks by their ID with empty aliases and options."""
+    task = copy.deepcopy(inputs["taskSpec"])
+    task.setdefault("placement", {})["platforms"] = [{"architecture": "amd64", "os": "linux"}]
+    task["networksAdvanceds"] = [{"id": n["id"], "aliases": [], "driverOpts": []} for n in task["networksAdvanceds"]]
+    return {**inputs, "taskSpec": task, "name": "web-0123456789ab-1234567", "id": "svc1"}
+
+
+def test_a_service_read_back_is_no_change_thanks_to_the_programs_ignore_changes() -> None:
+    svc = cluster_web_service()
+    state = read_back(svc.inputs)
+    old = plan.Old(plan.SERVICE, svc.inputs, state, ())
+    force = force_new(plan.SERVICE)
+    assert plan.decide(plan.SERVICE, old, svc.inputs, svc.options, force).action == "same"
+    # without ignoring the platforms Create wrote, the next update would replace the service ("*")
+    bare = {**svc.options, "ignoreChanges": []}
+    decision = plan.decide(plan.SERVICE, old, svc.inputs, bare, force)
+    assert decision.action == "replace" and decision.changed == ("taskSpec",)
+
+
+def test_a_changed_service_is_replaced_create_first() -> None:
+    svc = cluster_web_service()
+    old = plan.Old(plan.SERVICE, svc.inputs, read_back(svc.inputs), ())
+    changed = copy.deepcopy(svc.inputs)
+    changed["taskSpec"]["containerSpec"]["env"]["NEW_SETTING"] = "1"
+    decision = plan.decide(plan.SERVICE, old, changed, svc.options, force_new(plan.SERVICE))
+    assert decision.action == "replace" and decision.delete_before_replace is False
+    assert plan.SERVICE not in plan.PROVIDER_DELETES_FIRST, "pulumi-docker declares no DeleteBeforeReplace for docker_service"
+    # a replica count alone is an in-place update for the provider (mode's ForceNew is on the block only), but
+    # the program's "*" replaces on any change
+    scaled = {**svc.inputs, "mode": {"replicated": {"replicas": 5}}}
+    assert plan.decide(plan.SERVICE, old, scaled, svc.options, force_new(plan.SERVICE)).action == "replace"
+
+
+def test_a_network_named_where_the_provider_reads_an_id_would_replace_on_every_update() -> None:
+    svc = cluster_web_service()
+    by_name = copy.deepcopy(svc.inputs)
+    by_name["taskSpec"]["networksAdvanceds"] = [{"name": "web-prod-edge"}]
+    state = read_back({**by_name, "taskSpec": {**by_name["taskSpec"], "networksAdvanceds": [{"id": "n1"}]}})
+    decision = plan.decide(plan.SERVICE, plan.Old(plan.SERVICE, by_name, state, ()), by_name, svc.options, force_new(plan.SERVICE))
+    assert decision.action == "replace"
+
+
+def test_the_service_spec_the_provider_sends() -> None:
+    svc = cluster_web_service()
+    inputs = {**svc.inputs, "taskSpec": {**svc.inputs["taskSpec"], "networksAdvanceds": [{"id": "n-edge"}, {"id": "n-private"}]}}
+    body = providers.service_spec_body(inputs)
+    spec = body["TaskTemplate"]["ContainerSpec"]
+    assert spec["StopGracePeriod"] == 30 * 10**9 and spec["StopSignal"] == "SIGTERM"
+    assert spec["Healthcheck"]["Interval"] == 2 * 10**9 and spec["Healthcheck"]["Retries"] == 3
+    assert "PORT=8000" in spec["Env"] and spec["CapabilityDrop"] == ["ALL"] and spec["Init"] is True
+    assert spec["Mounts"] == [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 * MB}}]
+    assert body["TaskTemplate"]["Placement"]["Preferences"] == [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}]
+    assert body["TaskTemplate"]["Networks"] == [{"Target": "n-edge", "Aliases": []}, {"Target": "n-private", "Aliases": []}]
+    assert body["Mode"] == {"Replicated": {"Replicas": 3}} and body["EndpointSpec"] == {"Mode": "dnsrr"}
+    unset = copy.deepcopy(inputs)
+    del unset["taskSpec"]["containerSpec"]["stopGracePeriod"]
+    assert providers.service_spec_body(unset)["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] == 0, "unset is 0, not Swarm's 10s"
+
+
+class FakeSwarm:
+    """GET /tasks and /nodes as a manager answers them."""
+
+    def __init__(self, tasks: list[dict[str, Any]], down: set[str]) -> None:
+        self.tasks, self.down = tasks, down
+
+    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        if path == "/nodes":
+            return [{"ID": n, "Status": {"State": "down" if n in self.down else "ready"}} for n in ("n1", "n2", "n3")]
+        return self.tasks
+
+
+def test_convergence_counts_one_running_task_per_slot_on_nodes_that_are_up() -> None:
+    def task(slot: int, state: str, node: str) -> dict[str, Any]:
+        return {"Slot": slot, "NodeID": node, "Status": {"State": state}}
+
+    # slot 1 runs; slot 2's new task is starting (its health check has not passed) beside its old running one
+    # on a lost node; slot 3 runs on a node that is down
+    tasks = [task(1, "running", "n1"), task(2, "starting", "n2"), task(2, "running", "n3"), task(3, "running", "n3")]
+    assert providers.running_tasks(FakeSwarm(tasks, {"n3"}), "svc", 3) == 1  # type: ignore[arg-type]
+    assert providers.running_tasks(FakeSwarm(tasks, set()), "svc", 3) == 2  # type: ignore[arg-type]

@@ -438,6 +438,9 @@ class Engine:
         if a.type == plan.CONTAINER:
             assert provider is not None
             providers.container_delete(provider, a.id, a.outputs)
+        elif a.type == plan.SERVICE:
+            assert provider is not None
+            providers.service_delete(provider, a.id, a.outputs)
         elif a.type == plan.REMOTE_IMAGE:
             assert provider is not None
             if not a.inputs.get("keepLocally"):
@@ -528,8 +531,9 @@ class Engine:
         op.end = time.monotonic()
         with self._lock:
             self.state[reg.urn] = new
-            # a container's ID stands in the inputs of those that name it (network_mode "container:<id>")
-            pairs = [*reg.outputs.items(), *([("id", reg.id)] if reg.type == plan.CONTAINER else [])]
+            # a container's ID stands in the inputs of those that name it (network_mode "container:<id>"), and a
+            # network's in a service's (networks_advanced by ID)
+            pairs = [*reg.outputs.items(), *([("id", reg.id)] if reg.type in (plan.CONTAINER, plan.NETWORK) else [])]
             for key, mock in pairs:
                 real = new.id if key == "id" else new.outputs.get(key)
                 if isinstance(mock, str) and isinstance(real, str) and len(mock) >= 6 and mock != real and mock != reg.inputs.get(key):
@@ -552,6 +556,8 @@ class Engine:
             new.id, new.outputs = providers.volume_create(self._docker(new), new.inputs)
         elif kind == plan.CONTAINER:
             new.id, new.outputs = providers.container_create(self._docker(new), reg.name, new.inputs)
+        elif kind == plan.SERVICE:
+            new.id, new.outputs = providers.service_create(self._docker(new), reg.name, new.inputs)
         elif kind in (plan.REMOTE_COMMAND, plan.LOCAL_COMMAND):
             assert self.commands is not None
             new.id = f"{reg.name}-{secrets.token_hex(4)}"

@@ -16,6 +16,9 @@ The decision for one registered resource, given what the state holds for its URN
      (what Read stored after Create, readback.py) against the new inputs (TB
      provider.go:1137-1192); a change to a ForceNew field replaces (the schema's
      `willReplaceOnChanges`), any other is an in-place update.
+   - docker services (bridged): the same, against what Read stored (providers.service_read), with a path under
+     `ignoreChanges` left out of the provider's diff, however deep (TB tfshim/sdk-v2/instance_diff.go:95-109,
+     called with the engine's ignoreChanges, TB provider.go:1184-1190).
    - docker.Image (native): old inputs against new inputs; any change is an update that
      builds and pushes again, never a replace (PD provider.go:271-347).
    - commands: a change of `triggers` replaces (PGP resource.go:1228-1231, triggers are
@@ -49,10 +52,11 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
+SERVICE = "docker:index/service:Service"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 REMOTE_COMMAND = "command:remote:Command"
 LOCAL_COMMAND = "command:local:Command"
-BRIDGED = (CONTAINER, REMOTE_IMAGE, NETWORK, VOLUME)
+BRIDGED = (CONTAINER, REMOTE_IMAGE, NETWORK, VOLUME, SERVICE)
 
 # PD provider/resources.go:112-114: `"docker_container": {..., DeleteBeforeReplace: true}`, returned by the
 # bridge on every replacement of one (TB provider.go:1275-1276).
@@ -133,13 +137,54 @@ def container_diff(state: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[
     return changed
 
 
+def _without(value: Any, path: list[str]) -> Any:
+    """`value` with the key at `path` (dotted, through objects and each item of a list) taken out."""
+    if not path:
+        return value
+    if isinstance(value, list):
+        return [_without(v, path) for v in value]
+    if not isinstance(value, dict) or path[0] not in value:
+        return value
+    if len(path) == 1:
+        return {k: v for k, v in value.items() if k != path[0]}
+    return {**value, path[0]: _without(value[path[0]], path[1:])}
+
+
+def _pruned(value: Any) -> Any:
+    """Empty lists, maps and strings dropped, however deep: the SDK diffs a list or set by its count first
+    ("#": 0 against an absent one is no change, terraform-plugin-sdk helper/schema/schema.go diffList), and
+    an empty string against an unset one is none either (diffString)."""
+    if isinstance(value, dict):
+        kept = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in ([], {}, "", None)}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def service_diff(state: Mapping[str, Any], inputs: Mapping[str, Any], ignored: list[str]) -> list[str]:
+    """The docker_service keys whose stored state differs from the new inputs, nested ignored paths left out.
+    Only keys the program gives count (`name` is the provider's autoname; auth and converge_config are never
+    read back, KW F:136-163, so the state holds what was given)."""
+    a, b = dict(state), dict(inputs)
+    for path in ignored:
+        a, b = _without(a, path.split(".")), _without(b, path.split("."))
+    a, b = _pruned(a), _pruned(b)
+    return sorted(k for k in b if _canon(a.get(k)) != _canon(b.get(k)))
+
+
 def inputs_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     a, b = _canon(dict(old)), _canon(dict(new))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def provider_diff(type_: str, old: Old, new_inputs: Mapping[str, Any], force_new: frozenset[str]) -> tuple[list[str], list[str]]:
+def provider_diff(
+    type_: str, old: Old, new_inputs: Mapping[str, Any], force_new: frozenset[str], ignored: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """(changed keys, keys whose change replaces), as the resource's provider reports them."""
+    if type_ == SERVICE:
+        changed = service_diff(old.outputs, new_inputs, [p for p in ignored or [] if "." in p])
+        return changed, [k for k in changed if k in force_new]
     if type_ == CONTAINER:
         changed = container_diff(old.outputs, new_inputs)
         return changed, [k for k in changed if k in force_new]
@@ -168,7 +213,7 @@ def decide(type_: str, old: Old | None, new_inputs: Mapping[str, Any], options: 
     if old is None:
         return Decision("create")
     ignored = set(options.get("ignoreChanges") or [])
-    changed, replaces = provider_diff(type_, old, new_inputs, force_new)
+    changed, replaces = provider_diff(type_, old, new_inputs, force_new, sorted(ignored))
     changed = [k for k in changed if k not in ignored]
     replaces = [k for k in replaces if k not in ignored]
     on_changes = list(options.get("replaceOnChanges") or [])

@@ -359,6 +359,247 @@ def container_read(provider: DockerProvider, cid: str, state: Mapping[str, Any])
     return None if info is None else container_state(info, state)
 
 
+# --------------------------------------------------------------------------- docker_service (KW resource_docker_service_*.go)
+
+SERVICE_INPUTS = frozenset({"name", "labels", "mode", "endpointSpec", "taskSpec", "convergeConfig", "auth"})
+TASK_SPEC_INPUTS = frozenset({"containerSpec", "resources", "placement", "networksAdvanceds", "logDriver", "restartPolicy"})
+SERVICE_CONTAINER_INPUTS = frozenset(
+    {
+        "image",
+        "args",
+        "command",
+        "env",
+        "labels",
+        "user",
+        "readOnly",
+        "mounts",
+        "healthcheck",
+        "stopSignal",
+        "stopGracePeriod",
+        "capDrops",
+        "init",
+    }
+)
+CONVERGE_DELAY_DEFAULT = "7s"  # KW resource_docker_service.go:971-977
+CONVERGE_TIMEOUT_DEFAULT = "3m"  # :978-984
+CONVERGE_MIN_POLL_S = 5.0  # SDK helper/retry/state.go:185-201: 100ms doubling, at least MinTimeout (5s), at most 10s
+CONVERGE_MAX_POLL_S = 10.0
+# SDK helper/retry/state.go:12: a refresh still running at the timeout gets this long to finish
+REFRESH_GRACE_S = 30.0
+
+
+def _labels(entries: Any) -> dict[str, str]:
+    return {e["label"]: e["value"] for e in entries or []}
+
+
+def service_spec_body(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ServiceSpec createServiceSpec builds (KW resource_docker_service_structures.go:589-1110): the
+    container spec's env map as NAME=value lines (:729), labels as maps, durations in nanoseconds, networks
+    by what `id` (else `name`) says, which the daemon resolves to an ID (moby daemon/cluster/networks.go:304-333)."""
+    _check_keys("Service", inputs, SERVICE_INPUTS)
+    task = inputs["taskSpec"]
+    _check_keys("Service taskSpec", task, TASK_SPEC_INPUTS)
+    c = task["containerSpec"]
+    _check_keys("Service containerSpec", c, SERVICE_CONTAINER_INPUTS)
+    spec: dict[str, Any] = {"Image": c["image"], "Labels": _labels(c.get("labels")), "Init": c.get("init")}
+    if c.get("command"):
+        spec["Command"] = list(c["command"])
+    if c.get("args"):
+        spec["Args"] = list(c["args"])
+    spec["Env"] = [f"{k}={v}" for k, v in (c.get("env") or {}).items()]
+    for key, api in (("user", "User"), ("readOnly", "ReadOnly"), ("stopSignal", "StopSignal")):
+        if c.get(key) is not None:
+            spec[api] = c[key]
+    # unset, the provider sends 0 (S:880-883): no grace at all
+    spec["StopGracePeriod"] = go_duration_ns(c.get("stopGracePeriod") or "0s")
+    if c.get("capDrops"):
+        spec["CapabilityDrop"] = list(c["capDrops"])
+    hc = c.get("healthcheck") or {}
+    spec["Healthcheck"] = {
+        "Test": list(hc.get("tests") or []),
+        "Interval": go_duration_ns(hc.get("interval") or "0s"),
+        "Timeout": go_duration_ns(hc.get("timeout") or "0s"),
+        "StartPeriod": go_duration_ns(hc.get("startPeriod") or "0s"),
+        "Retries": _int(hc.get("retries")),
+    }
+    mounts = []
+    for m in c.get("mounts") or []:
+        if m["type"] != "tmpfs":
+            raise ProviderError(f"replay: only tmpfs mounts are modelled, got {m}")
+        mounts.append(
+            {"Type": "tmpfs", "Target": m["target"], "TmpfsOptions": {"SizeBytes": _int((m.get("tmpfsOptions") or {}).get("sizeBytes"))}}
+        )
+    spec["Mounts"] = mounts
+    limits = (task.get("resources") or {}).get("limits") or {}
+    placement = task.get("placement") or {}
+    template: dict[str, Any] = {
+        "ContainerSpec": spec,
+        "Resources": {"Limits": {"NanoCPUs": _int(limits.get("nanoCpus")), "MemoryBytes": _int(limits.get("memoryBytes"))}},
+        "Placement": {
+            "Constraints": list(placement.get("constraints") or []),
+            "Preferences": [{"Spread": {"SpreadDescriptor": p}} for p in placement.get("prefs") or []],
+        },
+        "Networks": [
+            {"Target": n.get("id") or n.get("name"), "Aliases": list(n.get("aliases") or [])} for n in task.get("networksAdvanceds") or []
+        ],
+    }
+    if task.get("logDriver"):
+        template["LogDriver"] = {"Name": task["logDriver"]["name"], "Options": dict(task["logDriver"].get("options") or {})}
+    if task.get("restartPolicy"):
+        raise ProviderError("replay: a service restart policy is not modelled")
+    replicas = ((inputs.get("mode") or {}).get("replicated") or {}).get("replicas", 1)
+    return {
+        "Labels": _labels(inputs.get("labels")),
+        "TaskTemplate": template,
+        "Mode": {"Replicated": {"Replicas": _int(replicas)}},
+        "EndpointSpec": {"Mode": (inputs.get("endpointSpec") or {}).get("mode") or ""},
+    }
+
+
+def service_auth_header(provider: DockerProvider, inputs: Mapping[str, Any]) -> str:
+    """retrieveAndMarshalAuth (KW resource_docker_service_funcs.go:604-661): the resource's `auth` when it has a
+    username and a password, else the provider's registry_auth for the image's registry; base64url JSON,
+    "{}" when none (sent as X-Registry-Auth, as `--with-registry-auth`)."""
+    auth = inputs.get("auth") or {}
+    if auth.get("username") and auth.get("password"):
+        blob = {"username": auth["username"], "password": auth["password"], "serveraddress": auth.get("serverAddress", "")}
+    else:
+        image = inputs["taskSpec"]["containerSpec"]["image"]
+        creds = provider.registry_auth.get(image.split("/", 1)[0]) if "/" in image else None
+        blob = {"username": creds["username"], "password": creds["password"], "serveraddress": image.split("/", 1)[0]} if creds else {}
+    return base64.urlsafe_b64encode(json.dumps(blob).encode()).decode()
+
+
+def pin_to_registry(api: DockerAPI, body: dict[str, Any], auth: str) -> None:
+    """What the docker client does on ServiceCreate with QueryRegistry (docker/docker client v28.5.2
+    service_create.go:45-54, 88-166; KW F:45 sets it): the image is asked for at the registry
+    (GET /distribution/<ref>/json, with the login), pinned to the digest it reports, and the manifest's
+    platforms become the placement's; when the registry cannot be asked, the spec goes as it is."""
+    spec = body["TaskTemplate"]["ContainerSpec"]
+    image = spec["Image"]
+    status, info = api.request("GET", f"/distribution/{urllib.parse.quote(image, safe='')}/json", headers={"X-Registry-Auth": auth})
+    if status != 200 or not isinstance(info, dict):
+        return
+    digest = (info.get("Descriptor") or {}).get("digest")
+    if digest and "@" not in image:
+        spec["Image"] = f"{image}@{digest}"
+    platforms = [{"Architecture": p.get("architecture", ""), "OS": p.get("os", "")} for p in info.get("Platforms") or []]
+    if platforms:
+        body["TaskTemplate"]["Placement"]["Platforms"] = platforms
+
+
+def running_tasks(api: DockerAPI, service_id: str, replicas: int) -> int:
+    """replicatedConsoleLogUpdater's count (KW F:510-595): the service's tasks whose desired state is running,
+    one per slot (the lowest desired state, then the lowest observed state), on nodes that are not down,
+    counted when their state is "running"."""
+    filters = json.dumps({"service": [service_id], "desired-state": ["running"]})
+    tasks = api.call("GET", "/tasks", query={"filters": filters}) or []
+    down = {n["ID"] for n in api.call("GET", "/nodes") or [] if (n.get("Status") or {}).get("State") == "down"}
+    order = [
+        "new",
+        "pending",
+        "assigned",
+        "accepted",
+        "preparing",
+        "ready",
+        "starting",
+        "running",
+        "complete",
+        "shutdown",
+        "failed",
+        "rejected",
+        "remove",
+        "orphaned",
+    ]
+    by_slot: dict[int, dict[str, Any]] = {}
+    for t in tasks:
+        if t.get("NodeID") in down:
+            continue
+        state = (t.get("Status") or {}).get("State", "")
+        if state not in order:
+            continue
+        slot = _int(t.get("Slot"))
+        kept = by_slot.get(slot)
+        if kept is None or order.index(state) < order.index((kept.get("Status") or {}).get("State", "")):
+            by_slot[slot] = t
+    return sum(1 for t in by_slot.values() if (t.get("Status") or {}).get("State") == "running")
+
+
+def service_create(provider: DockerProvider, urn_name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """resourceDockerServiceCreate (KW F:31-81): ServiceCreate, then, with converge_config, wait until every
+    replica runs (a task with a health check runs only once healthy). A service that does not converge is
+    deleted by the provider and nothing is stored: the error is "Service with ID (<id>) did not converge
+    after <timeout>" (F:66-76, 350-355; the ID is set only after the wait, F:79)."""
+    api = provider.client()
+    name = inputs.get("name") or f"{urn_name}-{secrets.token_hex(4)[:7]}"  # autonamed (PD resources.go:404)
+    body = {"Name": name, **service_spec_body(inputs)}
+    auth = service_auth_header(provider, inputs)
+    pin_to_registry(api, body, auth)
+    created = api.call("POST", "/services/create", body, headers={"X-Registry-Auth": auth})
+    sid = created["ID"]
+    converge = inputs.get("convergeConfig")
+    if converge is not None:
+        replicas = body["Mode"]["Replicated"]["Replicas"]
+        timeout = go_duration_ns(converge.get("timeout") or CONVERGE_TIMEOUT_DEFAULT) / 1e9
+        time.sleep(go_duration_ns(converge.get("delay") or CONVERGE_DELAY_DEFAULT) / 1e9)
+        started, wait = time.monotonic(), 0.1
+        while running_tasks(api, sid, replicas) != replicas:
+            wait = min(max(wait * 2, CONVERGE_MIN_POLL_S), CONVERGE_MAX_POLL_S)
+            if time.monotonic() - started + wait > timeout:
+                state = {"taskSpec": inputs["taskSpec"], "name": name}
+                service_delete(provider, sid, state)
+                raise ProviderError(f"Service with ID ({sid}) did not converge after {converge.get('timeout') or CONVERGE_TIMEOUT_DEFAULT}")
+            time.sleep(wait)
+    return sid, service_read(api, sid, {**inputs, "name": name})
+
+
+def service_read(api: DockerAPI, sid: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """What Read stores (KW F:83-167, flatten in S): the config, with the task spec's placement platforms as the
+    service has them (filled in at create from the image's manifest), and its networks by ID only (S:526-541)."""
+    info = api.call("GET", f"/services/{sid}")
+    template = (info.get("Spec") or {}).get("TaskTemplate") or {}
+    task = copy_json(config["taskSpec"])
+    platforms = (template.get("Placement") or {}).get("Platforms") or []
+    if platforms:
+        task.setdefault("placement", {})["platforms"] = [
+            {"architecture": p.get("Architecture", ""), "os": p.get("OS", "")} for p in platforms
+        ]
+    task["networksAdvanceds"] = [{"id": n["Target"], "aliases": [], "driverOpts": []} for n in template.get("Networks") or []]
+    return {**config, "taskSpec": task, "id": sid}
+
+
+def copy_json(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def service_delete(provider: DockerProvider, sid: str, state: Mapping[str, Any]) -> None:
+    """deleteService (KW F:261-337): with a stop grace period, the containers of the service's tasks not yet
+    shut down are noted (on the node the provider talks to; others answer "No such container"), the service
+    removed, then each container waited for until removed, up to the grace period each, and removed by force."""
+    api = provider.client()
+    grace = (state.get("taskSpec") or {}).get("containerSpec", {}).get("stopGracePeriod")
+    containers: list[str] = []
+    if grace and grace != "0s":
+        tasks = api.call("GET", "/tasks", query={"filters": json.dumps({"service": [state.get("name") or sid]})}) or []
+        containers = [
+            (t.get("Status") or {}).get("ContainerStatus", {}).get("ContainerID", "")
+            for t in tasks
+            if (t.get("Status") or {}).get("State") != "shutdown"
+        ]
+    status, data = api.request("DELETE", f"/services/{sid}")
+    if status not in (200, 204):
+        raise ProviderError(f"Error deleting service with ID '{sid}': {data}")
+    for cid in filter(None, containers):
+        seconds = go_duration_ns(str(grace)) / 1e9
+        try:
+            status, data = api.request("POST", f"/containers/{cid}/wait", query={"condition": "removed"}, timeout=seconds)
+        except DockerAPIError as exc:
+            raise ProviderError(f"error on wait for container with ID '{cid}': {exc}") from exc
+        if status not in (200, 404) and "No such container" not in str(data):
+            raise ProviderError(f"error on wait for container with ID '{cid}': {data}")
+        api.request("DELETE", f"/containers/{cid}", query={"force": "true", "v": "true"})
+
+
 # --------------------------------------------------------------------------- networks, volumes, remote images
 
 
