@@ -4,6 +4,8 @@ Order of one `pulumi up` (each step waits for the one before):
 image -> host pulls the digest -> migration -> new web containers, healthy ->
 go live (health gate, proxy switch, verification through the proxy, probation: one step) ->
 release recorded -> old images pruned -> old containers deleted.
+On a Swarm cluster (`cluster.enabled`) each role's containers are one service over the
+nodes instead; the sequence is the same (components/workload.py).
 """
 
 import os

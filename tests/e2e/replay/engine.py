@@ -277,6 +277,14 @@ class Engine:
                             self.state.pop(a.urn, None)
                         return
                     a.outputs = read
+                elif a.type == plan.SERVICE:
+                    found = providers.service_refresh(provider, a.id, a.outputs)
+                    if found is None:
+                        op.detail = "gone"
+                        with self._lock:
+                            self.state.pop(a.urn, None)
+                        return
+                    a.outputs = found
                 elif a.type == plan.REMOTE_IMAGE and provider.client().inspect_image(a.outputs.get("imageId", a.inputs["name"])) is None:
                     op.detail = "gone"
                     with self._lock:

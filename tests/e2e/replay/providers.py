@@ -568,6 +568,15 @@ def service_read(api: DockerAPI, sid: str, config: Mapping[str, Any]) -> dict[st
     return {**config, "taskSpec": task, "id": sid}
 
 
+def service_refresh(provider: DockerProvider, sid: str, state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Read on refresh: None when the service is gone (KW F:118-121), else what Read stores."""
+    api = provider.client()
+    status, _ = api.request("GET", f"/services/{sid}")
+    if status == 404:
+        return None
+    return service_read(api, sid, {k: v for k, v in state.items() if k != "id"})
+
+
 def copy_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
