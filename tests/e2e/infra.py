@@ -838,9 +838,14 @@ def _ssh_keygen(path: Path, comment: str, key_type: str = "ed25519") -> str:
 
 
 @contextlib.contextmanager
-def start_sshd(user: str = "deploy", host_key_type: str = "ed25519") -> Iterator[SshHost]:
+def start_sshd(user: str = "deploy", host_key_type: str = "ed25519", *, docker_host: str | None = None) -> Iterator[SshHost]:
     """sshd on 127.0.0.1:<free port> with a fresh host key (pinned) and a
-    fresh client key for `user` (created if missing, in the docker group)."""
+    fresh client key for `user` (created if missing, in the docker group).
+
+    docker_host: DOCKER_HOST of the user's sessions (sshd_config SetEnv, OpenSSH 8.7 and
+    later; bookworm has 9.2), so that `docker system dial-stdio` (Docker over ssh://) and
+    remote commands use that engine, e.g. a swarm manager's socket (tests/e2e/cluster.py),
+    instead of this machine's."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not os.path.exists(sshd):
         raise InfraError("sshd not found: apt-get install -y openssh-server")
@@ -886,6 +891,7 @@ def start_sshd(user: str = "deploy", host_key_type: str = "ed25519") -> Iterator
                     "MaxStartups 100:30:200",
                     "MaxSessions 50",
                     "LogLevel VERBOSE",
+                    *([f"SetEnv DOCKER_HOST={docker_host}"] if docker_host else []),
                     "",
                 ]
             )
