@@ -78,7 +78,7 @@ Housekeeping(
 )
 if cfg.web.enabled:
     pulumi.export("url", cfg.public_url)
-pulumi.export("containers", web.names)
+pulumi.export("containers", web.names)  # on a cluster: web's service, once per replica
 pulumi.export(
     "roles", pulumi.Output.all(*[r.names for r in roles]).apply(lambda names: {r.role.name: n for r, n in zip(roles, names, strict=True)})
 )

@@ -117,7 +117,7 @@ def parse_config(
     verify = _parse_verify(r)
     github = _parse_github(r, stack)
     roles = _parse_roles(r)
-    cluster = _parse_cluster(r, roles)
+    cluster = _parse_cluster(r, roles, image)
     notify_webhook = r.secret("notifyWebhook")
     if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
         r.problems.append(f"{NAMESPACE}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")

@@ -427,7 +427,7 @@ PLACEMENT_EXPECTED = "a list of Swarm constraints like ['node.role==worker', 'no
 SPREAD = re.compile(r"^(node\.labels|engine\.labels)\.[A-Za-z0-9_.-]+$")
 
 
-def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...]) -> ClusterConfig:
+def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...], image: ImageConfig) -> ClusterConfig:
     o = r.object("cluster")
     r.unknown("cluster", o, SECTION_KEYS["cluster"])
     enabled = r.value(o, "cluster", "enabled", False, _bool, "true (the host is a Swarm manager) or false (one Docker host)")
@@ -437,6 +437,9 @@ def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...]) -> ClusterConfig:
     )  # fmt: skip
     spread = r.value(o, "cluster", "spread", None, _str(SPREAD), "a node label like 'node.labels.zone'")
     converge = r.value(o, "cluster", "convergeTimeout", "3m", _duration, DURATION_EXPECTED)
+    if enabled and not image.push and image.ref is None:
+        # an image that is not pushed runs by its local ID, which the other nodes cannot pull
+        r.fail("image.push", False, "true on a cluster (cluster.enabled): every node pulls the release from the registry")
     if enabled:
         for role in roles:
             if not role.overlap:

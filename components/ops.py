@@ -229,19 +229,18 @@ def status_report(text: str, release: Mapping[str, Any] | None, now: datetime | 
 
 
 def logs_script(cfg: StackConfig, role: str, *, follow: bool, tail: int = 100) -> str:
-    """The logs of the role's running containers, each line prefixed with its container's name."""
+    """The logs of the role's running containers, each line prefixed with its container's name (on a cluster,
+    of the role's services, whose tasks run on any node: Swarm gathers them, each line prefixed with its task)."""
     labels = (
         f"--filter label=cutover.app={shlex.quote(cfg.app_name)} --filter label=cutover.stack={shlex.quote(cfg.stack)} "
-        f"--filter label=cutover.role={shlex.quote(role)} --filter status=running"
+        f"--filter label=cutover.role={shlex.quote(role)}"
     )
     options = f"--tail {tail}" + (" --follow" if follow else "")
     if cfg.cluster.enabled:
-        # the role's services, whose tasks run on any node: Swarm gathers their logs (prefixed with the task)
-        service_labels = labels.replace(" --filter status=running", "")
         return "\n".join(
             [
                 "set -u",
-                f'services="$(docker service ls -q {service_labels})"',
+                f'services="$(docker service ls -q {labels})"',
                 f'if [ -z "$services" ]; then echo "no service of role {role}" >&2; exit 1; fi',
                 f'for s in $services; do docker service logs --timestamps {options} "$s" & done',
                 "wait",
@@ -250,7 +249,7 @@ def logs_script(cfg: StackConfig, role: str, *, follow: bool, tail: int = 100) -
     return "\n".join(
         [
             "set -u",
-            f'names="$(docker ps --format "{{{{.Names}}}}" {labels})"',
+            f'names="$(docker ps --format "{{{{.Names}}}}" {labels} --filter status=running)"',
             f'if [ -z "$names" ]; then echo "no running container of role {role}" >&2; exit 1; fi',
             "for n in $names; do (docker logs --timestamps " + options + ' "$n" 2>&1 | sed "s/^/$n | /") & done',
             "wait",

@@ -31,7 +31,7 @@ class RoleReleaseArgs:
     config: StackConfig
     host: DockerHost
     role: RoleConfig
-    image_id: pulumi.Input[str]  # the release's image (WebRelease.run_image)
+    image: pulumi.Input[str]  # what the release's roles run (WebRelease.run_image: an image ID, or a digest on a cluster)
     release_key: str
     version: str
     git_sha: str
@@ -56,7 +56,7 @@ class RoleRelease(pulumi.ComponentResource):
         running = run_role(
             f"{name}-{args.release_key}",
             cfg,
-            role_container(cfg, role, args.image_id, networks),
+            role_container(cfg, role, args.image, networks),
             replicas=role.replicas,
             env=env,
             labels=role_labels,

@@ -254,14 +254,15 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
         '    verdict="container ${event##* }: ${event% *}"; break',
         "  fi",
     ]
-    logs = "docker service logs --tail 15" if on_cluster else "docker logs --tail 15"
+    # `docker service logs` can hang on a task of a lost node (moby#38640): bounded, after the revert
+    logs = "timeout 10 docker service logs --tail 15" if on_cluster else "docker logs --tail 15"
     return [
         f"echo 'probation: watching {' '.join(watched)}{answers} for {p.seconds}s'",
-        *(cluster_watch(watched)[0] if on_cluster else watcher),
+        *([] if on_cluster else watcher),
         "verdict=''",
         "ticks=0",
         f'while [ "$(date +%s)" -lt $((went_live + {p.seconds})) ]; do',
-        *(cluster_watch(watched)[1] if on_cluster else container_events),
+        *(cluster_watch_loop(watched) if on_cluster else container_events),
         *error_rate,
         "  sleep 0.2",
         "done",
@@ -278,27 +279,33 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
     ]
 
 
-def cluster_watch(services: list[str]) -> tuple[list[str], list[str]]:
-    """On a cluster, what probation watches instead of one engine's container events (the manager's events
-    show no task of another node): the services' tasks, five times a second. A task the cluster stopped
-    after the release went live (it exited, or turned unhealthy and was killed, or its node was lost: Swarm
-    sets its desired state to shutdown and starts another) fails the probation. Returns the lines before the
-    watch loop (the tasks stopped already, while the service converged) and the lines in it."""
+def _shutdown_tasks(services: list[str]) -> str:
     _check_names(services)
-    names = " ".join(shlex.quote(u) for u in dict.fromkeys(services))
-    fmt = shlex.quote("{{.ID}} {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}")
-    shutdown = f"docker service ps --no-trunc --filter desired-state=shutdown {names}"
-    before = [
+    return "docker service ps --no-trunc --filter desired-state=shutdown " + " ".join(shlex.quote(u) for u in dict.fromkeys(services))
+
+
+def cluster_went_live(services: list[str]) -> list[str]:
+    """On a cluster, just before the release goes live: note the services' tasks stopped so far (while they
+    converged), so that probation holds against the release only the tasks stopped from then on."""
+    return [
         'stopped_before="$(mktemp)"',
         """trap 'rm -f "$stopped_before"' EXIT""",
-        f'{shutdown} -q > "$stopped_before" 2>/dev/null || true',
+        f'{_shutdown_tasks(services)} -q > "$stopped_before" 2>/dev/null || true',
     ]
-    loop = [
-        f'  if stopped=$({shutdown} --format {fmt} 2>&1 | grep -v -F -f "$stopped_before" | grep -m1 .); then',
+
+
+def cluster_watch_loop(services: list[str]) -> list[str]:
+    """On a cluster, what probation watches instead of one engine's container events (the manager's events
+    show no task of another node): the services' tasks, about five times a second. A task the cluster stopped
+    after the release went live (it exited, or turned unhealthy and was killed, or its node was lost: Swarm
+    sets its desired state to shutdown and starts another) fails the probation. A `docker` that fails (the
+    manager slow to answer) is no verdict: its error goes nowhere."""
+    fmt = shlex.quote("{{.ID}} {{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}")
+    return [
+        f'  if stopped=$({_shutdown_tasks(services)} --format {fmt} 2>/dev/null | grep -v -F -f "$stopped_before" | grep -m1 .); then',
         '    verdict="task ${stopped#* }"; break',
         "  fi",
     ]
-    return before, loop
 
 
 @dataclass(frozen=True)
@@ -412,6 +419,8 @@ def go_live_script(
         )
     if proxy is not None:
         lines += [*switch_steps(proxy, upstreams), "switched=yes"]
+    if on_cluster and probation is not None and probation.seconds > 0 and watched:
+        lines += cluster_went_live(watched)
     lines.append('went_live="$(date +%s)"')
     if proxy is not None and verification is not None:
         lines += verify_steps(proxy, verification)

@@ -17,6 +17,8 @@ from components.config import RoleConfig, Secret, StackConfig
 from components.provider_forms import go_duration, nano_cpus, swarm_duration
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+TMPFS_MB = 64  # each writable tmpfs of a role
+TMPFS_OPTIONS = f"rw,noexec,nosuid,size={TMPFS_MB}m"
 HARDENING: dict[str, Any] = {
     "security_opts": ["no-new-privileges:true"],
     "capabilities": {"drops": ["ALL"]},
@@ -72,7 +74,7 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
         "image": image_id,
         "user": w.user,
         "read_only": w.read_only,
-        "tmpfs": dict.fromkeys(w.tmpfs, "rw,noexec,nosuid,size=64m"),
+        "tmpfs": dict.fromkeys(w.tmpfs, TMPFS_OPTIONS),
         "memory": w.memory_mb,
         # the limit is the limit: no swap on top (Docker would allow as much again), where the kernel accounts swap
         "memory_swap": w.memory_mb,
@@ -107,7 +109,7 @@ def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: 
         "command": list(role.command),
         "user": w.user,
         "read_only": w.read_only,
-        "tmpfs": dict.fromkeys(w.tmpfs, "rw,noexec,nosuid,size=64m"),
+        "tmpfs": dict.fromkeys(w.tmpfs, TMPFS_OPTIONS),
         "memory": role.memory_mb,
         "memory_swap": role.memory_mb,
         "cpus": role.cpus,
@@ -188,8 +190,8 @@ def proxy_container(cfg: StackConfig, image_id: Any, network_mode: Any, volumes:
 
 
 def _tmpfs_mounts(tmpfs: dict[str, str]) -> list[dict[str, Any]]:
-    """A container's tmpfs (path -> options) as a service's tmpfs mounts (64 MB each, as on one host)."""
-    return [{"type": "tmpfs", "target": path, "tmpfs_options": {"size_bytes": 64 * 1024 * 1024}} for path in sorted(tmpfs)]
+    """A container's tmpfs (path -> options) as a service's tmpfs mounts, of the same size."""
+    return [{"type": "tmpfs", "target": path, "tmpfs_options": {"size_bytes": TMPFS_MB * 1024 * 1024}} for path in sorted(tmpfs)]
 
 
 def service_spec(

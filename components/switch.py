@@ -19,6 +19,9 @@ is one Pulumi step that either succeeded and is recorded, or failed and is not:
    deleted before this step succeeds;
 5. the old routes get `proxy.drain` before Pulumi deletes the old containers.
 
+On a cluster the upstreams are services (components/workload.py): step 1 counts their running tasks,
+step 2 names the service in each slot, and step 4 watches their tasks instead of Docker's events.
+
 It depends on every new web container, so it runs only once all of them are healthy.
 Its triggers are the container names, the proxy and its Caddyfile: a change of any
 replaces the step (create-before-delete: pulumi-command's `triggers` are

@@ -1,5 +1,7 @@
 """One release of the app on the host: pull by digest, migrate once, start health-gated web containers.
 
+(On a cluster, web's containers are one service instead: components/workload.py. The rest holds.)
+
 Each release has containers of its own (`web-<release>-<n>`, auto-named on the host,
 no host port): Pulumi creates them beside the old release's, and deletes the old
 ones at the end of the update because the program no longer declares them.

@@ -1,11 +1,13 @@
 """Where a release's roles run: containers on one Docker host, or Swarm services on a cluster.
 
-The only place the program tells a host from a cluster (`cluster.enabled`). Everything else —
-the image, the backup and the migration, the proxy and the accessories, the go-live step —
-is the same release sequence on both:
+What is declared differs here and only here (`cluster.enabled`): the workload of each role, the
+networks' driver and the image the roles run. The release sequence — the image, the backup and
+the migration, the proxy and the accessories, the go-live step — is the same on both; the
+go-live step and `make status` ask the same flag how to gate, watch and show what runs
+(components/scripts.py `service_gate`, `cluster_watch_loop`; components/ops.py).
 
 - on a host, each role of a release is `replicas` containers (`<role>-<release>-<n>`);
-- on a cluster, it is one Swarm service (`<role>-<release>`) with `replicas` tasks spread over
+- on a cluster, it is one Swarm service (`<role>-<release>-<7 hex>`, autonamed) with `replicas` tasks spread over
   the nodes, from the same container spec (components/specs.py `service_spec`), pulled by
   every node by digest from the registry. The proxy and the accessories stay containers on
   the manager, the host cutover connects to; the networks they share with the tasks are
@@ -27,11 +29,16 @@ import pulumi_docker as docker
 from components.config import StackConfig
 from components.specs import service_spec
 
-# How Pulumi must replace a service; each option is there for the reason WEB_CONTAINER_OPTIONS gives for a
-# container. pulumi-docker declares no DeleteBeforeReplace for docker_service, but the program says so
-# anyway: a replacement must exist, converged, before the service it replaces is removed.
+# How Pulumi must replace a service.
 SERVICE_OPTIONS = pulumi.ResourceOptions(
+    # pulumi-docker declares no DeleteBeforeReplace for docker_service and autonames it (provider/resources.go:135,
+    # 404), so a replacement is created first under a new name; said here anyway, as for the containers: a
+    # replacement must exist, converged, before the service it replaces is removed.
     delete_before_replace=False,
+    # Any change is a new service, never an in-place Update: that would be Swarm's own rolling update of the
+    # serving release (kreuzwerker v4.5.0 resource_docker_service_funcs.go:169-225 sends the whole spec to
+    # ServiceUpdate), which routes to each new task before the release is verified, and which a failure leaves
+    # half-done (update_config failure_action "pause" by default).
     replace_on_changes=["*"],
     # Create asks the registry for the image's manifest and writes its platforms into the placement (docker
     # client service_create.go:88-102, with QueryRegistry set by kreuzwerker v4.5.0
@@ -65,17 +72,6 @@ def release_image(cfg: StackConfig, image_ref: pulumi.Input[str], pulled_id: pul
     return image_ref if cfg.cluster.enabled else pulled_id
 
 
-def service_auth(cfg: StackConfig) -> dict[str, Any] | None:
-    """The registry login a cluster's nodes pull with (as `docker service create --with-registry-auth`)."""
-    if not (cfg.image.registry_username and cfg.image.registry_password is not None):
-        return None
-    return {
-        "server_address": cfg.image.registry,
-        "username": cfg.image.registry_username,
-        "password": pulumi.Output.secret(cfg.image.registry_password.reveal()),
-    }
-
-
 def run_role(
     name: str,
     cfg: StackConfig,
@@ -90,13 +86,12 @@ def run_role(
 ) -> Running:
     """`replicas` containers with `container`'s spec on a host, or one service running them on a cluster (on the
     networks `network_ids` name, the same ones as the container's)."""
+    if replicas == 0:
+        return Running([], pulumi.Output.from_input([]))  # a role that does not run (web.enabled false)
     if cfg.cluster.enabled:
         spec = service_spec(cfg, container, replicas, labels, network_ids)
         # NAME=value lines (a secret when any value is) as the service's map of variables
         spec["task_spec"]["container_spec"]["env"] = env.apply(lambda lines: dict(line.split("=", 1) for line in lines))
-        auth = service_auth(cfg)
-        if auth is not None:
-            spec["auth"] = auth
         service = docker.Service(name, **spec, opts=pulumi.ResourceOptions.merge(opts, SERVICE_OPTIONS))
         return Running([service], service.name.apply(lambda n: [n] * replicas))
     containers = [

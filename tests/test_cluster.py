@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 from typing import Any
@@ -50,12 +51,14 @@ def test_each_role_is_one_service_with_its_replicas_spread_over_the_nodes(on_clu
     for s in (web, worker):
         task = s.inputs["taskSpec"]
         assert task["placement"] == {"constraints": ["node.role==worker"], "prefs": ["node.labels.zone"]}
-        # no virtual IP: the service name resolves to its tasks (research: no IPVS on our machines; README says what differs)
+        # no virtual IP: the service name resolves to its tasks (a VIP needs IPVS, which the test machines lack)
         assert s.inputs["endpointSpec"] == {"mode": "dnsrr"}
         assert s.inputs["convergeConfig"] == {"delay": "1s", "timeout": "2m"}, "Pulumi waits until every task runs, healthy"
         assert s.options["deleteBeforeReplace"] is False and s.options["replaceOnChanges"] == ["*"], "a new release starts beside the old"
+        # no login of its own: the provider sends its registry_auth for the image's registry (kreuzwerker v4.5.0
+        # resource_docker_service_funcs.go:622-643), so a new password replaces no service
+        assert "auth" not in s.inputs
         # a secret inside an input makes the whole input secret (the SDK marks the property it is in)
-        assert s.inputs["auth"]["serverAddress"] == "ghcr.io" and "auth" in s.secret_inputs, "nodes pull with the login, a secret"
         assert "taskSpec" in s.secret_inputs, "the environment holds secrets"
     assert not [c for c in on_cluster.of_type(CONTAINER) if c.name.startswith(("web-0", "worker-"))], "no per-host containers"
 
@@ -136,6 +139,30 @@ def test_cluster_config_errors_name_key_value_and_expectation() -> None:
         assert expected in text, text
 
 
+def test_the_nodes_pull_with_the_providers_login() -> None:
+    raw, secrets = cluster_config()
+    run = run_program(raw, secrets, stack="prod")
+    provider = run.one("pulumi:providers:docker", "host-docker")
+    # a provider's object inputs arrive as JSON text
+    assert json.loads(provider.inputs["registryAuth"])[0]["address"] == "ghcr.io" and "registryAuth" in provider.secret_inputs
+
+
+def test_a_cluster_without_web_declares_no_web_service() -> None:
+    raw, secrets = cluster_config(web={"enabled": False})
+    run = run_program(raw, secrets, stack="prod")
+    assert [s.name for s in run.of_type(SERVICE)] == ["worker-0123456789ab"]
+
+
+def test_a_cluster_needs_a_pushed_image() -> None:
+    raw, secrets = cluster_config()
+    with pytest.raises(ConfigError) as err:
+        parse_config({**raw, "image": {**raw["image"], "push": False}}, secrets, "prod", "a" * 40)
+    assert "cutover:image.push = false: expected true on a cluster (cluster.enabled)" in str(err.value)
+    # a digest given to deploy is pulled by every node as it is
+    ref = {**raw["image"], "push": False, "ref": "ghcr.io/acme/web@sha256:" + "1" * 64}
+    assert parse_config({**raw, "image": ref}, secrets, "prod", "a" * 40).cluster.enabled
+
+
 def test_a_single_instance_role_is_refused_on_a_cluster() -> None:
     bot = {"command": ["python", "-m", "bot"], "overlap": False, "healthcheck": {"command": ["true"]}}
     raw, secrets = cluster_config(roles={"bot": bot})
@@ -168,7 +195,7 @@ def run_cluster_script(
     tmp_path: Any, running: str, shutdown_before: str, shutdown_after: str, probation_s: int = 2
 ) -> subprocess.CompletedProcess[str]:
     """The go-live step's gate and probation (no proxy) against a stand-in `docker` whose answers change
-    once the probation started: tasks that stopped before it are not held against the release."""
+    once the release went live: tasks that stopped before that are not held against the release."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "docker").write_text(FAKE_DOCKER)
@@ -182,8 +209,11 @@ def run_cluster_script(
         None, [], drain_s=0, wait_healthy_s=1, verification=None, probation=Probation(probation_s, 10),
         watched=["worker-1", "worker-1"], on_cluster=True,
     )  # fmt: skip
-    # the task list changes once probation began: the stopped_before snapshot is taken first
-    script = script.replace("verdict=''", f"verdict=''\nprintf '%s' {shlex.quote(shutdown_after)} > \"$STATE/worker-1.shutdown\"", 1)
+    # the task list changes once the release went live (during the verification, say): the tasks stopped
+    # before that were noted just before it went live
+    live = 'went_live="$(date +%s)"'
+    assert script.index("stopped_before=") < script.index(live)
+    script = script.replace(live, f"{live}\nprintf '%s' {shlex.quote(shutdown_after)} > \"$STATE/worker-1.shutdown\"", 1)
     return subprocess.run(
         ["sh", "-c", script], env={"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(state)}, capture_output=True, text=True, timeout=30
     )

@@ -419,12 +419,16 @@ def cluster_web_service() -> Registration:
 
 
 def read_back(inputs: dict[str, Any]) -> dict[str, Any]:
-    """What service_read stores for a service the daemon created from `inputs`: the platforms the registry's
-    manifest named, the networks by their ID with empty aliases and options."""
-    task = copy.deepcopy(inputs["taskSpec"])
-    task.setdefault("placement", {})["platforms"] = [{"architecture": "amd64", "os": "linux"}]
-    task["networksAdvanceds"] = [{"id": n["id"], "aliases": [], "driverOpts": []} for n in task["networksAdvanceds"]]
-    return {**inputs, "taskSpec": task, "name": "web-0123456789ab-1234567", "id": "svc1"}
+    """What the provider stores for a service created from `inputs`: the spec it sends (durations in
+    nanoseconds, env as NAME=value lines, networks as targets), as the daemon keeps it with the platforms
+    Create asked the registry for, read back by readback.service_state."""
+    from tests.e2e.replay.readback import service_state
+
+    body = providers.service_spec_body(inputs)
+    body["TaskTemplate"]["Placement"]["Platforms"] = [{"Architecture": "amd64", "OS": "linux"}]
+    body["TaskTemplate"]["RestartPolicy"] = {"Condition": "any", "Delay": 5 * 10**9, "MaxAttempts": 0}  # Swarm's defaults
+    info = {"ID": "svc1", "Spec": {**body, "Name": "web-0123456789ab-1234567"}, "Endpoint": {"Spec": {"Mode": "dnsrr"}}}
+    return {**service_state(info, inputs), "id": "svc1"}
 
 
 def test_a_service_read_back_is_no_change_thanks_to_the_programs_ignore_changes() -> None:
@@ -500,3 +504,12 @@ def test_convergence_counts_one_running_task_per_slot_on_nodes_that_are_up() -> 
     tasks = [task(1, "running", "n1"), task(2, "starting", "n2"), task(2, "running", "n3"), task(3, "running", "n3")]
     assert providers.running_tasks(FakeSwarm(tasks, {"n3"}), "svc", 3) == 1  # type: ignore[arg-type]
     assert providers.running_tasks(FakeSwarm(tasks, set()), "svc", 3) == 2  # type: ignore[arg-type]
+
+
+def test_a_duration_in_gos_long_form_would_replace_the_service_on_every_update() -> None:
+    svc = cluster_web_service()
+    long_form = copy.deepcopy(svc.inputs)
+    long_form["taskSpec"]["containerSpec"]["stopGracePeriod"] = "10m0s"  # what go_duration gives; Read says "10m"
+    old = plan.Old(plan.SERVICE, long_form, read_back(long_form), ())
+    assert old.outputs["taskSpec"]["containerSpec"]["stopGracePeriod"] == "10m"
+    assert plan.decide(plan.SERVICE, old, long_form, svc.options, force_new(plan.SERVICE)).action == "replace"

@@ -2,8 +2,7 @@
 
 Each node is a container that runs its own dockerd (the node image is a stand-in built from
 Debian bookworm packages, like infra's base images). Node 1 is the only manager; nodes 2..N
-join as workers. What this host allows and what it does not is measured in
-../shared/research/swarm-on-one-machine.md beside the project (cited below as "research"):
+join as workers. What the machines the tests run on allow, and what they do not:
 
     no --privileged (CAP_SYS_RESOURCE is missing from the bounding set): a replacement set of
         flags, and the entrypoint remounts /sys and the cgroup v1 mounts read-write
@@ -56,9 +55,10 @@ NAME_PREFIX = "cutover-swarm-"
 HOST_DIR = "/cutover-host"  # where the nodes see the shared directory
 REGISTRY_SOCKET = "registry.sock"
 
-# The research's replacement for --privileged (pitfall 1), --tmpfs /run so that a killed node
-# keeps no pid file (pitfall 4), and --init as the research's nodes ran (tini as PID 1 passes
-# signals on to dockerd and reaps orphans, such as exited socat children).
+# What works instead of --privileged (refused: Docker 20.10 asks for every capability, and the bounding set
+# lacks CAP_SYS_RESOURCE), --tmpfs /run so that a killed node keeps no pid file (its dockerd would not start
+# again: "pid file found"), and --init (tini as PID 1 passes signals on to dockerd and reaps orphans, such as
+# exited socat children).
 NODE_FLAGS = (
     "--init",
     "--cap-add", "ALL",
@@ -76,19 +76,19 @@ NODE_FLAGS = (
 _SUBNET_BASE = ipaddress.IPv4Network("10.213.0.0/16")
 
 _NODE_ENTRYPOINT = r"""#!/bin/sh
-# A Swarm node: dockerd in a container without --privileged (research swarm-on-one-machine.md).
+# A Swarm node: dockerd in a container without --privileged.
 # Any other command (the stand-in's probe) runs as it is.
 set -eu
 if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then exec "$@"; fi
 # --privileged is refused on this host; with the flags that replace it /sys and the cgroup v1
-# mounts stay read-only, and dockerd must write there (research, pitfall 1)
+# mounts stay read-only, and dockerd must write there
 mount -o remount,rw /sys
 # the cgroup v1 hierarchies are bind mounts of the host's: only this mount's flag may change
 # (`remount,rw` without `bind` asks for the shared superblock: "mount point is busy")
 awk '$2 ~ "^/sys/fs/cgroup" { print $2, $3 }' /proc/self/mounts | while read -r dir fstype; do
     if [ "$fstype" = cgroup ]; then mount -o remount,bind,rw "$dir"; else mount -o remount,rw "$dir"; fi
 done
-# a restarted node must not find the pid files of its killed dockerd (research, pitfall 4)
+# a restarted node must not find the pid files of its killed dockerd
 rm -f /run/docker.pid /run/docker/containerd/containerd.pid
 if [ -n "${CUTOVER_REGISTRY_PORT:-}" ]; then
     # the registry listens on the host's loopback: this node's 127.0.0.1:<port> reaches it
@@ -111,12 +111,12 @@ _NODE_PROBE = (
 
 NODE_STANDIN = infra.StandIn(
     name="cutover-swarm-node:bookworm",
-    # Debian's docker.io 20.10 (the research's node version) brings containerd, runc and tini
+    # Debian's docker.io 20.10 (the engine the tests run on) brings containerd, runc and tini
     # (docker-init, for `--init` inside the nodes); socat forwards to the registry
     packages=("docker.io", "iptables", "procps", "iproute2", "ca-certificates", "socat"),
     changes=(
         f"ENV PATH={infra._STANDIN_PATH}",
-        # overlay2 inside a node needs a non-overlay file system (research, pitfall 3): a volume
+        # overlay2 inside a node needs a non-overlay file system: a volume
         "VOLUME /var/lib/docker",
         'ENTRYPOINT ["/usr/local/bin/cutover-swarm-node"]',
     ),
@@ -146,8 +146,8 @@ class GiveUpError(infra.InfraError):
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
     """Call `predicate` until it returns something truthy (returned) or `timeout` seconds pass
     (InfraError naming `what` and the last error or value); an InfraError from `predicate` counts
-    as "not yet", a GiveUpError ends the wait. Every wait here is bounded: an unbounded wait hung
-    a run for 10 minutes (research, pitfall 10)."""
+    as "not yet", a GiveUpError ends the wait. Every wait here is bounded (a node that cannot
+    start again would otherwise hold the run until CI's own limit)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -302,11 +302,11 @@ class Cluster:
         self.manager("node", "update", *args, node)
 
     def kill(self, node: str) -> None:
-        """SIGKILL the node's container: a crash (its TCP connections close; research, pitfall 8)."""
+        """SIGKILL the node's container: a crash (its TCP connections close)."""
         infra.docker("kill", node, timeout=60)
 
     def pause(self, node: str) -> None:
-        """Freeze the node's processes: a hung node (connections stay open; research, pitfall 8)."""
+        """Freeze the node's processes: a hung node (connections stay open)."""
         infra.docker("pause", node, timeout=60)
 
     def unpause(self, node: str) -> None:
@@ -314,7 +314,7 @@ class Cluster:
 
     def start(self, node: str, timeout: float = 60.0) -> float:
         """Start a killed (or stopped) node's container again and wait until its dockerd is back in the swarm
-        and the manager lists it Ready; return the seconds it took (1.6 s in the research). For
+        and the manager lists it Ready; return the seconds it took (1–2 s). For
         the manager, also until every other running node is Ready again: a restarted manager
         lists the workers Unknown until their next heartbeat."""
         started = time.monotonic()
@@ -477,7 +477,7 @@ def _container_state(node: str) -> dict[str, Any]:
 
 
 def _wait_dockerd(node: str, timeout: float) -> None:
-    """Until the node's dockerd answers (about 1 s in the research); its log if the container exits."""
+    """Until the node's dockerd answers (about 1 s); its log if the container exits."""
 
     def answers() -> bool:
         if not _container_state(node).get("Running"):
@@ -507,7 +507,7 @@ def start_cluster(
 
     publish: ports that node 1 publishes on the host's loopback as the same port (an edge
     container in node 1 that publishes a port answers on 127.0.0.1:<port> of the host; no
-    ingress mesh here: research, limit 2). registry: the nodes pull its 127.0.0.1:<port>
+    ingress mesh without IPVS). registry: the nodes pull its 127.0.0.1:<port>
     references (see the module docstring). labels: node number (1: the manager) -> Swarm node labels.
     The whole start is bounded by `timeout`; everything created is removed afterwards,
     whatever happens, and so is what an interrupted run left before."""

@@ -11,7 +11,7 @@ a real registry every node pulls from, Caddy and Redis on the manager, 3 web tas
     3  an unhealthy release: its service never converges; the provider removes it, the old
        release serves throughout (0 failed)
     4  a release that crashes during probation: the previous release serves again
-    5  a rollback by digest: no build, 0 failed
+    5  a rollback by digest: no build, 0 failed; the same again changes no service
     6  a worker node killed under load, then one frozen (`docker pause`): failed requests and
        the time until its tasks run elsewhere (what a user should expect; no bound is claimed
        beyond the site answering again and web being whole again)
@@ -51,7 +51,7 @@ WORKER = {
     "stopTimeout": "20s",
     "healthcheck": {"command": ["python", "-m", "heartbeat", "30"], "interval": "1s", "startPeriod": "5s"},
 }
-# the load a 2-core machine carries beside three nodes (research: CPU-bound above about 1,000 req/s)
+# the load a 2-core machine carries beside three nodes and what they run
 KEEP_ALIVE, FRESH, RATE = 8, 2, 200  # RATE: per kind of client
 
 
@@ -124,7 +124,8 @@ def on_swarm(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterat
                 {
                     # node 1 publishes the port to this machine's loopback, from its own address
                     "proxy": {"bindAddress": None},
-                    "cluster": {"enabled": True, "convergeTimeout": "30s"},
+                    # the first pull of a release on three nodes at once takes its time on 2 cores
+                    "cluster": {"enabled": True, "convergeTimeout": "90s"},
                     "redis": {"enabled": True, "image": "redis:7"},
                     "redisPassword": password,
                     "roles": {"worker": WORKER},
@@ -235,11 +236,11 @@ def test_3_an_unhealthy_release_is_refused_and_removed(on_swarm: Swarm, e2e_resu
     before = [s for s in env.services() if s.startswith("web-")]
     with env.load() as load:
         with pytest.raises(UpdateFailedError) as failed:
-            env.up("v3", overrides={"web": {"env": {"APP_FAIL_HEALTH": "1"}}})
+            env.up("v3", overrides={"web": {"env": {"APP_FAIL_HEALTH": "1"}}, "cluster": {"convergeTimeout": "20s"}})
         load.stop()
     message = str(failed.value)
     record(e2e_results, "cluster_3_unhealthy_refused", {**load.numbers(), "refused_after_s": round(failed.value.result.duration, 1)})
-    assert "did not converge after 30s" in message, message
+    assert "did not converge after 20s" in message, message
     # the worker's new service converged and runs beside the old one until the next update (as its containers would on
     # one host); web's did not and is gone
     assert [s for s in env.services() if s.startswith("web-")] == before, "the provider removed the service that did not converge"
@@ -272,13 +273,17 @@ def test_4_a_release_that_crashes_on_probation_is_taken_back(on_swarm: Swarm, e2
 def test_5_a_rollback_by_digest_builds_nothing(on_swarm: Swarm, e2e_results: dict[str, Any]) -> None:
     env = on_swarm
     v1 = next(r for r in env.stack.outputs["releases"] if r["tag"] == env.sha("v1"))
+    digest = v1["imageRef"].rsplit("@", 1)[1]
     with env.load() as load:
-        result = env.up("v5", rollback_to=v1["imageRef"].rsplit("@", 1)[1])
+        result = env.up("v5", rollback_to=digest)
+        # the same again (a re-run of the workflow): the services as Read stored them are what the program declares
+        again = env.up("v5", rollback_to=digest)
         load.stop()
     builds = [o for o in result.ops if o.type == "docker:index/image:Image" and o.action in ("create", "update", "replace")]
     record(e2e_results, "cluster_5_rollback", {**load.numbers(), "deploy_s": round(result.duration, 1), "builds": len(builds)})
     assert health(env)["version"] == env.sha("v1")
     assert builds == [], result.actions()
+    assert again.changed("docker:index/service:Service") == [] and not again.ran("switch-traffic"), again.actions()
     assert env.stack.outputs["release"]["source"] == "rollback" and env.stack.outputs["release"]["imageRef"] == v1["imageRef"]
     load.assert_nothing_failed()
 

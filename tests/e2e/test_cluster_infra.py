@@ -133,7 +133,7 @@ def test_2_a_dnsrr_service_from_the_registry_spreads_over_the_nodes(env: Env) ->
     swarm = env.cluster
     swarm.manager("network", "create", "--driver", "overlay", "--attachable", OVERLAY)
     started = time.monotonic()
-    # no IPVS in this kernel, so no VIP: dnsrr (research swarm-on-one-machine.md, limit 2); the host's
+    # no IPVS in this kernel, so no VIP: dnsrr; the host's
     # registry login travels with the service (--with-registry-auth), as from a deploy machine
     swarm.manager("service", "create", "--detach", "--name", SERVICE, "--with-registry-auth", "--endpoint-mode", "dnsrr",
                   "--network", OVERLAY, "--replicas", "3", "--init", "--hostname", "{{.Node.Hostname}}",

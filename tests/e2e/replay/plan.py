@@ -150,13 +150,22 @@ def _without(value: Any, path: list[str]) -> Any:
     return {**value, path[0]: _without(value[path[0]], path[1:])}
 
 
+def _zero(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, (int, float)):
+        return value == 0
+    return value in (None, "", [], {})
+
+
 def _pruned(value: Any) -> Any:
-    """Empty lists, maps and strings dropped, however deep: the SDK diffs a list or set by its count first
-    ("#": 0 against an absent one is no change, terraform-plugin-sdk helper/schema/schema.go diffList), and
-    an empty string against an unset one is none either (diffString)."""
+    """Zero values dropped, however deep: the SDK diffs a list or set by its count first ("#": 0 against an
+    absent one is no change, terraform-plugin-sdk helper/schema/schema.go diffList), and reads an unset
+    string, number or bool as its zero value, so "", 0 and false against an unset one are no change either
+    (diffString)."""
     if isinstance(value, dict):
         kept = {k: _pruned(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v not in ([], {}, "", None)}
+        return {k: v for k, v in kept.items() if not _zero(v)}
     if isinstance(value, list):
         return [_pruned(v) for v in value]
     return value

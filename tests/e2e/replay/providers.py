@@ -52,6 +52,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -62,7 +63,7 @@ from typing import Any
 
 from tests.e2e.replay.docker_api import DockerAPI, DockerAPIError
 from tests.e2e.replay.plan import container_config
-from tests.e2e.replay.readback import container_state
+from tests.e2e.replay.readback import container_state, go_duration_from_ns, service_state
 from tests.harness import ROOT
 
 HEALTH_POLL_S = 1.0  # KW funcs.go:590-628: one ContainerInspect a second while waiting for "healthy"
@@ -546,26 +547,22 @@ def service_create(provider: DockerProvider, urn_name: str, inputs: Mapping[str,
         while running_tasks(api, sid, replicas) != replicas:
             wait = min(max(wait * 2, CONVERGE_MIN_POLL_S), CONVERGE_MAX_POLL_S)
             if time.monotonic() - started + wait > timeout:
+                # not in the provider's message: why, for whoever reads the test's log
+                tasks = api.call("GET", "/tasks", query={"filters": json.dumps({"service": [sid]})}) or []
+                why = sorted({f"{(t.get('Status') or {}).get('State')}: {(t.get('Status') or {}).get('Err', '')}" for t in tasks})
+                print(f"[replay] service {name} did not converge; its tasks: {why}", file=sys.stderr, flush=True)
                 state = {"taskSpec": inputs["taskSpec"], "name": name}
                 service_delete(provider, sid, state)
-                raise ProviderError(f"Service with ID ({sid}) did not converge after {converge.get('timeout') or CONVERGE_TIMEOUT_DEFAULT}")
+                # DidNotConvergeError prints the timeout as a time.Duration (F:350-355): "3m0s", "30s"
+                shown = go_duration_from_ns(go_duration_ns(converge.get("timeout") or CONVERGE_TIMEOUT_DEFAULT))
+                raise ProviderError(f"Service with ID ({sid}) did not converge after {shown}")
             time.sleep(wait)
     return sid, service_read(api, sid, {**inputs, "name": name})
 
 
 def service_read(api: DockerAPI, sid: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """What Read stores (KW F:83-167, flatten in S): the config, with the task spec's placement platforms as the
-    service has them (filled in at create from the image's manifest), and its networks by ID only (S:526-541)."""
-    info = api.call("GET", f"/services/{sid}")
-    template = (info.get("Spec") or {}).get("TaskTemplate") or {}
-    task = copy_json(config["taskSpec"])
-    platforms = (template.get("Placement") or {}).get("Platforms") or []
-    if platforms:
-        task.setdefault("placement", {})["platforms"] = [
-            {"architecture": p.get("Architecture", ""), "os": p.get("OS", "")} for p in platforms
-        ]
-    task["networksAdvanceds"] = [{"id": n["Target"], "aliases": [], "driverOpts": []} for n in template.get("Networks") or []]
-    return {**config, "taskSpec": task, "id": sid}
+    """Read (KW F:83-167): what the daemon reports, as the provider stores it (readback.service_state)."""
+    return {**service_state(api.call("GET", f"/services/{sid}"), config), "id": sid}
 
 
 def service_refresh(provider: DockerProvider, sid: str, state: Mapping[str, Any]) -> dict[str, Any] | None:

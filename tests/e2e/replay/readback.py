@@ -113,3 +113,88 @@ def container_state(inspect: Mapping[str, Any], prior: Mapping[str, Any]) -> dic
     if not running and prior.get("mustRun", True):
         out["mustRun"] = False
     return out
+
+
+# --------------------------------------------------------------------------- docker_service
+
+
+def short_duration_from_ns(ns: int) -> str:
+    """KW shortDur (resource_docker_service_structures.go:1341-1350): Go's Duration.String(), then a trailing
+    "m0s" loses its "0s" and a trailing "h0m" its "0m"."""
+    text = go_duration_from_ns(ns)
+    if text.endswith("m0s"):
+        text = text[:-2]
+    if text.endswith("h0m"):
+        text = text[:-2]
+    return text
+
+
+def _label_list(labels: Mapping[str, str] | None) -> list[dict[str, str]]:
+    return [{"label": k, "value": v} for k, v in sorted((labels or {}).items())]
+
+
+def service_state(info: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """What Read stores for a service (KW resource_docker_service_funcs.go:83-167, flattened by
+    resource_docker_service_structures.go:21-590), for the fields this program sets, from what the daemon
+    reports (GET /services/<id>): durations in the short form, env as a map, labels as lists, tmpfs mounts with
+    their size and mode, limits, the placement with the platforms Create wrote, networks by ID only (S:526-541),
+    the replicas and the endpoint mode. `auth` and `converge_config` are never read (the config's stay)."""
+    spec = info.get("Spec") or {}
+    task = spec.get("TaskTemplate") or {}
+    c = task.get("ContainerSpec") or {}
+    hc = c.get("Healthcheck") or {}
+    container: dict[str, Any] = {
+        "image": c.get("Image", ""),
+        "args": list(c.get("Args") or []),
+        "command": list(c.get("Command") or []),
+        "env": dict(line.split("=", 1) for line in c.get("Env") or []),
+        "labels": _label_list(c.get("Labels")),
+        "user": c.get("User", ""),
+        "readOnly": bool(c.get("ReadOnly")),
+        "mounts": [
+            {
+                "type": m.get("Type", ""),
+                "target": m.get("Target", ""),
+                "tmpfsOptions": {
+                    "sizeBytes": (m.get("TmpfsOptions") or {}).get("SizeBytes", 0),
+                    "mode": (m.get("TmpfsOptions") or {}).get("Mode", 0) & 0o777,
+                },
+            }
+            for m in c.get("Mounts") or []
+        ],
+        "healthcheck": {
+            "tests": list(hc.get("Test") or []),
+            "interval": short_duration_from_ns(hc.get("Interval") or 0),
+            "timeout": short_duration_from_ns(hc.get("Timeout") or 0),
+            "startPeriod": short_duration_from_ns(hc.get("StartPeriod") or 0),
+            "retries": hc.get("Retries", 0),
+        },
+        "stopSignal": c.get("StopSignal", ""),
+        "stopGracePeriod": short_duration_from_ns(c.get("StopGracePeriod") or 0),
+        "capDrops": list(c.get("CapabilityDrop") or []),
+        "init": bool(c.get("Init")),
+    }
+    limits = (task.get("Resources") or {}).get("Limits") or {}
+    placement = task.get("Placement") or {}
+    task_state: dict[str, Any] = {
+        "containerSpec": container,
+        "resources": {"limits": {"nanoCpus": limits.get("NanoCPUs", 0), "memoryBytes": limits.get("MemoryBytes", 0)}},
+        "placement": {
+            "constraints": list(placement.get("Constraints") or []),
+            "prefs": [p["Spread"]["SpreadDescriptor"] for p in placement.get("Preferences") or [] if p.get("Spread")],
+            "platforms": [{"architecture": p.get("Architecture", ""), "os": p.get("OS", "")} for p in placement.get("Platforms") or []],
+        },
+        "networksAdvanceds": [{"id": n.get("Target", ""), "aliases": [], "driverOpts": []} for n in task.get("Networks") or []],
+    }
+    if task.get("LogDriver"):
+        task_state["logDriver"] = {"name": task["LogDriver"].get("Name", ""), "options": dict(task["LogDriver"].get("Options") or {})}
+    endpoint = (info.get("Endpoint") or {}).get("Spec") or spec.get("EndpointSpec") or {}
+    state: dict[str, Any] = {
+        **{k: v for k, v in config.items() if k in ("auth", "convergeConfig")},
+        "name": spec.get("Name", ""),
+        "labels": _label_list(spec.get("Labels")),
+        "mode": {"replicated": {"replicas": ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0)}},
+        "endpointSpec": {"mode": endpoint.get("Mode", "")},
+        "taskSpec": task_state,
+    }
+    return state
