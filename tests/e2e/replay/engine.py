@@ -268,34 +268,31 @@ class Engine:
         result.ops.append(op)
         try:
             if a.type.startswith("docker:"):
-                provider = self._docker(a)
-                if a.type == plan.CONTAINER:
-                    read = providers.container_read(provider, a.id, a.outputs)
-                    if read is None:
-                        op.detail = "gone"
-                        with self._lock:
-                            self.state.pop(a.urn, None)
-                        return
-                    a.outputs = read
-                elif a.type == plan.SERVICE:
-                    found = providers.service_refresh(provider, a.id, a.outputs)
-                    if found is None:
-                        op.detail = "gone"
-                        with self._lock:
-                            self.state.pop(a.urn, None)
-                        return
-                    a.outputs = found
-                elif a.type == plan.REMOTE_IMAGE and provider.client().inspect_image(a.outputs.get("imageId", a.inputs["name"])) is None:
+                read = self._read(a, self._docker(a))
+                if read is None:  # Read found it gone: refresh drops it from the state
                     op.detail = "gone"
                     with self._lock:
                         self.state.pop(a.urn, None)
                     return
+                a.outputs = read
             a.init_errors = ()  # a successful Read clears them (PE step.go:1642)
         except (ProviderError, DockerAPIError) as exc:
             op.ok, op.detail = False, str(exc)
             raise
         finally:
             op.end = time.monotonic()
+
+    @staticmethod
+    def _read(a: Applied, provider: DockerProvider) -> dict[str, Any] | None:
+        """The provider's Read of one docker resource: what it stores now, or None when the resource is gone.
+        A network or a volume is not read (README: what the replay does not model): kept as stored."""
+        if a.type == plan.CONTAINER:
+            return providers.container_read(provider, a.id, a.outputs)
+        if a.type == plan.SERVICE:
+            return providers.service_refresh(provider, a.id, a.outputs)
+        if a.type == plan.REMOTE_IMAGE and provider.client().inspect_image(a.outputs.get("imageId", a.inputs["name"])) is None:
+            return None
+        return a.outputs
 
     # ------------------------------------------------------------------ pulumi up
 

@@ -574,10 +574,6 @@ def service_refresh(provider: DockerProvider, sid: str, state: Mapping[str, Any]
     return service_read(api, sid, {k: v for k, v in state.items() if k != "id"})
 
 
-def copy_json(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
 def service_delete(provider: DockerProvider, sid: str, state: Mapping[str, Any]) -> None:
     """deleteService (KW F:261-337): with a stop grace period, the containers of the service's tasks not yet
     shut down are noted (on the node the provider talks to; others answer "No such container"), the service
