@@ -41,7 +41,7 @@ endif
 # (memory only); the docker provider's ssh logs in with it (components/ssh.py).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
-.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench lint fmt workflows tools-pulumi tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows tools-pulumi tools-deploy clean
 
 $(BIN)/.program: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -131,6 +131,10 @@ e2e: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m tests.e2e.bench --runs 3 --write BENCHMARKS.md
 	$(BIN)/python -m tests.e2e.bench_proxy --runs 3 --write BENCHMARKS.md
+
+# restarts this machine's dockerd 20 times: only where every container on it may stop
+bench-restart: $(BIN)/.installed
+	CUTOVER_E2E_RESTART_DOCKERD=1 $(BIN)/python -m tests.e2e.bench_restart --restarts 20 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .coverage

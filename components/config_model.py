@@ -178,6 +178,8 @@ class RoleConfig:
 @dataclass(frozen=True)
 class ProxyConfig:
     image: str = "caddy:2"
+    # a Docker CLI image: the keeper that starts the proxy again when the engine's restart raced it (components/proxy.py)
+    keeper_image: str = "docker:28-cli"
     http_port: int = 80
     https_port: int | None = 443
     domain: str | None = None

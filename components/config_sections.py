@@ -329,6 +329,9 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
     image = r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'")
     if caddy_too_old(image):
         r.fail("proxy.image", image, "Caddy 2.8 or newer (the switch relies on its {file.*} placeholders), like 'caddy:2'")
+    keeper_image = r.value(
+        o, "proxy", "keeperImage", "docker:28-cli", _str(re.compile(r"^\S+$")), "an image with the Docker CLI, like 'docker:28-cli'"
+    )
     acme_ca = r.value(
         o,
         "proxy",
@@ -354,6 +357,7 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
             )
     return ProxyConfig(
         image=image,
+        keeper_image=keeper_image,
         http_port=http,
         https_port=https,
         domain=domain,

@@ -8,7 +8,9 @@ the current config and those files (/etc/caddy) across restarts and upgrades.
 Two containers: `<prefix>-ports` holds the host ports and the edge network and
 does nothing else; Caddy (`<prefix>-proxy-<7 hex>`) runs in its
 network namespace, so an upgrade of Caddy starts the new one beside the old one
-on the same ports and drops no connection.
+on the same ports and drops no connection. A third, `<prefix>-proxy-keeper`,
+starts Caddy again when an engine restart started it before the ports
+container (see components/specs.py proxy_keeper_script).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pulumi_docker as docker
 
 from components.config import StackConfig
 from components.host import DockerHost
-from components.specs import labels, ports_container, proxy_container
+from components.specs import labels, ports_container, proxy_container, proxy_keeper_container
 from components.workload import network_options
 
 
@@ -35,6 +37,7 @@ class EdgeProxy(pulumi.ComponentResource):
     network_id: pulumi.Output[str]  # what a cluster's services name it by (components/workload.py)
     container: docker.Container  # Caddy
     ports: docker.Container  # holds the host ports and the edge network
+    keeper: docker.Container  # starts Caddy again if the engine's restart raced it
     name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EdgeProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -79,6 +82,14 @@ class EdgeProxy(pulumi.ComponentResource):
             f"{prefix}-proxy",
             **proxy_container(cfg, image.image_id, ports.id.apply(lambda i: f"container:{i}"), volumes),
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=False, depends_on=[ports])),
+        )
+        # Its own container with no network, so that nothing it depends on can be missing when the engine starts
+        # it; it only ever starts a proxy the engine failed to start, so it never races Pulumi.
+        keeper_image = docker.RemoteImage(f"{name}-keeper-image", name=cfg.proxy.keeper_image, keep_locally=True, opts=on_host)
+        self.keeper = docker.Container(
+            f"{name}-keeper",
+            **proxy_keeper_container(cfg, keeper_image.image_id),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),  # it has a name
         )
         self.ports = ports
         self.network = network.name

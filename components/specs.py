@@ -10,6 +10,7 @@ host are in components/scripts.py.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from components.caddyfile import ADMIN_SOCKET
@@ -160,6 +161,69 @@ def ports_container(cfg: StackConfig, image_id: Any, network: Any) -> dict[str, 
         "stop_timeout": 5,
         "destroy_grace_seconds": 10,
         "labels": labels(cfg, "ports"),
+        **HARDENING,
+    }  # fmt: skip
+
+
+# The engine's own socket on the server, where the Docker CLI looks by default: the keeper's only way in.
+DOCKER_SOCKET = "/var/run/docker.sock"
+KEEPER_INTERVAL_S = 2
+# How the engine words a start refused because the container whose network namespace it joins is not running
+# (moby v20.10.24 daemon/container_operations.go:1002-1007 getNetworkedContainer "cannot join network of a non
+# running container", errors.go:32-33 "... is restarting, wait until the container is running"; v28.5.2
+# daemon/container_operations.go:925-929 "cannot join network namespace of ...").
+JOIN_REFUSED = ('*"cannot join network"*', '*"is restarting, wait until the container is running"*')
+
+
+def proxy_keeper_script(cfg: StackConfig) -> str:
+    """The keeper's loop: every KEEPER_INTERVAL_S, while the ports container runs, start each of this stack's
+    proxies that the engine failed to start because the ports container was not running yet.
+
+    Why: when the engine starts again (a dockerd restart, a reboot) it starts every container with a restart
+    policy at once, in no order but legacy links' (moby v20.10.24 daemon/daemon.go:510-541; the same in
+    v28.5.2 daemon/daemon.go:568-600), so Caddy may start before the container whose network it joins; that
+    start fails, the failed start is never retried (daemon/start.go:121-140 only records the error), and the
+    site stays down (moby issue 50326). A link cannot order them: Docker refuses links with a `container:`
+    network mode (runconfig/hostconfig.go:56, ErrConflictContainerNetworkAndLinks). Only a
+    start refused for that reason is retried: a proxy stopped on purpose (an old one Pulumi is deleting) has no
+    error and is left alone; a proxy that failed for any other reason is left to the next deploy, never put
+    back into the shared ports by a loop."""
+    ports = shlex.quote(f"{cfg.resource_prefix}-ports")
+    filters = " ".join(
+        f"--filter {shlex.quote(f)}"
+        for f in (f"label=cutover.app={cfg.app_name}", f"label=cutover.stack={cfg.stack}", "label=cutover.role=proxy")
+    )
+    return f"""trap 'exit 0' TERM INT
+echo "keeping the proxies in {ports} running"
+while :; do
+  if [ "$(docker inspect -f '{{{{.State.Running}}}}' {ports} 2>/dev/null)" = true ]; then
+    for id in $(docker ps -aq {filters} --filter status=exited --filter status=created); do
+      error=$(docker inspect -f '{{{{.State.Error}}}}' "$id" 2>/dev/null) || continue
+      case "$error" in
+        {"|".join(JOIN_REFUSED)})
+          echo "proxy $id was not started ($error): starting it"
+          docker start "$id" >/dev/null || echo "proxy $id: the start failed, again in {KEEPER_INTERVAL_S} s" ;;
+      esac
+    done
+  fi
+  sleep {KEEPER_INTERVAL_S} & wait $!
+done
+"""
+
+
+def proxy_keeper_container(cfg: StackConfig, image_id: Any) -> dict[str, Any]:
+    """The proxy's keeper (proxy_keeper_script): the Docker CLI with the engine's socket and no network at all,
+    so that its own start depends on no other container."""
+    return {
+        "image": image_id,
+        "name": f"{cfg.resource_prefix}-proxy-keeper",
+        "command": ["sh", "-c", proxy_keeper_script(cfg)],
+        "network_mode": "none",
+        "read_only": True,
+        "volumes": [{"host_path": DOCKER_SOCKET, "container_path": DOCKER_SOCKET}],
+        "stop_timeout": 5,
+        "destroy_grace_seconds": 10,
+        "labels": labels(cfg, "proxy-keeper"),
         **HARDENING,
     }  # fmt: skip
 

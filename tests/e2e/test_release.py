@@ -17,7 +17,9 @@ Caddy edge proxy, and steady traffic through it:
         env var, then a secret one): new containers first, the switch, the old ones go;
         WebSocket and event-stream clients across a release: each stream stays open through
         the switch, is closed cleanly when its container stops, and reconnects to the new one
-    6   a crashed or killed web container, and a restarted dockerd: the service comes back
+    6   a crashed or killed web container, and a restarted dockerd: the service comes back;
+        the proxy started before the container that holds its ports (the race an engine
+        restart can run): the keeper starts it again, and leaves a proxy stopped on purpose
     7   a failing migration: no new web container, the old release keeps answering
     8   10 switches in a row under load: 0 failed requests in total
     9   a release that fails the verification through the proxy: the previous upstreams come
@@ -48,7 +50,6 @@ import os
 import re
 import secrets
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ from typing import Any
 
 import pytest
 
+from components.specs import KEEPER_INTERVAL_S
 from tests.e2e import infra
 from tests.e2e.bench import Load
 from tests.e2e.conftest import may_restart_dockerd, record, tools_problem, unavailable
@@ -575,40 +577,76 @@ def test_6_web_containers_come_back_by_themselves(e2e: E2E, e2e_results: dict[st
     assert answered < 30, res.summary()
 
 
-def _gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting for its parent counts as exited)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
     reason = may_restart_dockerd()
     if reason:
         record(e2e_results, "6_dockerd_restart", {"skipped": reason})
         pytest.skip(reason)
-    pidfile = Path("/var/run/docker.pid")
-    pid = int(pidfile.read_text().strip())
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    environ = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in v)
     with Load(e2e.url()) as load:
         stopped = time.monotonic()
-        os.kill(pid, signal.SIGTERM)
-        _wait(lambda: _gone(pid), 120)
-        with open(infra.CACHE_DIR / "dockerd.log", "ab") as log:  # the same daemon again, as it was started
-            subprocess.Popen(argv, env=environ, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        engine_back = _wait(lambda: infra.docker("version", check=False).returncode == 0, 60)
+        engine_back = infra.restart_dockerd()
         _wait(lambda: all(_healthy(n) for n in e2e.containers), 90)
         _wait(lambda: _answers(e2e.url("/health")), 60)
         res = load.stop()
-    answered = _recovery(res, load.rel(stopped))
+    # the site, from the moment the engine answers again (it stopped every container when it stopped)
+    answered = _recovery(res, load.rel(stopped + engine_back))
+    keeper = "web-e2e-proxy-keeper"
     record(
         e2e_results,
         "6_dockerd_restart",
-        {**load.numbers(), "engine_back_after_s": round(engine_back, 1), "answered_again_after_s": round(answered, 2)},
+        {
+            **load.numbers(),
+            "engine_back_after_s": round(engine_back, 1),  # from its SIGTERM
+            "answered_after_engine_back_s": round(answered, 2),
+            # whether the engine raced the proxy's start this time, and the keeper started it again
+            "keeper_started_the_proxy": "was not started" in infra.docker("logs", keeper).stdout,
+        },
     )
     assert answered < 120, res.summary()
+
+
+def _state(name: str) -> dict[str, Any]:
+    return inspect(name)["State"]
+
+
+def test_6_a_proxy_started_before_its_ports_container_is_started_by_the_keeper(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """The race an engine restart can run, made to happen: Caddy is started while the container that holds its
+    ports (and its network namespace) is stopped, and the engine refuses it. Once that container runs again,
+    the keeper starts Caddy; a proxy stopped on purpose it leaves stopped."""
+    proxy, ports = e2e.proxy, "web-e2e-ports"
+    keeper = "web-e2e-proxy-keeper"
+    assert _state(keeper)["Running"], "the keeper runs beside the proxy"
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "6_proxy_keeper", numbers)
+    try:
+        # a proxy stopped on purpose (as Pulumi stops an old one it deletes) has no error: left alone
+        infra.docker("stop", proxy, timeout=90)
+        time.sleep(3 * KEEPER_INTERVAL_S + 1)
+        numbers["stopped_on_purpose_left_stopped"] = not _state(proxy)["Running"]
+        assert numbers["stopped_on_purpose_left_stopped"], infra.docker("logs", keeper).stdout
+        # the race: the proxy starts while the ports container does not run; the engine refuses it
+        infra.docker("stop", ports, timeout=90)
+        refused = infra.docker("start", proxy, check=False)
+        assert refused.returncode != 0 and "cannot join network" in refused.stderr, refused
+        assert "cannot join network" in _state(proxy)["Error"]
+        time.sleep(2 * KEEPER_INTERVAL_S + 1)
+        assert not _state(proxy)["Running"], "nothing to join yet: the keeper waits for the ports container"
+        with Load(e2e.url()) as load:
+            started = time.monotonic()
+            infra.docker("start", ports)
+            numbers["proxy_running_after_s"] = round(_wait(lambda: _state(proxy)["Running"], 30, step=0.1), 2)
+            _wait(lambda: _answers(e2e.url("/health")), 30)
+            res = load.stop()
+        numbers.update(load.numbers(), answered_again_after_s=round(_recovery(res, load.rel(started)), 2))
+        assert "was not started" in infra.docker("logs", keeper).stdout
+    finally:
+        # whatever happened above, the scenarios after this one need the proxy serving
+        if not _state(ports)["Running"]:
+            infra.docker("start", ports)
+        if not _state(proxy)["Running"]:
+            infra.docker("start", proxy)
+        _wait(lambda: _answers(e2e.url("/health")), 60)
+    assert numbers["proxy_running_after_s"] < 2 * KEEPER_INTERVAL_S + 2, numbers
 
 
 # --------------------------------------------------------------------------- 7. failing migration
