@@ -84,7 +84,8 @@ class EdgeProxy(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=False, depends_on=[ports])),
         )
         # Its own container with no network, so that nothing it depends on can be missing when the engine starts
-        # it; it only ever starts a proxy the engine failed to start, so it never races Pulumi.
+        # it. It starts only a proxy whose start the engine refused for want of the ports container; a proxy
+        # Pulumi stops or deletes has no such error (components/specs.py proxy_keeper_script says what else).
         keeper_image = docker.RemoteImage(f"{name}-keeper-image", name=cfg.proxy.keeper_image, keep_locally=True, opts=on_host)
         self.keeper = docker.Container(
             f"{name}-keeper",

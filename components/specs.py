@@ -165,7 +165,7 @@ def ports_container(cfg: StackConfig, image_id: Any, network: Any) -> dict[str, 
     }  # fmt: skip
 
 
-# The engine's own socket on the server, where the Docker CLI looks by default: the keeper's only way in.
+# The engine's socket on a server reached over ssh:// (the engine's default): the keeper's only way in.
 DOCKER_SOCKET = "/var/run/docker.sock"
 KEEPER_INTERVAL_S = 2
 # How the engine words a start refused because the container whose network namespace it joins is not running
@@ -175,30 +175,53 @@ KEEPER_INTERVAL_S = 2
 JOIN_REFUSED = ('*"cannot join network"*', '*"is restarting, wait until the container is running"*')
 
 
+def keeper_socket(cfg: StackConfig) -> str:
+    """The engine's socket on the server: the one `host.url` names when it is a unix:// socket (the engine is on
+    the machine running Pulumi), DOCKER_SOCKET over ssh://."""
+    url = cfg.host.url
+    return url.removeprefix("unix://") if url.startswith("unix://") else DOCKER_SOCKET
+
+
 def proxy_keeper_script(cfg: StackConfig) -> str:
     """The keeper's loop: every KEEPER_INTERVAL_S, while the ports container runs, start each of this stack's
-    proxies that the engine failed to start because the ports container was not running yet.
+    proxies that the engine refused to start because the ports container was not running yet.
 
     Why: when the engine starts again (a dockerd restart, a reboot) it starts every container with a restart
     policy at once, in no order but legacy links' (moby v20.10.24 daemon/daemon.go:510-541; the same in
     v28.5.2 daemon/daemon.go:568-600), so Caddy may start before the container whose network it joins; that
     start fails, the failed start is never retried (daemon/start.go:121-140 only records the error), and the
     site stays down (moby issue 50326). A link cannot order them: Docker refuses links with a `container:`
-    network mode (runconfig/hostconfig.go:56, ErrConflictContainerNetworkAndLinks). Only a
-    start refused for that reason is retried: a proxy stopped on purpose (an old one Pulumi is deleting) has no
-    error and is left alone; a proxy that failed for any other reason is left to the next deploy, never put
-    back into the shared ports by a loop."""
+    network mode (runconfig/hostconfig.go:56, ErrConflictContainerNetworkAndLinks). Docker 29 waits for the
+    container whose network a container joins, for 5 s at most (moby d4e026fe20, docker-v29.1.0
+    daemon/daemon.go:605-633): there the keeper is the backstop for a slower start.
+
+    Only a start refused for that reason is retried: a proxy stopped on purpose (an old one Pulumi is deleting)
+    has no error (the engine clears it when a container runs: moby v20.10.24 container/state.go:268) and is left
+    alone; a proxy that failed for any other reason is left to the next deploy. What it cannot tell: a new proxy
+    whose first start, by Pulumi, was refused for that same reason (the ports container stopped in the middle of
+    an update); that update failed, and the keeper starts that proxy once the ports run, as the engine would
+    have. An error of the keeper's own (no engine on the socket, no permission) is printed once, when it
+    changes: `docker logs <app>-<stack>-proxy-keeper`."""
     ports = shlex.quote(f"{cfg.resource_prefix}-ports")
     filters = " ".join(
         f"--filter {shlex.quote(f)}"
         for f in (f"label=cutover.app={cfg.app_name}", f"label=cutover.stack={cfg.stack}", "label=cutover.role=proxy")
     )
     return f"""trap 'exit 0' TERM INT
-echo "keeping the proxies in {ports} running"
+echo "starting the proxies of {ports} that the engine refused to start, every {KEEPER_INTERVAL_S} s"
+last=
 while :; do
-  if [ "$(docker inspect -f '{{{{.State.Running}}}}' {ports} 2>/dev/null)" = true ]; then
+  ports_running=$(docker inspect -f '{{{{.State.Running}}}}' {ports} 2>&1)
+  if [ "$ports_running" != "$last" ]; then
+    case "$ports_running" in
+      true|false|*"No such"*) ;;
+      *) echo "cannot ask the engine about {ports}: $ports_running" ;;
+    esac
+    last=$ports_running
+  fi
+  if [ "$ports_running" = true ]; then
     for id in $(docker ps -aq {filters} --filter status=exited --filter status=created); do
-      error=$(docker inspect -f '{{{{.State.Error}}}}' "$id" 2>/dev/null) || continue
+      error=$(docker inspect -f '{{{{.State.Error}}}}' "$id") || continue
       case "$error" in
         {"|".join(JOIN_REFUSED)})
           echo "proxy $id was not started ($error): starting it"
@@ -213,14 +236,17 @@ done
 
 def proxy_keeper_container(cfg: StackConfig, image_id: Any) -> dict[str, Any]:
     """The proxy's keeper (proxy_keeper_script): the Docker CLI with the engine's socket and no network at all,
-    so that its own start depends on no other container."""
+    so that its own start depends on no other container. DOCKER_HOST is set, so an image's entrypoint (the
+    official docker:cli's picks a socket or tcp://docker:2375 when it is unset) has no choice to make."""
+    socket = keeper_socket(cfg)
     return {
         "image": image_id,
         "name": f"{cfg.resource_prefix}-proxy-keeper",
         "command": ["sh", "-c", proxy_keeper_script(cfg)],
+        "envs": [f"DOCKER_HOST=unix://{DOCKER_SOCKET}"],
         "network_mode": "none",
         "read_only": True,
-        "volumes": [{"host_path": DOCKER_SOCKET, "container_path": DOCKER_SOCKET}],
+        "volumes": [{"host_path": socket, "container_path": DOCKER_SOCKET}],
         "stop_timeout": 5,
         "destroy_grace_seconds": 10,
         "labels": labels(cfg, "proxy-keeper"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import subprocess
 from typing import Any
 
 import pytest
@@ -146,14 +148,30 @@ def test_a_keeper_starts_the_proxy_the_engine_failed_to_start(full_run: ProgramR
     # nothing it depends on can be missing when the engine starts it: no network, only the engine's socket
     assert i["name"] == "web-prod-proxy-keeper" and i["networkMode"] == "none" and "networksAdvanced" not in i
     assert i["volumes"] == [{"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}]
+    assert i["envs"] == ["DOCKER_HOST=unix:///var/run/docker.sock"]
     assert i["restart"] == "unless-stopped" and i["readOnly"] is True and i["capabilities"] == {"drops": ["ALL"]}
     assert keeper.options["deleteBeforeReplace"] is True
+    assert i["command"][:2] == ["sh", "-c"]
     script = i["command"][2]
-    assert i["command"][:2] == ["sh", "-c"] and "web-prod-ports" in script
-    # this stack's proxies only, and only a start the engine refused because the ports container was not running
-    for f in ("label=cutover.app=web", "label=cutover.stack=prod", "label=cutover.role=proxy"):
-        assert f"--filter {f}" in script
-    assert '*"cannot join network"*' in script and "docker start" in script
+    subprocess.run(["sh", "-n", "-c", script], check=True)  # valid sh
+    # asks about the ports container by name, then lists this stack's stopped proxies only
+    assert "docker inspect -f '{{.State.Running}}' web-prod-ports" in script
+    filters = re.findall(r"--filter ([^ )]+)", script)
+    assert sorted(filters) == sorted(
+        ["label=cutover.app=web", "label=cutover.stack=prod", "label=cutover.role=proxy", "status=exited", "status=created"]
+    )
+    # and starts one only when the engine refused its start because the ports container was not running
+    assert "docker inspect -f '{{.State.Error}}' \"$id\"" in script
+    assert '*"cannot join network"*|*"is restarting, wait until the container is running"*)' in script
+    assert script.count("docker start") == 1
+
+
+def test_the_keeper_uses_the_socket_host_url_names(dev: tuple[dict[str, Any], set[str]]) -> None:
+    raw, secrets = dev
+    raw = json.loads(json.dumps(raw))
+    raw["host"]["url"] = "unix:///run/user/1000/docker.sock"  # rootless Docker, on this machine
+    keeper = run_program(raw, secrets).one(CONTAINER, "proxy-keeper")
+    assert keeper.inputs["volumes"] == [{"hostPath": "/run/user/1000/docker.sock", "containerPath": "/var/run/docker.sock"}]
 
 
 def test_web_containers_are_hardened(full_run: ProgramRun) -> None:

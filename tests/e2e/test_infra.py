@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from components.specs import DOCKER_SOCKET
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen
 
@@ -99,7 +100,7 @@ def inspect(container: str) -> dict:
 
 
 def test_python_base_image_behaves_like_the_official_one(base_images: list[dict]) -> None:
-    assert {r["image"] for r in base_images} == {"python:3.11-slim", "caddy:2"}
+    assert {r["image"] for r in base_images} == {"python:3.11-slim", "caddy:2", "docker:28-cli"}
     script = (
         "import sys, os, ssl, sysconfig, venv; "
         "print(sys.version_info[:2]); "
@@ -143,6 +144,18 @@ def test_caddy_base_image_serves_and_answers_its_probe(base_images: list[dict]) 
         assert m and int(m[1]) >= 8, f"the switch needs Caddy 2.8 or newer ({{file.*}} placeholders), got {version}"
     finally:
         infra.remove_container(cid)
+
+
+def test_docker_cli_base_image_reaches_the_engine_as_the_keeper_runs_it(base_images: list[dict], engine: infra.Engine) -> None:
+    """The proxy keeper's image, run as components/specs.py proxy_keeper_container runs it: no network,
+    read-only, no capabilities, the engine's socket and DOCKER_HOST; its `sh` and `docker` answer."""
+    out = infra.docker(
+        "run", "--rm", *E2E_LABEL, "--network", "none", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges:true", "-v", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}",
+        "-e", f"DOCKER_HOST=unix://{DOCKER_SOCKET}", "docker:28-cli",
+        "sh", "-c", "docker version --format '{{.Server.Version}}'",
+    ).stdout  # fmt: skip
+    assert out.strip() == engine.server_version
 
 
 # --------------------------------------------------------------------------

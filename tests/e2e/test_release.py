@@ -582,6 +582,8 @@ def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, A
     if reason:
         record(e2e_results, "6_dockerd_restart", {"skipped": reason})
         pytest.skip(reason)
+    keeper = "web-e2e-proxy-keeper"
+    keeper_starts = infra.docker("logs", keeper).stdout.count("was not started")
     with Load(e2e.url()) as load:
         stopped = time.monotonic()
         engine_back = infra.restart_dockerd()
@@ -590,7 +592,6 @@ def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, A
         res = load.stop()
     # the site, from the moment the engine answers again (it stopped every container when it stopped)
     answered = _recovery(res, load.rel(stopped + engine_back))
-    keeper = "web-e2e-proxy-keeper"
     record(
         e2e_results,
         "6_dockerd_restart",
@@ -599,10 +600,12 @@ def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, A
             "engine_back_after_s": round(engine_back, 1),  # from its SIGTERM
             "answered_after_engine_back_s": round(answered, 2),
             # whether the engine raced the proxy's start this time, and the keeper started it again
-            "keeper_started_the_proxy": "was not started" in infra.docker("logs", keeper).stdout,
+            "keeper_started_the_proxy": infra.docker("logs", keeper).stdout.count("was not started") > keeper_starts,
         },
     )
-    assert answered < 120, res.summary()
+    # the containers come back as the engine starts them, the proxy too (by the keeper when the engine raced it:
+    # at most its 2 s interval later); the slack is for a loaded machine
+    assert answered < 20, res.summary()
 
 
 def _state(name: str) -> dict[str, Any]:
