@@ -261,7 +261,9 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
         *([] if on_cluster else watcher),
         "verdict=''",
         "ticks=0",
-        f'while [ "$(date +%s)" -lt $((went_live + {p.seconds})) ]; do',
+        # whole seconds: went_live may be up to 1 s later than the moment it names, so the loop runs until the
+        # clock is past went_live + seconds: probation lasts at least `seconds`, at most one more
+        f'while [ "$(date +%s)" -le $((went_live + {p.seconds})) ]; do',
         *(cluster_watch_loop(watched) if on_cluster else container_events),
         *error_rate,
         "  sleep 0.2",
