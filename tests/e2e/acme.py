@@ -55,13 +55,34 @@ class Pebble:
         return len(re.findall(r"Issued certificate serial", self.log_path.read_text(errors="replace")))
 
 
+def bridge_gateway(ipam_gateways: list[str], interface_addresses: list[str]) -> str | None:
+    """The first IPv4 gateway Docker records for its default bridge, else the bridge interface's own
+    IPv4 address: on an engine's very first start the record has none (see docker_bridge_gateway)."""
+    for address in [*ipam_gateways, *(a.split("/")[0] for a in interface_addresses)]:
+        if "." in address:
+            return address
+    return None
+
+
 def docker_bridge_gateway() -> str:
-    """The host's address on Docker's default bridge (docker0): reachable from every container network."""
-    out = infra.docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout.split()
-    found = [a for a in out if "." in a]
-    if not found:
-        raise infra.InfraError("Docker's default bridge has no IPv4 gateway")
-    return found[0]
+    """The host's address on Docker's default bridge (docker0): reachable from every container network.
+
+    moby daemon/daemon_unix.go initBridgeDriver writes the bridge network's IPAM gateway only from an
+    address the bridge interface already has (netutils.ElectInterfaceAddresses) or from --bip. On a
+    fresh machine docker0 does not exist yet when the engine first starts, so IPAM picks the gateway
+    and the network's IPAM config records only the subnet: `docker network inspect bridge` shows no
+    Gateway until the engine's next start. docker0 itself has the address all along.
+    """
+    ipam = infra.docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").stdout.split()
+    name = infra.docker("network", "inspect", "bridge", "--format", '{{index .Options "com.docker.network.bridge.name"}}').stdout.strip()
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", name or "docker0"], capture_output=True, text=True, timeout=10)
+    interface = re.findall(r"\binet (\S+)", shown.stdout)
+    found = bridge_gateway(ipam, interface)
+    if found is None:
+        raise infra.InfraError(
+            f"Docker's default bridge has no IPv4 gateway: IPAM {ipam}, {name or 'docker0'}: {shown.stdout.strip() or shown.stderr.strip()}"
+        )
+    return found
 
 
 def _openssl(*args: str, cwd: Path) -> None:
