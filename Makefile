@@ -16,6 +16,7 @@
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
 #   make workflows           regenerate .github/workflows and .github/dependabot.yml from components/
+#   make tools               build the pulumi CLI from its Go modules into .tools/bin (toolchain/README.md)
 
 SHELL := /bin/bash
 STACK ?= dev
@@ -24,6 +25,18 @@ ROLE ?= web
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+
+# The pulumi CLI: yours when `pulumi` is on PATH. Otherwise the one `make tools` builds from Go modules
+# into .tools/bin (first, when it is not there yet), with nothing tried on the network at run time: no
+# update check, no plugin download (pulumi sdk/go/common/workspace/plugins.go reads
+# PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION; pkg/cmd/pulumi checks PULUMI_SKIP_UPDATE_CHECK).
+TOOLS_DIR ?= $(CURDIR)/.tools
+ifeq ($(shell command -v pulumi 2>/dev/null),)
+export PATH := $(TOOLS_DIR)/bin:$(PATH)
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+PULUMI_CLI := tools-built
+endif
 
 # The dev stack: a file state backend inside the project unless one is configured, and, as it
 # holds no secret, an empty passphrase. Other stacks use the backend you are logged in to (or
@@ -41,7 +54,7 @@ endif
 # (memory only); the docker provider's ssh logs in with it (components/ssh.py).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
-.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows tools-pulumi tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows tools tools-built tools-pulumi tools-program tools-deploy clean
 
 $(BIN)/.program: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,18 +69,37 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-tools-pulumi:
+tools:
+	@TOOLS_DIR='$(TOOLS_DIR)' toolchain/build.sh
+
+# the same, silent when the CLI is built already: what the other targets wait for
+tools-built:
+	@TOOLS_DIR='$(TOOLS_DIR)' TOOLS_QUIET=1 MAKE_GOAL='$(MAKECMDGOALS)' toolchain/build.sh
+
+# The CLI alone: enough for stack outputs and the day-to-day commands.
+tools-pulumi: $(PULUMI_CLI)
 	@command -v pulumi >/dev/null 2>&1 || { echo "cutover: the pulumi CLI is not installed: install it with 'curl -fsSL https://get.pulumi.com | sh' (see https://www.pulumi.com/docs/install/), then run make $(MAKECMDGOALS) again"; exit 1; }
 
-tools-deploy: tools-pulumi
+# Running the program also needs the Python language host, which the official CLI ships beside itself
+# (pulumi sdk/go/common/workspace/plugins.go looks beside the pulumi binary, then on PATH).
+tools-program: tools-pulumi
+	@command -v pulumi-language-python >/dev/null 2>&1 || test -x "$$(dirname "$$(command -v pulumi)")/pulumi-language-python" || { echo "cutover: $$(command -v pulumi) has no Python language host beside it: the CLI that make tools builds runs no program yet (toolchain/README.md says why); install the official CLI with 'curl -fsSL https://get.pulumi.com | sh' (see https://www.pulumi.com/docs/install/), then run make $(MAKECMDGOALS) again"; exit 1; }
+
+tools-deploy: tools-program
 	@docker info >/dev/null 2>&1 || { echo "cutover: no Docker engine answers: install Docker (https://docs.docker.com/engine/install/) and start it (sudo systemctl start docker), then run make $(MAKECMDGOALS) again"; exit 1; }
 
+# A file backend's folder is made when missing; the stack is selected (dev: created when missing).
+define select_stack
+@case "$$PULUMI_BACKEND_URL" in file://*) mkdir -p "$${PULUMI_BACKEND_URL#file://}";; esac
+$(SELECT)
+endef
+
 deploy: tools-deploy $(BIN)/.program
-	@case "$$PULUMI_BACKEND_URL" in file://*) mkdir -p "$${PULUMI_BACKEND_URL#file://}";; esac
-	$(SELECT)
+	$(select_stack)
 	$(AGENT) pulumi up --stack $(STACK)
 
-preview: tools-pulumi $(BIN)/.program
+preview: tools-program $(BIN)/.program
+	$(select_stack)
 	$(AGENT) pulumi preview --diff --stack $(STACK)
 
 releases: tools-pulumi
@@ -78,7 +110,7 @@ releases: tools-pulumi
 # configures the provider of the image build it no longer declares (the engine does so for every
 # delete, a no-op one too), and that configuration pings the local engine unless DOCKER_HOST is an
 # ssh:// URL (pulumi-docker provider/image.go:944-952): so DOCKER_HOST is the stack's own host.
-rollback: tools-pulumi $(BIN)/.program
+rollback: tools-program $(BIN)/.program
 	@host="$$(pulumi config get --path host.url --stack $(STACK) 2>/dev/null || true)"; \
 	case "$$host" in ssh://*) export DOCKER_HOST="$$host";; esac; \
 	echo "CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up --stack $(STACK)"; \
@@ -86,10 +118,10 @@ rollback: tools-pulumi $(BIN)/.program
 
 # --run-program: the program runs first and gives the agent the deploy key, so these work on any
 # machine (without it, pulumi reads every resource before the program runs).
-refresh: tools-pulumi $(BIN)/.program
+refresh: tools-program $(BIN)/.program
 	$(AGENT) pulumi refresh --run-program --stack $(STACK)
 
-destroy: tools-pulumi $(BIN)/.program
+destroy: tools-program $(BIN)/.program
 	$(AGENT) pulumi destroy --run-program --stack $(STACK)
 
 # Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops.py).
@@ -102,7 +134,7 @@ restore: tools-pulumi $(BIN)/.program
 
 # Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
 # the preview then proposes (components/workflows.py drift_workflow says why refreshes are not counted).
-drift: tools-pulumi $(BIN)/.program
+drift: tools-program $(BIN)/.program
 	$(AGENT) pulumi preview --refresh --run-program --expect-no-changes --diff --stack $(STACK)
 
 lint: $(BIN)/.installed
