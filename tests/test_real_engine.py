@@ -1,0 +1,119 @@
+"""The program's release history, rollback planning and secret config on the real Pulumi engine.
+
+The real CLI (tests/real_engine.py: built by `make tools`, or the one on PATH) runs the parts of the
+program that need no provider plugin: the stack's config read by `load_config`, the release plan read
+from the stack's own previous outputs through a StackReference (`load_release_plan`), and the release
+records exported as __main__.py exports them. The docker and command providers cannot be built here
+(toolchain/README.md), so nothing in this file creates a container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi import automation as auto
+
+from tests.harness import load_stack_file
+from tests.real_engine import RealStack, cli_root
+
+pytestmark = pytest.mark.real_engine
+
+if cli_root() is None:
+    if os.environ.get("CUTOVER_REQUIRE_E2E") == "1":
+        raise RuntimeError("CUTOVER_REQUIRE_E2E=1 and no pulumi CLI: make tools builds it into .tools/bin")
+    pytest.skip("no pulumi CLI: make tools builds it into .tools/bin", allow_module_level=True)
+
+SHA = {n: c * 40 for n, c in (("v1", "1"), ("v2", "2"), ("v3", "3"))}
+
+
+def digest_of(sha: str) -> str:
+    return f"cutover/web@sha256:{(sha[:8] * 8)}"
+
+
+def release_program() -> None:
+    """What __main__.py does around the resources: config, release plan, the records it exports."""
+    from components.config import load_config
+    from components.release_plan import load_release_plan, role_summary
+
+    cfg = load_config()
+    plan = load_release_plan(cfg, os.environ)
+    # the image this release runs: a rollback's recorded digest, or (standing in for the build) one per commit
+    image_ref = plan.deploy_ref or digest_of(plan.git_sha)
+    release, history = plan.records(image_ref, cfg.releases.probation_s, role_summary(cfg))
+    pulumi.export("mode", plan.mode)
+    pulumi.export("release", release)
+    pulumi.export("releases", history)
+
+
+def refs(outputs: dict[str, Any]) -> tuple[str, list[str]]:
+    return outputs["release"]["imageRef"], [r["imageRef"] for r in outputs["releases"]]
+
+
+def test_each_release_reads_the_one_before_and_a_rollback_redeploys_the_previous_digest(tmp_path: Path) -> None:
+    stack = RealStack(tmp_path, release_program)
+    first = stack.up(CUTOVER_GIT_SHA=SHA["v1"], CUTOVER_ROLLBACK_TO=None)
+    # a stack never updated: its StackReference to itself reads no outputs (pulumi pkg/backend/diy/state.go)
+    assert first["mode"] == "build" and refs(first) == (digest_of(SHA["v1"]), [])
+    stack.up(CUTOVER_GIT_SHA=SHA["v2"])
+    third = stack.up(CUTOVER_GIT_SHA=SHA["v3"])
+    assert refs(third) == (digest_of(SHA["v3"]), [digest_of(SHA["v2"]), digest_of(SHA["v1"])])
+
+    back = stack.up(CUTOVER_GIT_SHA=SHA["v3"], CUTOVER_ROLLBACK_TO="previous")
+    assert back["mode"] == "rollback"
+    assert back["release"]["imageRef"] == digest_of(SHA["v2"]) and back["release"]["gitSha"] == SHA["v2"]
+    assert refs(back)[1] == [digest_of(SHA["v3"]), digest_of(SHA["v2"]), digest_of(SHA["v1"])]
+
+    by_commit = stack.up(CUTOVER_GIT_SHA=SHA["v3"], CUTOVER_ROLLBACK_TO=SHA["v1"][:7])
+    assert by_commit["mode"] == "rollback" and by_commit["release"]["imageRef"] == digest_of(SHA["v1"])
+
+
+def test_an_impossible_rollback_fails_the_update_and_the_record_stays(tmp_path: Path) -> None:
+    stack = RealStack(tmp_path, release_program)
+    stack.up(CUTOVER_GIT_SHA=SHA["v1"], CUTOVER_ROLLBACK_TO=None)
+    before = stack.outputs()
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(CUTOVER_GIT_SHA=SHA["v2"], CUTOVER_ROLLBACK_TO="9" * 12)
+    assert "CUTOVER_ROLLBACK_TO" in str(failed.value) and "9" * 12 in str(failed.value)
+    # a failed program records nothing: the outputs are the last successful update's
+    assert stack.outputs() == before
+
+
+def secret_program() -> None:
+    from components.config import load_config
+    from components.config_model import Secret
+
+    cfg = load_config()
+    token = cfg.web.secret_env["API_TOKEN"]
+    pulumi.export("apiTokenIsSecret", isinstance(token, Secret))
+    pulumi.export("plainEnv", cfg.web.env)
+    pulumi.export("apiToken", pulumi.Output.secret(token.reveal()))
+
+
+def test_a_secret_set_with_config_set_secret_is_a_secret_in_the_program_and_never_plain_on_disk(tmp_path: Path) -> None:
+    value = "token-" + os.urandom(8).hex()
+    stack = RealStack(tmp_path, secret_program)
+    stack.config("cutover:secretEnv.API_TOKEN", value, secret=True)
+    outputs = stack.up(CUTOVER_GIT_SHA=SHA["v1"])
+    # load_config learns which keys are secret from what the engine sends the program
+    assert outputs["apiTokenIsSecret"] is True
+    assert outputs["plainEnv"] == {"LOG_LEVEL": "info"}
+    assert outputs["apiToken"] == value and "apiToken" in stack.secret_outputs()
+    assert value not in stack.stack_file() and "secure:" in stack.stack_file()
+    state = stack.state()
+    assert value not in state and "ciphertext" in state
+
+
+def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_path: Path) -> None:
+    """Pulumi.yaml and both stack files load in the real CLI, with the values the unit tests give the program."""
+    for name in ("dev", "prod"):
+        stack = RealStack(tmp_path / name, lambda: None, stack=name)
+        read = {
+            k.removeprefix("cutover:"): json.loads(v.value) if v.value[:1] in "{[" else v.value
+            for k, v in stack.stack.get_all_config().items()
+        }
+        assert read == load_stack_file(name)[0]
