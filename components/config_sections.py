@@ -573,7 +573,8 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     if reviewers and (len(reviewers) > 6 or len(set(reviewers)) != len(reviewers) or not all(login.match(u) for u in reviewers)):
         r.fail("github.reviewers", list(reviewers), "at most 6 distinct GitHub user names like 'octocat' (letters, digits and single '-')")
         reviewers = ()
-    # GitHub's wait_timer is whole minutes (pulumi-github RepositoryEnvironment.wait_timer): '30s' would be no wait
+    # GitHub's wait_timer is an integer of minutes (REST API, "Create or update an environment": 0 to 43,200; pulumi-github
+    # RepositoryEnvironment.waitTimer, an integer): '30s' would be no wait at all
     wait = r.duration(o, "github", "waitTimer", "0m", whole="minutes", expected="a duration in minutes like '10m' (at most 30 days)")
     wait_minutes = int(duration_seconds(wait) // 60)
     if wait_minutes > 43200:
