@@ -50,6 +50,9 @@ from components.config_model import (
     registry_of,
 )
 from components.config_sections import (
+    _check_build_files,
+    _check_env_names,
+    _check_waits,
     _parse_accessories,
     _parse_cluster,
     _parse_github,
@@ -78,11 +81,14 @@ def parse_config(
     stack: str,
     git_sha: str | None = None,
     uncommitted: Callable[[str], bool] | None = None,
+    root: str | None = None,
 ) -> StackConfig:
     """Validate the raw `cutover:*` config (keys without the namespace) into a StackConfig.
 
     `git_sha` is the commit checked out; `uncommitted(context)` tells whether the build
-    context differs from it (given only when the tag comes from the checkout itself).
+    context differs from it (given only when the tag comes from the checkout itself). `root` is the
+    project's directory, which relative paths are read from: the build context and the Dockerfile must be
+    there (None: this update builds nothing, and they are not looked for).
     Raises ConfigError naming every bad key, the value given and what is expected.
     """
     r = _Reader(raw, secret_keys)
@@ -118,6 +124,9 @@ def parse_config(
     github = _parse_github(r, stack)
     roles = _parse_roles(r)
     cluster = _parse_cluster(r, roles, image)
+    _check_waits(r, web, healthcheck, roles, cluster)
+    _check_env_names(r, web, roles, postgres, redis)
+    _check_build_files(r, image, releases.promote_from, root)
     notify_webhook = r.secret("notifyWebhook")
     if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
         r.problems.append(f"{NAMESPACE}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
@@ -181,10 +190,14 @@ def load_config() -> StackConfig:  # pragma: no cover - exercised through the pr
     import pulumi
     from pulumi.runtime import config as rc
 
+    from components.releases import ROLLBACK_ENV
+
     prefix = f"{NAMESPACE}:"
     values = {**rc.get_config_env(), **rc.CONFIG.get()}
     raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
     secret = {k for k in raw if rc.is_config_secret(prefix + k) or prefix + k in rc.get_config_secret_keys_env()}
     # the tag is the checkout's commit unless CI (GITHUB_SHA) or the caller (CUTOVER_GIT_SHA) names it
     from_checkout = not (os.environ.get("CUTOVER_GIT_SHA") or os.environ.get("GITHUB_SHA"))
-    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None)
+    # a rollback builds nothing (components/release_plan.py): its build files are not looked for
+    root = None if os.environ.get(ROLLBACK_ENV, "").strip() else os.getcwd()
+    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None, root)

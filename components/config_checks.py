@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from components.config_model import NAMESPACE, Secret
-from components.provider_forms import provider_cpus
+from components.provider_forms import duration_ns, provider_cpus
 
 T = TypeVar("T")
 
@@ -29,6 +29,10 @@ _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-
 REPOSITORY = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 DIGEST_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?@sha256:[0-9a-f]{{64}}$")
+# An image to pull, by tag or digest: the same grammar, which the engine applies when it pulls (distribution/reference
+# regexp.go, through moby's ParseNormalizedNamed): 'Caddy:2' or 'caddy:' fails there with "invalid reference format",
+# in the middle of an update, after other resources have changed.
+IMAGE_REF = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY = re.compile(r"^(\d+)([mMgG])$")
 # ed25519 or ECDSA only: pulumi-command offers the server exactly the pinned key's type
@@ -54,6 +58,8 @@ class _Reader:
         self.raw = raw
         self.secret_keys = secret_keys
         self.problems: list[str] = []
+        # the value each key was given, as given: checks across keys show it
+        self.given: dict[str, Any] = {}
 
     def fail(self, key: str, value: Any, expected: str) -> None:
         shown = "[secret]" if key.split(".")[0] in self.secret_keys else json.dumps(value)
@@ -81,11 +87,43 @@ class _Reader:
         name = f"{key}.{sub}" if key else sub
         if sub not in obj or obj[sub] is None:
             return default
+        self.given[name] = obj[sub]
         parsed = check(obj[sub])
         if parsed is None:
             self.fail(name, obj[sub], expected)
             return default
         return parsed
+
+    def duration(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        sub: str,
+        default: str,
+        *,
+        zero: str | None = None,
+        whole: str | None = None,
+        expected: str | None = None,
+    ) -> str:
+        """A duration like '10s', refused (and the default returned) when it is 0 and `zero` says why 0
+        misbehaves, when it is not a whole number of `whole` ('seconds' or 'minutes': the unit it is read
+        in, which would cut the rest off silently), or when it is longer than Go's time.Duration holds."""
+        text = self.value(obj, key, sub, default, _duration, expected or DURATION_EXPECTED)
+        ns, name = duration_ns(text), f"{key}.{sub}"
+        unit = {"seconds": (10**9, "s"), "minutes": (60 * 10**9, "m")}.get(whole or "")
+        if ns > GO_DURATION_MAX_NS:
+            self.fail(
+                name, text, f"at most {GO_DURATION_MAX}, the longest duration Go holds (Docker and its provider read durations in Go)"
+            )
+        elif ns == 0 and zero:
+            self.fail(name, text, zero)
+        elif unit and ns % unit[0]:
+            self.fail(
+                name, text, f"a whole number of {whole}: it is read in whole {whole}, and {text} would be cut to {ns // unit[0]}{unit[1]}"
+            )
+        else:
+            return text
+        return default
 
     def unknown(self, key: str, obj: Mapping[str, Any], known: set[str] | frozenset[str]) -> None:
         for sub in obj:
@@ -174,6 +212,12 @@ CPUS_EXPECTED = (
 PORT = _int(1, 65535)
 PORT_EXPECTED = "a port number from 1 to 65535"
 DURATION_EXPECTED = "a duration with a unit, like '500ms', '10s', '1m' or '1m30s'"
+# Go's time.Duration holds at most 2^63-1 ns. The docker provider parses the health check's durations with
+# time.ParseDuration, which refuses longer ones (go/src/time/format.go ParseDuration: "invalid duration"; kreuzwerker
+# v4.5.0 internal/provider/validators.go validateDurationGeq0), and turns whole seconds into a time.Duration by
+# multiplying, which wraps around beyond it (resource_docker_container_funcs.go:614, wait_timeout).
+GO_DURATION_MAX_NS = 2**63 - 1
+GO_DURATION_MAX = "2562047h"
 
 # The keys of each object, in one place: the parser refuses others (naming the closest),
 # and a test checks that README's table documents every one.

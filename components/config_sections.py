@@ -6,9 +6,12 @@ and checks, records what is wrong, and returns its part of the model.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from components.config_checks import (
@@ -18,6 +21,7 @@ from components.config_checks import (
     DURATION_EXPECTED,
     ENV_NAME,
     HOSTNAME,
+    IMAGE_REF,
     KNOWN_HOSTS_LINE,
     MEMORY,
     PEM_CERTIFICATE,
@@ -30,7 +34,6 @@ from components.config_checks import (
     TAG,
     _bool,
     _cpus,
-    _duration,
     _int,
     _names,
     _Reader,
@@ -59,6 +62,24 @@ from components.config_model import (
     VerifyConfig,
     WebConfig,
 )
+
+# Docker reads a health check duration of 0 as "not set": the image's HEALTHCHECK value when it has one (moby
+# v20.10.24 daemon/commit.go merge), else its own default (daemon/health.go monitor and handleProbeResult, through
+# timeoutWithDefault: 30s for the interval and the timeout, none for the start period).
+PROBE_ZERO = {
+    "interval": "a duration above zero, like '2s': Docker reads 0 as the image's HEALTHCHECK interval, or its own default of 30s",
+    "timeout": "a duration above zero, like '3s': Docker reads 0 as the image's HEALTHCHECK timeout, or its own default of 30s",
+    "startPeriod": "a duration above zero, like '10s' ('1ms' for next to none): Docker reads 0 as the image's HEALTHCHECK"
+    " start period, not as none",
+}
+# A stop timeout is whole seconds between SIGTERM and SIGKILL (moby daemon/stop.go containerStop; the API's
+# StopTimeout is an int of seconds). 0 kills at once: the provider deletes a container with ContainerStop and a
+# timeout of destroy_grace_seconds (kreuzwerker v4.5.0 resource_docker_container_funcs.go resourceDockerContainerDelete),
+# the handover runs `docker stop --time` (components/scripts.py); and a stop_timeout of 0 is not sent at all
+# (resourceDockerContainerCreate, d.GetOk), so the engine's own 10s would apply to any other stop.
+STOP_ZERO = "at least 1s: it is the time after SIGTERM before SIGKILL, and 0 kills the container at once, cutting off work in flight"
+# The provider waits wait_timeout seconds for the container to be healthy (resource_docker_container_funcs.go:614).
+WAIT_ZERO = "at least 1s: it is how long a new container may take to become healthy, and 0 gives up at once"
 
 
 def _parse_image(r: _Reader, git_sha: str | None, uncommitted: Callable[[str], bool] | None) -> ImageConfig:
@@ -172,7 +193,14 @@ def _memory_mb(r: _Reader, o: Mapping[str, Any], section: str, default: str, key
     m = MEMORY.match(size)
     if not m:
         return 0 if size == "0" else int(default[:-1]) * (1024 if default[-1] in "gG" else 1)
-    return int(m[1]) * (1024 if m[2].lower() == "g" else 1)
+    mb = int(m[1]) * (1024 if m[2].lower() == "g" else 1)
+    if not zero and mb < 6:
+        # the engine refuses a limit under 6MB when it creates the container (moby v20.10.24 daemon/daemon_unix.go
+        # verifyPlatformContainerResources, linuxMinMemory), and the provider does not send 0 at all, which is
+        # no limit (kreuzwerker v4.5.0 resource_docker_container_funcs.go:334, d.GetOk("memory"))
+        r.fail(f"{section}.{key}", size, "at least '6m': Docker refuses a memory limit under 6MB, and 0 would be no limit at all")
+        return int(default[:-1]) * (1024 if default[-1] in "gG" else 1)
+    return mb
 
 
 def _parse_roles(r: _Reader) -> tuple[RoleConfig, ...]:
@@ -207,10 +235,10 @@ def _parse_roles(r: _Reader) -> tuple[RoleConfig, ...]:
         probe: tuple[str, ...] = r.value(h, hk, "command", (), _str_list, probe_expected)
         healthcheck = RoleHealthcheck(
             command=probe,
-            interval=r.value(h, hk, "interval", "5s", _duration, DURATION_EXPECTED),
-            timeout=r.value(h, hk, "timeout", "3s", _duration, DURATION_EXPECTED),
+            interval=r.duration(h, hk, "interval", "5s", zero=PROBE_ZERO["interval"]),
+            timeout=r.duration(h, hk, "timeout", "3s", zero=PROBE_ZERO["timeout"]),
             retries=r.value(h, hk, "retries", 3, _int(1, 100), "a whole number from 1 to 100"),
-            start_period=r.value(h, hk, "startPeriod", "10s", _duration, DURATION_EXPECTED),
+            start_period=r.duration(h, hk, "startPeriod", "10s", zero=PROBE_ZERO["startPeriod"]),
         )
         overlap = r.value(o, key, "overlap", True, _bool, "true (new containers beside the old ones) or false (never two at once)")
         replicas = r.value(o, key, "replicas", 1, _int(1, 20), "a whole number of containers from 1 to 20")
@@ -226,8 +254,8 @@ def _parse_roles(r: _Reader) -> tuple[RoleConfig, ...]:
                 env=r.value(o, key, "env", {}, _str_map, "an object of NAME: value environment variables, one line each"),
                 memory_mb=_memory_mb(r, o, key, "256m"),
                 cpus=r.value(o, key, "cpus", "1.0", _cpus, CPUS_EXPECTED),
-                stop_timeout_s=max(1, int(duration_seconds(r.value(o, key, "stopTimeout", "10m", _duration, DURATION_EXPECTED)))),
-                wait_timeout_s=max(1, int(duration_seconds(r.value(o, key, "waitTimeout", "2m", _duration, DURATION_EXPECTED)))),
+                stop_timeout_s=int(duration_seconds(r.duration(o, key, "stopTimeout", "10m", zero=STOP_ZERO, whole="seconds"))),
+                wait_timeout_s=int(duration_seconds(r.duration(o, key, "waitTimeout", "2m", zero=WAIT_ZERO, whole="seconds"))),
             )
         )
     return tuple(roles)
@@ -252,8 +280,8 @@ def _parse_web(r: _Reader) -> WebConfig:
     o = r.object("web")
     r.unknown("web", o, SECTION_KEYS["web"])
     memory_mb = _memory_mb(r, o, "web", "512m")
-    stop = r.value(o, "web", "stopTimeout", "30s", _duration, DURATION_EXPECTED)
-    wait = r.value(o, "web", "waitTimeout", "2m", _duration, DURATION_EXPECTED)
+    stop = r.duration(o, "web", "stopTimeout", "30s", zero=STOP_ZERO, whole="seconds")
+    wait = r.duration(o, "web", "waitTimeout", "2m", zero=WAIT_ZERO, whole="seconds")
     secret_env: dict[str, Secret] = {}
     env_obj = _secret_object(
         r, "secretEnv", ENV_NAME, "an object of NAME: value (pulumi config set --secret --path 'secretEnv.NAME' VALUE)"
@@ -274,8 +302,8 @@ def _parse_web(r: _Reader) -> WebConfig:
         secret_env=secret_env,
         memory_mb=memory_mb,
         cpus=r.value(o, "web", "cpus", "1.0", _cpus, CPUS_EXPECTED),
-        stop_timeout_s=max(1, int(duration_seconds(stop))),
-        wait_timeout_s=max(1, int(duration_seconds(wait))),
+        stop_timeout_s=int(duration_seconds(stop)),
+        wait_timeout_s=int(duration_seconds(wait)),
         user=r.value(
             o,
             "web",
@@ -303,10 +331,10 @@ def _parse_healthcheck(r: _Reader, web_port: int) -> HealthcheckConfig:
     return HealthcheckConfig(
         path=r.value(o, "healthcheck", "path", "/health", _str(re.compile(r"^/[\x21-\x7e]*$")), "an absolute URL path like '/health'"),
         port=r.value(o, "healthcheck", "port", web_port, PORT, PORT_EXPECTED),
-        interval=r.value(o, "healthcheck", "interval", "2s", _duration, DURATION_EXPECTED),
-        timeout=r.value(o, "healthcheck", "timeout", "3s", _duration, DURATION_EXPECTED),
+        interval=r.duration(o, "healthcheck", "interval", "2s", zero=PROBE_ZERO["interval"]),
+        timeout=r.duration(o, "healthcheck", "timeout", "3s", zero=PROBE_ZERO["timeout"]),
         retries=r.value(o, "healthcheck", "retries", 3, _int(1, 100), "a whole number from 1 to 100"),
-        start_period=r.value(o, "healthcheck", "startPeriod", "10s", _duration, DURATION_EXPECTED),
+        start_period=r.duration(o, "healthcheck", "startPeriod", "10s", zero=PROBE_ZERO["startPeriod"]),
         command=r.value(o, "healthcheck", "command", (), _str_list, "a probe command as a list of strings"),
     )
 
@@ -325,12 +353,12 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
     domain = r.value(o, "proxy", "domain", None, _str(HOSTNAME), "a lowercase DNS name like 'app.example.com'")
     if domain and https is None:
         r.fail("proxy.httpsPort", None, "a port: a domain is served over HTTPS")
-    drain = r.value(o, "proxy", "drain", "2s", _duration, DURATION_EXPECTED)
-    image = r.value(o, "proxy", "image", "caddy:2", _str(re.compile(r"^\S+$")), "an image reference like 'caddy:2'")
+    drain = r.duration(o, "proxy", "drain", "2s", whole="seconds")  # the go-live script sleeps whole seconds
+    image = r.value(o, "proxy", "image", "caddy:2", _str(IMAGE_REF), "an image reference like 'caddy:2' (lowercase name, optional tag)")
     if caddy_too_old(image):
         r.fail("proxy.image", image, "Caddy 2.8 or newer (the switch relies on its {file.*} placeholders), like 'caddy:2'")
     keeper_image = r.value(
-        o, "proxy", "keeperImage", "docker:28-cli", _str(re.compile(r"^\S+$")), "an image with the Docker CLI, like 'docker:28-cli'"
+        o, "proxy", "keeperImage", "docker:28-cli", _str(IMAGE_REF), "an image with the Docker CLI, like 'docker:28-cli'"
     )
     acme_ca = r.value(
         o,
@@ -363,12 +391,22 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
         domain=domain,
         email=r.value(o, "proxy", "email", None, _str(re.compile(r"^[^@\s]+@[^@\s]+$")), "an email address for the ACME account"),
         drain_s=int(duration_seconds(drain)),
-        bind_address=r.value(
-            o, "proxy", "bindAddress", None, _str(re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$")), "an IP address like '127.0.0.1'"
-        ),
+        # the engine parses the address when it creates the ports container and fails there ("invalid IP address"),
+        # mid-update; Python's ipaddress reads IPv4 and IPv6 addresses as strictly
+        bind_address=r.value(o, "proxy", "bindAddress", None, _ip_address, "an IP address like '127.0.0.1' or '::1'"),
         acme_ca=acme_ca,
         acme_ca_root=acme_ca_root,
     )
+
+
+def _ip_address(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return None
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        return None
+    return v  # as given: another spelling of the same address would be a change to the ports container
 
 
 def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
@@ -377,7 +415,7 @@ def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
     p_on = r.value(p, "postgres", "enabled", False, _bool, "true or false")
     postgres = PostgresConfig(
         enabled=p_on,
-        image=r.value(p, "postgres", "image", "postgres:16", _str(re.compile(r"^\S+$")), "an image reference like 'postgres:16'"),
+        image=r.value(p, "postgres", "image", "postgres:16", _str(IMAGE_REF), "an image reference like 'postgres:16'"),
         database=r.value(
             p,
             "postgres",
@@ -397,7 +435,7 @@ def _parse_accessories(r: _Reader) -> tuple[PostgresConfig, RedisConfig]:
     d_on = r.value(d, "redis", "enabled", False, _bool, "true or false")
     redis = RedisConfig(
         enabled=d_on,
-        image=r.value(d, "redis", "image", "redis:7", _str(re.compile(r"^\S+$")), "an image reference like 'redis:7'"),
+        image=r.value(d, "redis", "image", "redis:7", _str(IMAGE_REF), "an image reference like 'redis:7'"),
         password=r.secret("redisPassword", "redis.enabled is true" if d_on else None),
     )
     return postgres, redis
@@ -416,7 +454,11 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
             _str(re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")),
             "a stack name like 'dev' or 'org/cutover/dev'",
         ),
-        probation_s=int(duration_seconds(r.value(o, "releases", "probation", "30s", _duration, DURATION_EXPECTED + " (0s: no probation)"))),
+        probation_s=int(
+            duration_seconds(
+                r.duration(o, "releases", "probation", "30s", whole="seconds", expected=DURATION_EXPECTED + " (0s: no probation)")
+            )
+        ),
         probation_error_rate=r.value(o, "releases", "probationErrorRate", 10, _int(1, 100), "a whole percentage from 1 to 100"),
         images_kept=r.value(o, "releases", "imagesKept", 5, _int(2, 100), "a whole number of images from 2 to 100"),
     )
@@ -440,7 +482,15 @@ def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...], image: ImageConfig
         PLACEMENT_EXPECTED,
     )  # fmt: skip
     spread = r.value(o, "cluster", "spread", None, _str(SPREAD), "a node label like 'node.labels.zone'")
-    converge = r.value(o, "cluster", "convergeTimeout", "3m", _duration, DURATION_EXPECTED)
+    # the provider waits this long for the service's tasks (converge_config.timeout), and 0 gives up at once
+    converge = r.duration(
+        o,
+        "cluster",
+        "convergeTimeout",
+        "3m",
+        zero="at least 1s: it is how long a release's services may take to run healthy",
+        whole="seconds",
+    )
     if enabled and not image.push and image.ref is None:
         # an image that is not pushed runs by its local ID, which the other nodes cannot pull
         r.fail("image.push", False, "true on a cluster (cluster.enabled): every node pulls the release from the registry")
@@ -452,18 +502,19 @@ def _parse_cluster(r: _Reader, roles: tuple[RoleConfig, ...], image: ImageConfig
                 r.fail(
                     f"roles.{role.name}.overlap", False, "true on a cluster (cluster.enabled): single-instance roles run on one host only"
                 )
-    return ClusterConfig(enabled=enabled, placement=placement, spread=spread, converge_timeout_s=max(1, int(duration_seconds(converge))))
+    return ClusterConfig(enabled=enabled, placement=placement, spread=spread, converge_timeout_s=int(duration_seconds(converge)))
 
 
 def _parse_verify(r: _Reader) -> VerifyConfig:
     o = r.object("verify")
     r.unknown("verify", o, SECTION_KEYS["verify"])
-    interval = r.value(o, "verify", "interval", "2s", _duration, DURATION_EXPECTED)
+    # the script sleeps whole seconds between attempts (components/scripts.py verify_steps)
+    interval = r.duration(o, "verify", "interval", "2s", zero="at least 1s: the pause between attempts", whole="seconds")
     return VerifyConfig(
         enabled=r.value(o, "verify", "enabled", True, _bool, "true or false"),
         expect_version=r.value(o, "verify", "expectVersion", True, _bool, "true or false"),
         attempts=r.value(o, "verify", "attempts", 15, _int(1, 600), "a whole number from 1 to 600"),
-        interval_s=max(1, int(duration_seconds(interval))),
+        interval_s=int(duration_seconds(interval)),
     )
 
 
@@ -522,7 +573,9 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     if reviewers and (len(reviewers) > 6 or len(set(reviewers)) != len(reviewers) or not all(login.match(u) for u in reviewers)):
         r.fail("github.reviewers", list(reviewers), "at most 6 distinct GitHub user names like 'octocat' (letters, digits and single '-')")
         reviewers = ()
-    wait = r.value(o, "github", "waitTimer", "0m", _duration, "a duration in minutes like '10m' (at most 30 days)")
+    # GitHub's wait_timer is an integer of minutes (REST API, "Create or update an environment": 0 to 43,200; pulumi-github
+    # RepositoryEnvironment.waitTimer, an integer): '30s' would be no wait at all
+    wait = r.duration(o, "github", "waitTimer", "0m", whole="minutes", expected="a duration in minutes like '10m' (at most 30 days)")
     wait_minutes = int(duration_seconds(wait) // 60)
     if wait_minutes > 43200:
         r.fail("github.waitTimer", wait, "a duration in minutes like '10m' (at most 30 days)")
@@ -552,3 +605,86 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         secrets=secrets,
         stacks=dict(stacks),
     )
+
+
+def _check_waits(r: _Reader, web: WebConfig, healthcheck: HealthcheckConfig, roles: tuple[RoleConfig, ...], cluster: ClusterConfig) -> None:
+    """Each wait for a healthy container at least its health check's start period plus one interval.
+
+    Docker runs the first probe one interval after the container starts and each next one an interval after
+    the last ends (moby v20.10.24 daemon/health.go monitor), and a failure inside the start period does not
+    count (handleProbeResult): a container that takes its whole start period to boot passes a probe no sooner
+    than start period + interval. A shorter wait (the provider's wait_timeout, a handover's wait, a service's
+    converge timeout) refuses that slow boot every time, though the health check would have passed it."""
+    waits: list[tuple[str, str, str, str, float]] = []  # (wait key, its default, health check key, what the wait needs, need in s)
+    if web.enabled:
+        waits.append(("web.waitTimeout", "2m", "healthcheck", *_boot(healthcheck.start_period, healthcheck.interval)))
+    for role in roles:
+        h = role.healthcheck
+        waits.append((f"roles.{role.name}.waitTimeout", "2m", f"roles.{role.name}.healthcheck", *_boot(h.start_period, h.interval)))
+    given = {"web.waitTimeout": web.wait_timeout_s, **{f"roles.{role.name}.waitTimeout": role.wait_timeout_s for role in roles}}
+    for key, default, hc, text, need in waits:
+        if given[key] < need:
+            r.fail(key, r.given.get(key, default), f"at least {math.ceil(need)}s, {hc}.startPeriod plus one {hc}.interval ({text}): {BOOT}")
+    if cluster.enabled and waits:
+        key, default, hc, text, need = max(waits, key=lambda w: w[4])
+        if cluster.converge_timeout_s < need:
+            r.fail(
+                "cluster.convergeTimeout",
+                r.given.get("cluster.convergeTimeout", "3m"),
+                f"at least {math.ceil(need)}s, {hc}.startPeriod plus one {hc}.interval ({text}): {BOOT}",
+            )
+
+
+BOOT = "a container that takes its whole start period to boot is healthy no sooner"
+
+
+def _boot(start_period: str, interval: str) -> tuple[str, float]:
+    return f"{start_period} + {interval}", duration_seconds(start_period) + duration_seconds(interval)
+
+
+def _check_env_names(r: _Reader, web: WebConfig, roles: tuple[RoleConfig, ...], postgres: PostgresConfig, redis: RedisConfig) -> None:
+    """No environment variable set twice in one container.
+
+    The provider keeps a container's env as a set of NAME=value strings ordered by their hash (kreuzwerker v4.5.0
+    internal/provider/resource_docker_container.go "env": TypeSet, schema.HashString) and the engine passes both
+    to the process: which of two values it reads is an accident of that order."""
+    set_by = {"APP_VERSION": "the release's tag"}
+    if postgres.enabled:
+        set_by["DATABASE_URL"] = "postgres.enabled"
+    if redis.enabled:
+        set_by["REDIS_URL"] = "redis.enabled"
+    web_set_by = {"PORT": "web.port", **set_by}
+    for name in sorted(web.env):
+        if name in web_set_by:
+            r.fail(f"web.env.{name}", web.env[name], f"another name: {name} is set from {web_set_by[name]}")
+    for name in sorted(web.secret_env):
+        if name in web_set_by:
+            r.problems.append(f"{NAMESPACE}:secretEnv.{name} = [secret]: expected another name: {name} is set from {web_set_by[name]}")
+    for role in roles:
+        for name in sorted(role.env):
+            if name in set_by:
+                r.fail(f"roles.{role.name}.env.{name}", role.env[name], f"another name: {name} is set from {set_by[name]}")
+            elif name in web.secret_env:
+                r.fail(f"roles.{role.name}.env.{name}", role.env[name], f"{name} only once: it is also in secretEnv")
+
+
+def _check_build_files(r: _Reader, image: ImageConfig, promote_from: str | None, root: str | None) -> None:
+    """The build context is a directory and the Dockerfile a file in it, when this update may build.
+
+    Relative paths are read from the project's directory, where Pulumi starts the program and the docker
+    provider (pulumi/pulumi sdk/go/common/resource/plugin/provider_plugin.go NewProvider: newPlugin with
+    ctx.Pwd; plugin.go ExecPlugin: cmd.Dir = pwd). The provider looks for the Dockerfile only once the image
+    is registered (pulumi-docker provider/provider.go Check, "could not open dockerfile"), beside resources
+    that do not wait for it. No build, no check: a digest (image.ref) or a promotion deploys an image as it is."""
+    if root is None or image.ref is not None or promote_from is not None:
+        return
+    context = Path(root, image.context)
+    if not context.is_dir():
+        state = "is not a directory" if context.exists() else "does not exist"
+        r.fail("image.context", image.context, f"the build context, a directory: {context} {state}")
+        return
+    # the path components/image.py gives the provider
+    dockerfile = Path(root, f"{image.context.rstrip('/')}/{image.dockerfile}")
+    if not dockerfile.is_file():
+        state = "is not a file" if dockerfile.exists() else "does not exist"
+        r.fail("image.dockerfile", image.dockerfile, f"a Dockerfile, relative to image.context: {dockerfile} {state}")

@@ -8,7 +8,7 @@ import pytest
 
 from components.config import ConfigError, Secret, StackConfig, duration_seconds, parse_config, registry_of
 from tests.conftest import SSH_KEY as KEY  # the header of an unencrypted key
-from tests.harness import load_stack_file
+from tests.harness import ROOT, load_stack_file
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 KNOWN = "203.0.113.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
@@ -619,3 +619,346 @@ def test_a_private_acme_directory_and_its_ca() -> None:
 def test_acme_settings_are_checked(proxy: dict[str, Any], expected: str) -> None:
     found = problems(minimal(proxy=proxy))
     assert any(expected in p for p in found), found
+
+
+# --------------------------------------------------------------------------- values Docker, the provider or GitHub would misread
+
+HC = {"command": ["python", "-m", "heartbeat", "30"]}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # a zero the engine reads as "not set": the image's HEALTHCHECK value, or its own default
+        pytest.param(
+            minimal(healthcheck={"interval": "0s"}),
+            "cutover:healthcheck.interval = \"0s\": expected a duration above zero, like '2s':"
+            " Docker reads 0 as the image's HEALTHCHECK interval, or its own default of 30s",
+            id="healthcheck-interval-zero",
+        ),
+        pytest.param(
+            minimal(healthcheck={"timeout": "0ms"}),
+            "cutover:healthcheck.timeout = \"0ms\": expected a duration above zero, like '3s':"
+            " Docker reads 0 as the image's HEALTHCHECK timeout, or its own default of 30s",
+            id="healthcheck-timeout-zero",
+        ),
+        pytest.param(
+            minimal(healthcheck={"startPeriod": "0s"}),
+            "cutover:healthcheck.startPeriod = \"0s\": expected a duration above zero, like '10s' ('1ms' for next to none):"
+            " Docker reads 0 as the image's HEALTHCHECK start period, not as none",
+            id="healthcheck-start-period-zero",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "healthcheck": {**HC, "interval": "0s"}}}),
+            "cutover:roles.worker.healthcheck.interval = \"0s\": expected a duration above zero, like '2s'",
+            id="role-healthcheck-interval-zero",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "healthcheck": {**HC, "timeout": "0s"}}}),
+            "cutover:roles.worker.healthcheck.timeout = \"0s\": expected a duration above zero, like '3s'",
+            id="role-healthcheck-timeout-zero",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "healthcheck": {**HC, "startPeriod": "0m"}}}),
+            "cutover:roles.worker.healthcheck.startPeriod = \"0m\": expected a duration above zero, like '10s'",
+            id="role-healthcheck-start-period-zero",
+        ),
+        # a zero that means "at once"
+        pytest.param(
+            minimal(web={"stopTimeout": "0s"}),
+            'cutover:web.stopTimeout = "0s": expected at least 1s: it is the time after SIGTERM before SIGKILL,'
+            " and 0 kills the container at once, cutting off work in flight",
+            id="web-stop-timeout-zero",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "stopTimeout": "0s"}}),
+            'cutover:roles.worker.stopTimeout = "0s": expected at least 1s: it is the time after SIGTERM before SIGKILL',
+            id="role-stop-timeout-zero",
+        ),
+        pytest.param(
+            minimal(web={"waitTimeout": "0s"}),
+            'cutover:web.waitTimeout = "0s": expected at least 1s: it is how long a new container may take to become healthy,'
+            " and 0 gives up at once",
+            id="web-wait-timeout-zero",
+        ),
+        pytest.param(
+            minimal(cluster={"convergeTimeout": "0s"}),
+            'cutover:cluster.convergeTimeout = "0s": expected at least 1s: it is how long a release\'s services may take to run healthy',
+            id="converge-timeout-zero",
+        ),
+        pytest.param(
+            minimal(verify={"interval": "0s"}),
+            'cutover:verify.interval = "0s": expected at least 1s: the pause between attempts',
+            id="verify-interval-zero",
+        ),
+        pytest.param(
+            minimal(web={"memory": "0m"}),
+            "cutover:web.memory = \"0m\": expected at least '6m': Docker refuses a memory limit under 6MB, and 0 would be no limit at all",
+            id="memory-zero-is-no-limit",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "memory": "4m"}}),
+            "cutover:roles.worker.memory = \"4m\": expected at least '6m': Docker refuses a memory limit under 6MB",
+            id="memory-under-the-engines-minimum",
+        ),
+        # read in whole seconds or minutes: the rest would be cut off
+        pytest.param(
+            minimal(web={"stopTimeout": "1500ms"}),
+            'cutover:web.stopTimeout = "1500ms": expected a whole number of seconds: it is read in whole seconds, and 1500ms would be cut to 1s',
+            id="stop-timeout-fraction",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "waitTimeout": "20500ms"}}),
+            'cutover:roles.worker.waitTimeout = "20500ms": expected a whole number of seconds: it is read in whole seconds,'
+            " and 20500ms would be cut to 20s",
+            id="wait-timeout-fraction",
+        ),
+        pytest.param(
+            minimal(proxy={"drain": "500ms"}),
+            'cutover:proxy.drain = "500ms": expected a whole number of seconds: it is read in whole seconds, and 500ms would be cut to 0s',
+            id="drain-fraction",
+        ),
+        pytest.param(
+            minimal(releases={"probation": "2500ms"}),
+            'cutover:releases.probation = "2500ms": expected a whole number of seconds',
+            id="probation-fraction",
+        ),
+        pytest.param(
+            minimal(verify={"interval": "1500ms"}),
+            'cutover:verify.interval = "1500ms": expected a whole number of seconds',
+            id="verify-interval-fraction",
+        ),
+        pytest.param(
+            minimal(github={"waitTimer": "30s"}),
+            'cutover:github.waitTimer = "30s": expected a whole number of minutes: it is read in whole minutes, and 30s would be cut to 0m',
+            id="wait-timer-in-seconds",
+        ),
+        # longer than Go's time.Duration
+        pytest.param(
+            minimal(healthcheck={"startPeriod": "2562048h"}),
+            'cutover:healthcheck.startPeriod = "2562048h": expected at most 2562047h, the longest duration Go holds',
+            id="duration-beyond-go",
+        ),
+        # what the engine refuses only when it creates or pulls
+        pytest.param(
+            minimal(proxy={"bindAddress": "999.0.0.1"}),
+            "cutover:proxy.bindAddress = \"999.0.0.1\": expected an IP address like '127.0.0.1' or '::1'",
+            id="bind-address-not-an-address",
+        ),
+        pytest.param(
+            minimal(proxy={"image": "Caddy:2"}),
+            "cutover:proxy.image = \"Caddy:2\": expected an image reference like 'caddy:2' (lowercase name, optional tag)",
+            id="proxy-image-not-a-reference",
+        ),
+        pytest.param(
+            minimal(postgres={"image": "postgres:16:x"}),
+            "cutover:postgres.image = \"postgres:16:x\": expected an image reference like 'postgres:16'",
+            id="postgres-image-not-a-reference",
+        ),
+        pytest.param(
+            minimal(redis={"image": "redis:"}),
+            "cutover:redis.image = \"redis:\": expected an image reference like 'redis:7'",
+            id="redis-image-not-a-reference",
+        ),
+        # one name, two values in a container
+        pytest.param(
+            minimal(web={"env": {"PORT": "9000"}}),
+            'cutover:web.env.PORT = "9000": expected another name: PORT is set from web.port',
+            id="web-env-port",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "env": {"APP_VERSION": "1"}}}),
+            'cutover:roles.worker.env.APP_VERSION = "1": expected another name: APP_VERSION is set from the release\'s tag',
+            id="role-env-app-version",
+        ),
+        pytest.param(
+            minimal(roles={"worker": {**WORKER, "env": {"API_KEY": "plain"}}}, secretEnv='{"API_KEY": "s3cret"}'),
+            'cutover:roles.worker.env.API_KEY = "plain": expected API_KEY only once: it is also in secretEnv',
+            id="role-env-also-in-secret-env",
+        ),
+        pytest.param(
+            minimal(redis={"enabled": True}, redisPassword="pw", secretEnv='{"REDIS_URL": "redis://elsewhere"}'),
+            "cutover:secretEnv.REDIS_URL = [secret]: expected another name: REDIS_URL is set from redis.enabled",
+            id="secret-env-redis-url",
+        ),
+    ],
+)
+def test_values_docker_would_misread_are_refused(raw: dict[str, Any], expected: str) -> None:
+    found = problems(raw, {k for k in ("secretEnv", "redisPassword") if k in raw})
+    assert any(p.startswith(expected) for p in found), f"{expected!r} not in:\n" + "\n".join(found)
+    assert "s3cret" not in "\n".join(found) and "redis://elsewhere" not in "\n".join(found)
+
+
+def test_a_wait_shorter_than_start_period_plus_interval_is_refused() -> None:
+    slow = {**HC, "startPeriod": "25s", "interval": "5s"}
+    found = problems(
+        minimal(
+            web={"waitTimeout": "11s"},
+            healthcheck={"startPeriod": "10s", "interval": "2s"},
+            roles={
+                "worker": {**WORKER, "waitTimeout": "29s", "healthcheck": slow},
+                "bot": {**WORKER, "overlap": False, "healthcheck": {**HC, "startPeriod": "2m"}},
+            },
+        )
+    )
+    boot = "a container that takes its whole start period to boot is healthy no sooner"
+    assert found == [
+        f'cutover:web.waitTimeout = "11s": expected at least 12s, healthcheck.startPeriod plus one healthcheck.interval (10s + 2s): {boot}',
+        'cutover:roles.worker.waitTimeout = "29s": expected at least 30s, roles.worker.healthcheck.startPeriod plus one'
+        f" roles.worker.healthcheck.interval (25s + 5s): {boot}",
+        # not set: the default, named as such
+        'cutover:roles.bot.waitTimeout = "2m": expected at least 125s, roles.bot.healthcheck.startPeriod plus one'
+        f" roles.bot.healthcheck.interval (2m + 5s): {boot}",
+    ]
+    # exactly the start period plus one interval passes
+    cfg = parse(
+        minimal(
+            web={"waitTimeout": "12s"},
+            healthcheck={"startPeriod": "10s", "interval": "2s"},
+            roles={"worker": {**WORKER, "waitTimeout": "30s", "healthcheck": slow}},
+        )
+    )
+    assert (cfg.web.wait_timeout_s, cfg.roles[0].wait_timeout_s) == (12, 30)
+    # without web, its wait is not looked at
+    assert parse(minimal(web={"enabled": False, "waitTimeout": "1s"}, roles={"worker": WORKER})).web.wait_timeout_s == 1
+
+
+def test_a_cluster_waits_for_its_slowest_boot() -> None:
+    on_cluster = {"image": {"repository": "ghcr.io/acme/web"}, "cluster": {"enabled": True, "convergeTimeout": "30s"}}
+    slow = {**WORKER, "healthcheck": {**HC, "startPeriod": "40s", "interval": "5s"}}
+    assert problems(minimal(**on_cluster, roles={"worker": slow})) == [
+        'cutover:cluster.convergeTimeout = "30s": expected at least 45s, roles.worker.healthcheck.startPeriod plus one'
+        " roles.worker.healthcheck.interval (40s + 5s): a container that takes its whole start period to boot is healthy no sooner"
+    ]
+    assert (
+        parse(
+            minimal(**{**on_cluster, "cluster": {"enabled": True, "convergeTimeout": "45s"}}, roles={"worker": slow})
+        ).cluster.converge_timeout_s
+        == 45
+    )
+    # not on a cluster, the converge timeout is not used
+    assert parse(minimal(cluster={"convergeTimeout": "5s"}, roles={"worker": slow})).cluster.converge_timeout_s == 5
+
+
+def test_build_context_and_dockerfile_must_exist(tmp_path: Any) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "notes.txt").write_text("x\n")
+    root = str(tmp_path)
+
+    def found(image: dict[str, Any], **more: Any) -> list[str]:
+        with pytest.raises(ConfigError) as err:
+            parse_config(minimal(image={"repository": "ghcr.io/acme/web", "push": False, **image}, **more), set(), "dev", SHA, root=root)
+        return err.value.problems
+
+    assert parse_config(minimal(), set(), "dev", SHA, root=root).image.context == "./app"
+    assert found({"context": "./ap"}) == [
+        f'cutover:image.context = "./ap": expected the build context, a directory: {tmp_path}/ap does not exist'
+    ]
+    assert found({"context": "notes.txt"}) == [
+        f'cutover:image.context = "notes.txt": expected the build context, a directory: {tmp_path}/notes.txt is not a directory'
+    ]
+    assert found({"context": "./svc"}) == [
+        f'cutover:image.dockerfile = "Dockerfile": expected a Dockerfile, relative to image.context: {tmp_path}/svc/Dockerfile does not exist'
+    ]
+    assert found({"context": ".", "dockerfile": "app"}) == [
+        f'cutover:image.dockerfile = "app": expected a Dockerfile, relative to image.context: {tmp_path}/app is not a file'
+    ]
+    # given with everything else wrong, it is one problem among the others
+    assert len(found({"context": "./ap"}, web={"replicas": 0})) == 2
+    # an absolute context, as the e2e upkeep scenario gives its copy of app/
+    assert parse_config(
+        minimal(image={"repository": "ghcr.io/acme/web", "context": str(tmp_path / "app")}), set(), "dev", SHA, root="/"
+    ).image.push
+    # no build, no files needed: a digest, a promotion, or no root (a rollback)
+    ref = "ghcr.io/acme/web@sha256:" + "a" * 64
+    assert (
+        parse_config(
+            minimal(image={"repository": "ghcr.io/acme/web", "context": "./gone", "ref": ref}), set(), "dev", SHA, root=root
+        ).image.ref
+        == ref
+    )
+    promoted = minimal(image={"repository": "ghcr.io/acme/web", "context": "./gone"}, releases={"promoteFrom": "dev"})
+    assert parse_config(promoted, set(), "prod", SHA, root=root).releases.promote_from == "dev"
+    assert parse_config(minimal(image={"repository": "ghcr.io/acme/web", "context": "./gone"}), set(), "dev", SHA).image.context == "./gone"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(minimal(releases={"probation": "0s"}, proxy={"drain": "0s"}), id="no-probation-no-drain"),
+        pytest.param(minimal(healthcheck={"startPeriod": "1ms", "interval": "500ms", "timeout": "250ms"}), id="sub-second-probes"),
+        pytest.param(minimal(healthcheck={"interval": "1s", "timeout": "3s"}), id="timeout-longer-than-interval"),
+        pytest.param(
+            minimal(web={"memory": "6m", "stopTimeout": "1s"}, image={"repository": "ghcr.io/acme/web", "buildCacheKept": "0"}),
+            id="smallest",
+        ),
+        pytest.param(minimal(proxy={"bindAddress": "::1"}, github={"waitTimer": "1h30m"}), id="ipv6-and-minutes"),
+        pytest.param(minimal(proxy={"image": "registry.example.com:5000/edge/caddy:2.8.4@sha256:" + "b" * 64}), id="image-by-digest"),
+    ],
+)
+def test_values_a_team_may_want_stay_accepted(raw: dict[str, Any]) -> None:
+    assert parse_config(raw, set(), "dev", SHA, root=str(ROOT)).app_name == "web"
+
+
+def test_committed_stack_files_pass_the_checks_of_the_files_they_build(tmp_path: Any) -> None:
+    for stack in ("dev", "prod"):
+        raw, _ = load_stack_file(stack)
+        secrets = {"sshPrivateKey", "registryPassword"} if stack == "prod" else set()
+        raw = (
+            {**raw, "sshPrivateKey": KEY, "registryPassword": "token", "host": {**raw["host"], "knownHosts": KNOWN}}
+            if stack == "prod"
+            else raw
+        )
+        assert parse_config(raw, secrets, stack, SHA, root=str(ROOT)).image.context == "./app"
+        with pytest.raises(ConfigError, match=r"cutover:image\.context = \"\./app\": expected the build context"):
+            parse_config(raw, secrets, stack, SHA, root=str(tmp_path))
+
+
+def e2e_stacks() -> dict[str, tuple[dict[str, Any], set[str]]]:
+    """The stack configs the e2e scenarios deploy (tests/e2e/*.py), with this machine's values made up."""
+    from tests.e2e import test_cluster, test_roles
+    from tests.e2e.replay.stack import SECRET_KEYS, e2e_config, merge
+    from tests.e2e.test_edge import NEXT_PROXY_IMAGE
+
+    base = e2e_config(
+        ssh_url="ssh://deploy@127.0.0.1:2222",
+        known_hosts="[127.0.0.1]:2222 " + KNOWN.split(" ", 1)[1],
+        private_key=KEY,
+        registry="127.0.0.1:5000",
+        registry_user="cutover",
+        registry_password="pw",
+        http_port=18080,
+    )
+    plain = set(SECRET_KEYS)
+    redis = {"redis": {"enabled": True}, "redisPassword": "pw"}
+    cluster = {"proxy": {"bindAddress": None}, "cluster": {"enabled": True, "convergeTimeout": "90s"}, "redis": {"enabled": True, "image": "redis:7"}, "redisPassword": "pw", "roles": {"worker": test_cluster.WORKER}, "releases": {"probation": "5s"}}  # fmt: skip
+    upkeep = {"postgres": {"enabled": True, "image": "postgres:15", "backupsKept": 5}, "postgresPassword": "pw", "releases": {"probation": "0s", "imagesKept": 3}, "proxy": {"drain": "1s"}}  # fmt: skip
+    edge = {"proxy": {"httpsPort": 18443, "domain": "app.cutover.test", "acmeCA": "https://127.0.0.1:14000/dir", "acmeCARoot": PEM}}
+    with_redis = plain | {"redisPassword"}
+    return {
+        "release": (base, plain),
+        "release-v8": (
+            merge(base, {"web": {"env": {"APP_FAIL_HEALTH": "1"}}, "healthcheck": {"command": ["true"]}, "verify": {"attempts": 3}}),
+            plain,
+        ),
+        "release-probation": (merge(base, {"web": {"env": {"APP_CRASH_AFTER": "12"}}, "releases": {"probation": "25s"}}), plain),
+        "release-secret-env": (
+            merge(base, {"web": {"env": {"FEATURE_FLAG": "on"}}, "secretEnv": '{"API_TOKEN": "t"}'}),
+            plain | {"secretEnv"},
+        ),
+        "roles": ({**base, **redis, "roles": {"worker": test_roles.WORKER, "bot": test_roles.BOT}}, with_redis),
+        "cluster": (merge(merge(base, {"web": {"replicas": 3}}), cluster), with_redis),
+        "cluster-v3": (merge(merge(base, cluster), {"cluster": {"convergeTimeout": "20s"}}), with_redis),
+        "edge": (merge(base, edge), plain),
+        "edge-v2": (merge(merge(base, edge), {"proxy": {"image": NEXT_PROXY_IMAGE}}), plain),
+        "upkeep": (merge(base, upkeep), plain | {"postgresPassword"}),
+    }
+
+
+@pytest.mark.parametrize("name", list(e2e_stacks()))
+def test_the_e2e_stacks_pass_every_check(name: str) -> None:
+    raw, secrets = e2e_stacks()[name]
+    cfg = parse_config(raw, secrets, "e2e", SHA, root=str(ROOT))
+    assert cfg.healthcheck.interval == "1s" and cfg.web.wait_timeout_s == 20
