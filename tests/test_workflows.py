@@ -285,17 +285,21 @@ def test_ci_runs_the_tests_on_push_and_pull_request() -> None:
 def test_preview_runs_every_stack_comments_the_diff_and_fails_the_check() -> None:
     preview = _loaded(WorkflowSettings())["preview.yml"]
     assert list(preview["on"]) == ["pull_request"]
-    job = preview["jobs"]["preview"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
-    step = job["steps"][-1]
-    assert step["uses"] == ACTIONS["pulumi"].uses
-    assert step["with"]["command"] == "preview"
-    assert step["with"]["diff"] is True
-    assert step["with"]["comment-on-pr"] is True
-    assert step["with"]["stack-name"] == "${{ matrix.stack }}"
-    assert "continue-on-error" not in step and "continue-on-error" not in job
-    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    # one job per stack, each in its own preview environment (it was one matrix job outside any environment)
+    assert list(preview["jobs"]) == ["preview-dev", "preview-prod"]
+    for stack, environment in (("dev", "dev-preview"), ("prod", "production-preview")):
+        job = preview["jobs"][f"preview-{stack}"]
+        assert job["name"] == f"preview {stack}"
+        assert job["environment"] == {"name": environment}
+        assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+        step = job["steps"][-1]
+        assert step["uses"] == ACTIONS["pulumi"].uses
+        assert step["with"]["command"] == "preview"
+        assert step["with"]["diff"] is True
+        assert step["with"]["comment-on-pr"] is True
+        assert step["with"]["stack-name"] == stack
+        assert "continue-on-error" not in step and "continue-on-error" not in job
+        assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
 
 
 def test_deploys_run_in_order_each_in_its_environment(settings: WorkflowSettings) -> None:
@@ -386,7 +390,8 @@ def test_variant_settings_reach_the_files() -> None:
     assert "python-version: '3.12'" in files["ci.yml"]
     assert data["deploy.yml"]["jobs"]["deploy-staging"]["environment"]["name"] == "staging-eu"
     assert data["deploy.yml"]["jobs"]["deploy-staging"]["defaults"]["run"]["working-directory"] == "infra"
-    assert data["preview.yml"]["jobs"]["preview"]["steps"][-1]["with"]["work-dir"] == "infra"
+    assert data["preview.yml"]["jobs"]["preview-staging"]["steps"][-1]["with"]["work-dir"] == "infra"
+    assert data["preview.yml"]["jobs"]["preview-staging"]["environment"]["name"] == "staging-eu-preview"
     assert "${{ secrets.STATE_URL }}" in files["deploy.yml"]
     assert "${{ secrets.AWS_SECRET_ACCESS_KEY }}" in files["rollback.yml"]
     assert "cloud-url: ${{ secrets.STATE_URL }}" in files["preview.yml"]
