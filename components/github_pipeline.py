@@ -57,12 +57,13 @@ ADMIN_ROLE_ID: Final = 5
 # The GitHub Actions app: required checks must come from workflow runs, not from anyone able to post a status.
 GITHUB_ACTIONS_APP_ID: Final = 15368
 
-# The fine-grained token's repository permissions each resource type needs (GitHub REST API docs,
-# "Permissions required for fine-grained personal access tokens"); Metadata: read comes with every token.
+# The fine-grained token's repository permissions each resource type needs (GitHub REST API docs, each endpoint's
+# "fine-grained access tokens" permission, as octokit/plugin-rest-endpoint-methods.js docs/actions/*.md quote it:
+# an environment's secrets need `secrets`, its variables `environments`); Metadata: read comes with every token.
 TOKEN_PERMISSIONS: Final[Mapping[str, str]] = {
     "github:index/repositoryEnvironment:RepositoryEnvironment": "Administration: write",
     "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy": "Administration: write",
-    "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret": "Environments: write",
+    "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret": "Secrets: write",
     "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable": "Environments: write",
     "github:index/actionsVariable:ActionsVariable": "Variables: write",
     "github:index/branch:Branch": "Contents: write",

@@ -420,3 +420,72 @@ def test_check_names_refuse_other_expressions() -> None:
 def test_the_workflows_directory_of_this_repository_is_what_repository_files_name() -> None:
     names = {Path(p).name for p in repository_files(model(*prod_config()))}
     assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")} | {"dependabot.yml"}
+
+
+# --- what a pull request can reach, from the files and the environments the stack declares -----------
+
+
+def pull_request_jobs(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    jobs = {}
+    for reg in run.of_type(FILE):
+        data = yaml.safe_load(reg.inputs["content"])
+        if reg.inputs["file"].startswith(".github/workflows/") and "pull_request" in data["on"]:
+            jobs |= {f"{reg.inputs['file'].rsplit('/', 1)[-1]}/{job_id}": job for job_id, job in data["jobs"].items()}
+    return jobs
+
+
+def readable_before_review(run: ProgramRun, job: dict[str, Any], head_branch: str) -> set[str]:
+    """The secrets a job a pull request from `head_branch` starts can read before anyone approved the run."""
+    name = job.get("environment", {}).get("name")
+    if name is None:
+        return {r.inputs["secretName"] for r in run.of_type(REPO_SECRET)}
+    env = environment(run, name)
+    if env.inputs.get("reviewers") and env.inputs.get("preventSelfReview") and env.inputs.get("canAdminsBypass") is False:
+        return set()  # the job waits for a reviewer who did not start the run
+    allowed = policies(run, name) if env.inputs.get("deploymentBranchPolicy") else None
+    if allowed is not None and head_branch not in allowed:
+        return set()  # GitHub refuses the job: the environment admits other branches only
+    return set(secrets_of(run, name)) | {r.inputs["secretName"] for r in run.of_type(REPO_SECRET)}
+
+
+@pytest.mark.parametrize("reviewers", [["alice", "bob-ops"], []], ids=["reviewers", "no-reviewers"])
+def test_a_pull_request_reads_no_secret_of_this_stack_before_a_reviewer_approves(reviewers: list[str]) -> None:
+    raw, secrets = configured(reviewers=reviewers)
+    run = run_program(raw, secrets, stack="prod")
+    jobs = pull_request_jobs(run)
+    assert sorted(jobs) == ["ci.yml/test", "preview.yml/preview-dev", "preview.yml/preview-prod"]
+    assert jobs["preview.yml/preview-prod"]["environment"] == {"name": "production-preview"}
+    assert set(secrets_of(run, "production-preview")) == {"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"}
+    for job_id, job in jobs.items():
+        if job.get("environment", {}).get("name", "").startswith("dev"):
+            continue  # the dev stack declares its own environments
+        assert readable_before_review(run, job, head_branch="feature/x") == set(), job_id
+
+
+def test_the_check_above_sees_the_hole_it_guards() -> None:
+    """The preview as it was: outside any environment, the passphrase a repository secret."""
+    run = run_program(*configured(), stack="prod")
+    job = pull_request_jobs(run)["preview.yml/preview-prod"]
+    del job["environment"]
+    run.registrations.append(
+        Registration(REPO_SECRET, "passphrase", "urn:x", "", True, {"secretName": "PULUMI_CONFIG_PASSPHRASE"}, {"value"}, [], {}, "", {})
+    )
+    assert readable_before_review(run, job, head_branch="feature/x") == {"PULUMI_CONFIG_PASSPHRASE"}
+    # and an environment whose reviewers a pull request's author could approve alone
+    job["environment"] = {"name": "production-preview"}
+    preview = environment(run, "production-preview")
+    preview.inputs.update(reviewers=[{"users": [1]}], preventSelfReview=False, deploymentBranchPolicy=None)
+    assert "PULUMI_CONFIG_PASSPHRASE" in readable_before_review(run, job, head_branch="feature/x")
+
+
+def test_the_token_permissions_name_every_resource_the_stack_manages(run: ProgramRun) -> None:
+    from components.github_pipeline import TOKEN_PERMISSIONS
+
+    managed = {r.type for r in github_resources(run) if r.type != PROVIDER}
+    assert managed == set(TOKEN_PERMISSIONS), "a resource type without its permission, or a permission for none"
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Token.**") : readme.index("**Config keys**")]
+    for typ, permission in TOKEN_PERMISSIONS.items():
+        short = typ.rsplit(":", 1)[-1]
+        row = next((line for line in table.splitlines() if f"`{short}`" in line), "")
+        assert permission.split(":")[0] in row, f"README's token table: {short} needs {permission}"
