@@ -159,8 +159,10 @@ class WorkflowSettings:
     test_setup_commands: tuple[str, ...] = ()
     test_command: str = "make lint unit"
     # Installs the program's dependencies into the virtualenv Pulumi.yaml names, every one pinned by its hash:
-    # pip refuses any file whose hash the lock does not list (pip's "hash-checking mode"), and --no-deps
-    # installs nothing the lock does not name. `pulumi install` would resolve requirements.txt afresh.
+    # pip refuses any file whose hash the lock does not list (pypa/pip docs/html/topics/secure-installs.md,
+    # hash-checking mode), and --no-deps installs nothing the lock does not name. A virtualenv made by hand
+    # serves Pulumi's `virtualenv` option as one `pulumi install` made (pulumi/pulumi sdk/python/README.md);
+    # `pulumi install` itself would resolve requirements.txt afresh, unhashed.
     install_command: str = (
         f"python -m venv .venv && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r {PROGRAM_LOCK}"
     )

@@ -489,3 +489,13 @@ def test_the_token_permissions_name_every_resource_the_stack_manages(run: Progra
         short = typ.rsplit(":", 1)[-1]
         row = next((line for line in table.splitlines() if f"`{short}`" in line), "")
         assert permission.split(":")[0] in row, f"README's token table: {short} needs {permission}"
+
+
+def test_admin_bypass_and_files_branch_are_checked_and_named() -> None:
+    from components.config import ConfigError
+
+    raw, secrets = configured(adminBypass="yes", filesBranch="../x")
+    with pytest.raises(ConfigError) as err:
+        model(raw, secrets)
+    assert 'cutover:github.adminBypass = "yes": expected true or false' in str(err.value)
+    assert 'cutover:github.filesBranch = "../x": expected a branch name' in str(err.value)
