@@ -174,14 +174,18 @@ def check_names(job_id: str, job: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def required_checks(workflows: Mapping[str, str]) -> list[str]:
-    """The check names of every job that runs on pull requests, read from the rendered workflow files."""
+def required_checks(workflows: Mapping[str, str], refused_environments: Iterable[str] = ()) -> list[str]:
+    """The check names of every job that runs on pull requests, read from the rendered workflow files; a job in
+    one of `refused_environments` (which admit no pull request) never passes on one, so it is not required."""
+    refused = set(refused_environments)
     checks: list[str] = []
     for text in workflows.values():
         data = yaml.safe_load(text)
         if "pull_request" not in _triggers(data):
             continue
         for job_id, job in data["jobs"].items():
+            if (job.get("environment") or {}).get("name") in refused:
+                continue
             checks += [c for c in check_names(job_id, job) if c not in checks]
     return checks
 
@@ -379,7 +383,9 @@ class GitHubPipeline(pulumi.ComponentResource):
                 overwrite_on_create=True,
                 opts=files_opts,
             )
-        checks = required_checks(workflows)
+        # without reviewers, this stack's preview environment refuses pull requests (see __init__)
+        refused = [] if gh.reviewers else [settings.preview_environment(cfg.stack)]
+        checks = required_checks(workflows, refused)
         if gh.protect_branch:
             self.ruleset = self._ruleset(name, gh, repository, checks, child)
         return checks

@@ -286,6 +286,9 @@ def test_without_reviewers_no_pull_request_gets_a_preview(prod: tuple[dict[str, 
     assert "reviewers" not in preview.inputs and preview.inputs["canAdminsBypass"] is False
     assert preview.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
     assert policies(run, "production-preview") == ["main"]
+    # a check that cannot pass on a pull request is not required: the ruleset would block every merge
+    contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
+    assert contexts == ["lint, type-check and test", "preview dev"]
 
 
 def test_the_drift_check_runs_from_the_default_branch_with_no_reviewer(run: ProgramRun) -> None:
@@ -339,7 +342,7 @@ def test_admins_bypass_the_ruleset_only_when_asked() -> None:
 
 
 def test_ruleset_checks_follow_the_configured_stacks() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"})
+    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, reviewers=["alice"])
     run = run_program(raw, secrets, stack="prod")
     contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == ["lint, type-check and test", "preview staging", "preview prod"]
