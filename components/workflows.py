@@ -4,8 +4,9 @@
 
 - ``ci.yml``: lint, type-check and test on pushes to the default branch and on
   pull requests.
-- ``preview.yml``: ``pulumi preview --diff`` of every stack on pull requests,
-  posted as a PR comment; a failing preview fails the check.
+- ``preview.yml``: ``pulumi preview --diff`` of every stack on pull requests, each
+  in the stack's preview environment once a reviewer approved the run, posted as a
+  PR comment; a failing preview fails the check.
 - ``deploy.yml``: on pushes to the default branch (and by hand), the tests,
   then ``pulumi up`` stack after stack, each in its GitHub environment, never
   two at once on one stack. When ``pulumi up`` fails, the release that served
@@ -13,7 +14,7 @@
 - ``rollback.yml``: by hand, ``CUTOVER_ROLLBACK_TO=<target> pulumi up`` on one
   stack.
 - ``drift.yml``: every day (and by hand), ``pulumi preview --refresh --expect-no-changes``
-  of every stack at the commit it last deployed; fails, with the diff in the job summary,
+  of every stack at the commit it last deployed, in the stack's drift environment; fails, with the diff in the job summary,
   when the server no longer matches what was deployed.
 
 Deploy and rollback jobs announce their start and outcome to a webhook
