@@ -47,7 +47,7 @@ import yaml
 from components.config import NAMESPACE, GitHubConfig, Secret, StackConfig
 from components.dependabot import DEPENDABOT_PATH, render_dependabot
 from components.notifications import NOTIFY_SECRET
-from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
+from components.workflows import DRIFT_SUFFIX, PREVIEW_SUFFIX, SKIP_CI_MARKER, WorkflowSettings, render_workflows
 
 WORKFLOWS_DIRECTORY: Final = ".github/workflows"
 # Repository variable holding the stacks in deploy order, as a JSON list (`fromJSON(vars.PULUMI_STACKS)`).
@@ -234,6 +234,8 @@ class GitHubPipeline(pulumi.ComponentResource):
             ids = pulumi.Output.all(*users).apply(lambda found: [int(i) for i in found])
             reviewers = [github.RepositoryEnvironmentReviewerArgs(users=ids)]
         settings = workflow_settings(cfg)
+        # named as the workflows name them (WorkflowSettings.preview_environment, drift_environment)
+        preview_name = gh.environment + PREVIEW_SUFFIX
         self.environment = self._environment(
             f"{name}-environment", repository, gh.environment, gh.branch, child, reviewers, gh.wait_timer_minutes
         )
@@ -243,18 +245,16 @@ class GitHubPipeline(pulumi.ComponentResource):
         self.preview_environment = self._environment(
             f"{name}-preview-environment",
             repository,
-            settings.preview_environment(cfg.stack),
+            preview_name,
             None if reviewers else gh.branch,
             child,
             reviewers,
         )
-        self.drift_environment = self._environment(
-            f"{name}-drift-environment", repository, settings.drift_environment(cfg.stack), gh.branch, child
-        )
+        self.drift_environment = self._environment(f"{name}-drift-environment", repository, gh.environment + DRIFT_SUFFIX, gh.branch, child)
         if not reviewers:
             pulumi.log.warn(
                 f"{NAMESPACE}:github.reviewers is empty: pull requests get no preview of stack {cfg.stack}"
-                f" (environment {settings.preview_environment(cfg.stack)} admits {gh.branch} only); name reviewers to approve them",
+                f" (environment {preview_name} admits {gh.branch} only); name reviewers to approve them",
                 self,
             )
         for key, value in environment_variables(cfg).items():
@@ -384,7 +384,7 @@ class GitHubPipeline(pulumi.ComponentResource):
                 opts=files_opts,
             )
         # without reviewers, this stack's preview environment refuses pull requests (see __init__)
-        refused = [] if gh.reviewers else [settings.preview_environment(cfg.stack)]
+        refused = [] if gh.reviewers else [f"{gh.environment}{PREVIEW_SUFFIX}"]
         checks = required_checks(workflows, refused)
         if gh.protect_branch:
             self.ruleset = self._ruleset(name, gh, repository, checks, child)

@@ -502,3 +502,13 @@ def test_admin_bypass_and_files_branch_are_checked_and_named() -> None:
         model(raw, secrets)
     assert 'cutover:github.adminBypass = "yes": expected true or false' in str(err.value)
     assert 'cutover:github.filesBranch = "../x": expected a branch name' in str(err.value)
+
+
+def test_a_stack_outside_github_stacks_names_its_environments_after_its_own() -> None:
+    raw, secrets = configured(environment="production-eu", reviewers=["alice"])
+    run = run_program(raw, secrets, stack="prod-eu")
+    assert sorted(r.inputs["environment"] for r in run.of_type(ENVIRONMENT)) == [
+        "production-eu",
+        "production-eu-drift",
+        "production-eu-preview",
+    ]
