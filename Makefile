@@ -17,6 +17,7 @@
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
 #   make workflows           regenerate .github/workflows and .github/dependabot.yml from components/
 #   make tools               build the pulumi CLI from its Go modules into .tools/bin (toolchain/README.md)
+#   make lock                write requirements.lock and requirements-dev.lock (hashes) from the requirements files
 
 SHELL := /bin/bash
 STACK ?= dev
@@ -54,16 +55,25 @@ endif
 # (memory only); the docker provider's ssh logs in with it (components/ssh.py).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
-.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows tools tools-built tools-pulumi tools-program tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows lock tools tools-built tools-pulumi tools-program tools-deploy clean
 
-$(BIN)/.program: requirements.txt
+# Every package is installed from a lock with its hashes: pip refuses a file whose hash the lock does not
+# list, and --no-deps installs nothing the lock does not name. `make lock` writes the locks again.
+$(BIN)/.program: requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	@touch $@
 
-$(BIN)/.installed: $(BIN)/.program requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+$(BIN)/.installed: $(BIN)/.program requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
 	@touch $@
+
+# The locks of requirements.txt and requirements-dev.txt, for the workflows' runners (Linux x86_64, the
+# pipeline's Python), with the hash of every file each pinned version has.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line
+lock: $(BIN)/.installed
+	$(BIN)/uv pip compile $(LOCK_FLAGS) -o requirements.lock requirements.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) -o requirements-dev.lock requirements-dev.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -236,7 +236,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate", "imagesKept"}),
     "verify": frozenset({"enabled", "expectVersion", "attempts", "interval"}),
     "cluster": frozenset({"enabled", "placement", "spread", "convergeTimeout"}),
-    "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks"}),
+    "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks", "adminBypass", "filesBranch"}),
 }  # fmt: skip
 # Secrets live in keys of their own, so that marking one secret never hides the rest.
 SECRET_KEYS = frozenset(

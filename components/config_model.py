@@ -276,6 +276,10 @@ class GitHubConfig:
     secrets: dict[str, Secret] = field(default_factory=dict)
     # Stack -> GitHub deployment environment, in deploy order (the workflows deploy them one after another).
     stacks: dict[str, str] = field(default_factory=lambda: {"dev": "dev", "prod": "production"})
+    # Repository admins may bypass the branch ruleset: only when asked for.
+    admin_bypass: bool = False
+    # The branch the owning stack commits the workflow files to; a pull request takes them into `branch`.
+    files_branch: str = "cutover/pipeline"
 
 
 @dataclass(frozen=True)

@@ -604,6 +604,8 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         variables=variables,
         secrets=secrets,
         stacks=dict(stacks),
+        admin_bypass=r.value(o, "github", "adminBypass", False, _bool, "true or false"),
+        files_branch=r.value(o, "github", "filesBranch", "cutover/pipeline", _str(branch_name), "a branch name like 'cutover/pipeline'"),
     )
 
 

@@ -1,26 +1,31 @@
-"""The GitHub side of the delivery pipeline, declared: environment, secrets, variables, workflow files, ruleset.
+"""The GitHub side of the delivery pipeline, declared: environments, secrets, variables, workflow files, ruleset.
 
-Every stack with ``github.enabled`` manages its own deployment environment
-(``github.environment``, e.g. ``production``): deployments from the default
-branch only, optional required reviewers and wait timer, and the environment's
-variables and secrets taken from the stack's config. Secrets stay Pulumi
-secrets all the way to the provider.
+Every stack with ``github.enabled`` manages three environments of its own:
 
-Exactly one stack, the one with ``github.manageRepositoryFiles: true``, owns
-what is shared by the whole repository, so that two stacks never fight over a
-file: the repository-level Actions secrets the preview job needs (it runs
-without an environment), a variable listing the stacks, the workflow files
-rendered by ``components.workflows`` (committed with ``[skip ci]`` so that the
-commit starts no run), and, with ``github.protectBranch``, a ruleset on the
-default branch requiring pull requests and the checks those workflows report.
+- ``github.environment`` (e.g. ``production``): deploys and rollbacks, from the default branch only,
+  with the optional required reviewers and wait timer, and the environment's variables and secrets
+  taken from the stack's config;
+- ``<environment>-preview``: pull requests' previews of the stack. They run the pull request's own
+  code with the stack's credentials, so one of ``github.reviewers`` (never the run's own author)
+  must approve each run before its job starts. Without reviewers the environment admits the
+  default branch only: a pull request's preview of the stack is refused, never run unreviewed;
+- ``<environment>-drift``: the daily drift check, from the default branch only.
 
-The token: ``github:token`` from the stack config (a secret; this is how the
-deploy workflow's ``pulumi up`` gets one), else the ``GITHUB_TOKEN`` environment
-variable. A fine-grained token on the one repository needs read and write on
-Administration (environments, branch policies, rulesets), Environments,
-Secrets, Variables, Contents and Workflows (the files under
-``.github/workflows``); a classic token needs the ``repo`` and ``workflow``
-scopes, from a repository admin.
+No environment lets repository admins bypass its rules. The Pulumi credentials the workflows read
+(the backend URL, the stack's own passphrase, any extra secrets) are secrets of these environments
+only: no repository secret exists that a workflow on another branch could read.
+
+Exactly one stack, the one with ``github.manageRepositoryFiles: true``, owns what is shared by the
+whole repository, so that two stacks never fight over a file: a variable listing the stacks, the
+workflow files rendered by ``components.workflows`` (committed with ``[skip ci]`` to
+``github.filesBranch``, from which a pull request takes them into the default branch), and, with
+``github.protectBranch``, a ruleset on the default branch requiring pull requests and the checks
+those workflows report, which nobody bypasses unless ``github.adminBypass`` says so.
+
+The token: ``github:token`` from the stack config (a secret; this is how the deploy workflow's
+``pulumi up`` gets one), else the ``GITHUB_TOKEN`` environment variable. A fine-grained token on
+the one repository needs, per resource, the permissions in ``TOKEN_PERMISSIONS`` (README,
+"Setting up GitHub", lists them).
 
 The pure functions below compute everything that needs no Pulumi call.
 """
@@ -39,10 +44,10 @@ import pulumi
 import pulumi_github as github
 import yaml
 
-from components.config import GitHubConfig, Secret, StackConfig
+from components.config import NAMESPACE, GitHubConfig, Secret, StackConfig
 from components.dependabot import DEPENDABOT_PATH, render_dependabot
 from components.notifications import NOTIFY_SECRET
-from components.workflows import SKIP_CI_MARKER, WorkflowSettings, render_workflows
+from components.workflows import DRIFT_SUFFIX, PREVIEW_SUFFIX, SKIP_CI_MARKER, WorkflowSettings, render_workflows
 
 WORKFLOWS_DIRECTORY: Final = ".github/workflows"
 # Repository variable holding the stacks in deploy order, as a JSON list (`fromJSON(vars.PULUMI_STACKS)`).
@@ -51,6 +56,20 @@ STACKS_VARIABLE: Final = "PULUMI_STACKS"
 ADMIN_ROLE_ID: Final = 5
 # The GitHub Actions app: required checks must come from workflow runs, not from anyone able to post a status.
 GITHUB_ACTIONS_APP_ID: Final = 15368
+
+# The fine-grained token's repository permissions each resource type needs (GitHub REST API docs, each endpoint's
+# "fine-grained access tokens" permission, as octokit/plugin-rest-endpoint-methods.js docs/actions/*.md quote it:
+# an environment's secrets need `secrets`, its variables `environments`); Metadata: read comes with every token.
+TOKEN_PERMISSIONS: Final[Mapping[str, str]] = {
+    "github:index/repositoryEnvironment:RepositoryEnvironment": "Administration: write",
+    "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy": "Administration: write",
+    "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret": "Secrets: write",
+    "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable": "Environments: write",
+    "github:index/actionsVariable:ActionsVariable": "Variables: write",
+    "github:index/branch:Branch": "Contents: write",
+    "github:index/repositoryFile:RepositoryFile": "Contents: write, and Workflows: write for .github/workflows",
+    "github:index/repositoryRuleset:RepositoryRuleset": "Administration: write",
+}
 
 _MATRIX_EXPRESSION = re.compile(r"\$\{\{\s*matrix\.([A-Za-z0-9_-]+)\s*\}\}")
 
@@ -106,8 +125,9 @@ def environment_secrets(cfg: StackConfig) -> dict[str, Secret]:
     return secrets
 
 
-def repository_secrets(cfg: StackConfig, settings: WorkflowSettings | None = None) -> dict[str, Secret]:
-    """The repository-level secrets the workflows read outside any environment, those `githubSecrets` gives."""
+def pipeline_secrets(cfg: StackConfig, settings: WorkflowSettings | None = None) -> dict[str, Secret]:
+    """The secrets the workflows' pulumi steps read (backend URL, this stack's passphrase, extra secrets), those
+    `githubSecrets` gives: secrets of each of the stack's three environments, never of the repository."""
     s = settings or workflow_settings(cfg)
     names = (s.backend_url_secret, s.passphrase_secret, *s.extra_secrets)
     return {name: cfg.github.secrets[name] for name in names if name in cfg.github.secrets}
@@ -154,14 +174,18 @@ def check_names(job_id: str, job: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def required_checks(workflows: Mapping[str, str]) -> list[str]:
-    """The check names of every job that runs on pull requests, read from the rendered workflow files."""
+def required_checks(workflows: Mapping[str, str], refused_environments: Iterable[str] = ()) -> list[str]:
+    """The check names of every job that runs on pull requests, read from the rendered workflow files; a job in
+    one of `refused_environments` (which admit no pull request) never passes on one, so it is not required."""
+    refused = set(refused_environments)
     checks: list[str] = []
     for text in workflows.values():
         data = yaml.safe_load(text)
         if "pull_request" not in _triggers(data):
             continue
         for job_id, job in data["jobs"].items():
+            if (job.get("environment") or {}).get("name") in refused:
+                continue
             checks += [c for c in check_names(job_id, job) if c not in checks]
     return checks
 
@@ -183,6 +207,8 @@ class GitHubPipeline(pulumi.ComponentResource):
 
     provider: github.Provider
     environment: github.RepositoryEnvironment
+    preview_environment: github.RepositoryEnvironment
+    drift_environment: github.RepositoryEnvironment
     files: dict[str, github.RepositoryFile]
     ruleset: github.RepositoryRuleset | None
 
@@ -207,22 +233,30 @@ class GitHubPipeline(pulumi.ComponentResource):
             users = [github.get_user_output(username=login, opts=lookup).id for login in gh.reviewers]
             ids = pulumi.Output.all(*users).apply(lambda found: [int(i) for i in found])
             reviewers = [github.RepositoryEnvironmentReviewerArgs(users=ids)]
-        self.environment = github.RepositoryEnvironment(
-            f"{name}-environment",
-            repository=repository,
-            environment=gh.environment,
-            wait_timer=gh.wait_timer_minutes,
-            reviewers=reviewers,
-            # Deployments only from the branches listed by the policy below.
-            deployment_branch_policy=github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
-                protected_branches=False, custom_branch_policies=True
-            ),
-            opts=child,
+        settings = workflow_settings(cfg)
+        # named as the workflows name them (WorkflowSettings.preview_environment, drift_environment)
+        preview_name = gh.environment + PREVIEW_SUFFIX
+        self.environment = self._environment(
+            f"{name}-environment", repository, gh.environment, gh.branch, child, reviewers, gh.wait_timer_minutes
         )
         environment = self.environment.environment
-        github.RepositoryEnvironmentDeploymentPolicy(
-            f"{name}-branch-policy", repository=repository, environment=environment, branch_pattern=gh.branch, opts=child
+        # Pull requests' previews run their own code: with reviewers, any branch may ask and a reviewer who did
+        # not start the run approves it; without, the default branch only, so a pull request's preview is refused.
+        self.preview_environment = self._environment(
+            f"{name}-preview-environment",
+            repository,
+            preview_name,
+            None if reviewers else gh.branch,
+            child,
+            reviewers,
         )
+        self.drift_environment = self._environment(f"{name}-drift-environment", repository, gh.environment + DRIFT_SUFFIX, gh.branch, child)
+        if not reviewers:
+            pulumi.log.warn(
+                f"{NAMESPACE}:github.reviewers is empty: pull requests get no preview of stack {cfg.stack}"
+                f" (environment {preview_name} admits {gh.branch} only); name reviewers to approve them",
+                self,
+            )
         for key, value in environment_variables(cfg).items():
             github.ActionsEnvironmentVariable(
                 f"{name}-env-var-{_resource_suffix(key)}",
@@ -233,14 +267,11 @@ class GitHubPipeline(pulumi.ComponentResource):
                 opts=child,
             )
         for key, secret in environment_secrets(cfg).items():
-            github.ActionsEnvironmentSecret(
-                f"{name}-env-secret-{_resource_suffix(key)}",
-                repository=repository,
-                environment=environment,
-                secret_name=key,
-                value=pulumi.Output.secret(secret.reveal()),
-                opts=child,
-            )
+            self._secret(f"{name}-env-secret-{_resource_suffix(key)}", repository, environment, key, secret, child)
+        # The pulumi steps' credentials, in the two other environments too (the deploy environment has them above).
+        for prefix, env in (("preview", self.preview_environment), ("drift", self.drift_environment)):
+            for key, secret in pipeline_secrets(cfg, settings).items():
+                self._secret(f"{name}-{prefix}-secret-{_resource_suffix(key)}", repository, env.environment, key, secret, child)
 
         self.files = {}
         self.ruleset = None
@@ -250,40 +281,111 @@ class GitHubPipeline(pulumi.ComponentResource):
         self.register_outputs(
             {
                 "environment": environment,
+                "previewEnvironment": self.preview_environment.environment,
+                "driftEnvironment": self.drift_environment.environment,
                 "files": sorted(self.files),
                 "requiredChecks": checks,
             }
+        )
+
+    def _environment(
+        self,
+        resource_name: str,
+        repository: str,
+        environment: str,
+        branch: str | None,
+        child: pulumi.ResourceOptions,
+        reviewers: list[github.RepositoryEnvironmentReviewerArgs] | None = None,
+        wait_timer: int = 0,
+    ) -> github.RepositoryEnvironment:
+        """An environment admins cannot bypass; `branch`: the only branch that may use it (None: any branch)."""
+        env = github.RepositoryEnvironment(
+            resource_name,
+            repository=repository,
+            environment=environment,
+            wait_timer=wait_timer,
+            reviewers=reviewers,
+            # the provider's default is true: admins would skip the reviewers and the branch policy
+            can_admins_bypass=False,
+            # whoever started the run (a pull request's author) cannot approve it
+            prevent_self_review=True if reviewers else None,
+            # Deployments only from the branch listed by the policy below.
+            deployment_branch_policy=github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
+                protected_branches=False, custom_branch_policies=True
+            )
+            if branch
+            else None,
+            opts=child,
+        )
+        if branch:
+            # GitHub checks the policy against the branch the run's event is on, a pull request's head branch
+            # for its previews (github/docs, "Deployments and environments": deployment branches and tags).
+            github.RepositoryEnvironmentDeploymentPolicy(
+                f"{resource_name.removesuffix('-environment')}-branch-policy",
+                repository=repository,
+                environment=env.environment,
+                branch_pattern=branch,
+                opts=child,
+            )
+        return env
+
+    def _secret(
+        self, resource_name: str, repository: str, environment: pulumi.Input[str], key: str, secret: Secret, child: pulumi.ResourceOptions
+    ) -> None:
+        github.ActionsEnvironmentSecret(
+            resource_name,
+            repository=repository,
+            environment=environment,
+            secret_name=key,
+            value=pulumi.Output.secret(secret.reveal()),
+            opts=child,
         )
 
     def _repository_level(self, name: str, cfg: StackConfig, repository: str, child: pulumi.ResourceOptions) -> list[str]:
         """What the owning stack manages for the whole repository; returns the required checks."""
         gh = cfg.github
         settings = workflow_settings(cfg)
-        for key, secret in repository_secrets(cfg, settings).items():
-            github.ActionsSecret(
-                f"{name}-repo-secret-{_resource_suffix(key)}",
-                repository=repository,
-                secret_name=key,
-                value=pulumi.Output.secret(secret.reveal()),
-                opts=child,
-            )
         for key, value in repository_variables(cfg).items():
             github.ActionsVariable(
                 f"{name}-repo-var-{_resource_suffix(key)}", repository=repository, variable_name=key, value=value, opts=child
             )
         workflows = render_workflows(settings)
+        files_opts = child
+        if gh.files_branch != gh.branch:
+            branch = github.Branch(
+                f"{name}-files-branch", repository=repository, branch=gh.files_branch, source_branch=gh.branch, opts=child
+            )
+            files_opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[branch]))
+            pulumi.log.info(
+                f"the workflow files are committed to branch {gh.files_branch}, not {gh.branch}:"
+                f" a pull request from {gh.files_branch} into {gh.branch} takes them ({NAMESPACE}:github.filesBranch)",
+                self,
+            )
+        else:
+            pulumi.log.warn(
+                f"{NAMESPACE}:github.filesBranch is {gh.branch!r}: the workflow files are committed straight to {gh.branch},"
+                " with no pull request"
+                + (
+                    "; the ruleset refuses such commits unless github.adminBypass is true"
+                    if gh.protect_branch and not gh.admin_bypass
+                    else ""
+                ),
+                self,
+            )
         for path, content in repository_files(cfg).items():
             self.files[path] = github.RepositoryFile(
                 f"{name}-file-{_resource_suffix(path.rsplit('/', 1)[-1])}",
                 repository=repository,
                 file=path,
                 content=content,
-                branch=gh.branch,
+                branch=gh.files_branch,
                 commit_message=commit_message(cfg, path),
                 overwrite_on_create=True,
-                opts=child,
+                opts=files_opts,
             )
-        checks = required_checks(workflows)
+        # without reviewers, this stack's preview environment refuses pull requests (see __init__)
+        refused = [] if gh.reviewers else [f"{gh.environment}{PREVIEW_SUFFIX}"]
+        checks = required_checks(workflows, refused)
         if gh.protect_branch:
             self.ruleset = self._ruleset(name, gh, repository, checks, child)
         return checks
@@ -300,10 +402,12 @@ class GitHubPipeline(pulumi.ComponentResource):
             conditions=github.RepositoryRulesetConditionsArgs(
                 ref_name=github.RepositoryRulesetConditionsRefNameArgs(includes=[f"refs/heads/{gh.branch}"], excludes=[])
             ),
-            # Repository admins bypass the rules: the owning stack's token commits the workflow files directly.
+            # Nobody bypasses the rules unless github.adminBypass asks for it: the workflow files reach the branch by a pull request.
             bypass_actors=[
                 github.RepositoryRulesetBypassActorArgs(actor_type="RepositoryRole", actor_id=ADMIN_ROLE_ID, bypass_mode="always")
-            ],
+            ]
+            if gh.admin_bypass
+            else [],
             rules=github.RepositoryRulesetRulesArgs(
                 pull_request=github.RepositoryRulesetRulesPullRequestArgs(),
                 required_status_checks=github.RepositoryRulesetRulesRequiredStatusChecksArgs(

@@ -4,8 +4,9 @@
 
 - ``ci.yml``: lint, type-check and test on pushes to the default branch and on
   pull requests.
-- ``preview.yml``: ``pulumi preview --diff`` of every stack on pull requests,
-  posted as a PR comment; a failing preview fails the check.
+- ``preview.yml``: ``pulumi preview --diff`` of every stack on pull requests, each
+  in the stack's preview environment once a reviewer approved the run, posted as a
+  PR comment; a failing preview fails the check.
 - ``deploy.yml``: on pushes to the default branch (and by hand), the tests,
   then ``pulumi up`` stack after stack, each in its GitHub environment, never
   two at once on one stack. When ``pulumi up`` fails, the release that served
@@ -13,7 +14,7 @@
 - ``rollback.yml``: by hand, ``CUTOVER_ROLLBACK_TO=<target> pulumi up`` on one
   stack.
 - ``drift.yml``: every day (and by hand), ``pulumi preview --refresh --expect-no-changes``
-  of every stack at the commit it last deployed; fails, with the diff in the job summary,
+  of every stack at the commit it last deployed, in the stack's drift environment; fails, with the diff in the job summary,
   when the server no longer matches what was deployed.
 
 Deploy and rollback jobs announce their start and outcome to a webhook
@@ -35,6 +36,13 @@ zizmor and the GitHub workflow JSON schema:
   through ``env:``; stack names and commands are static settings, validated;
 - no ``pull_request_target`` trigger: pull requests from forks get no secrets
   and their previews are skipped;
+- no secret is read outside a GitHub environment, so none is a repository secret that any
+  branch's workflow could read: deploys and rollbacks run in the stack's environment (the
+  default branch only), the daily drift check in ``<environment>-drift`` (the default branch
+  only), and a pull request's preview in ``<environment>-preview``, whose required reviewers
+  approve each run before its job starts and reads that environment's secrets (the GitHub
+  component declares all three, components/github_pipeline.py);
+- the program's dependencies are installed from a lock file with hashes (``--require-hashes``);
 - deploys are never cancelled (``cancel-in-progress: false``).
 """
 
@@ -92,6 +100,8 @@ ACTIONS: Final[Mapping[str, PinnedAction]] = MappingProxyType(
         "checkout": PinnedAction("actions/checkout", "3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
         "setup-python": PinnedAction("actions/setup-python", "5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
         "pulumi": PinnedAction("pulumi/actions", "8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+        # OpenID Connect login to Pulumi Cloud (only with `pulumi_cloud_organization`)
+        "pulumi-auth": PinnedAction("pulumi/auth-actions", "141415910c3beb54e03b48e9057c204c97b956f2", "v2.1.0"),
     }
 )
 
@@ -106,6 +116,14 @@ _RUNNER = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CRON = re.compile(r"^[0-9*/,-]+( [0-9*/,-]+){4}$")
 _PATH = re.compile(r"^(\.|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$")
+_ORGANIZATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+# The environments beside a stack's deployment environment: `<environment>-preview` (pull requests'
+# previews, behind required reviewers) and `<environment>-drift` (the daily check, the default branch only).
+PREVIEW_SUFFIX: Final = "-preview"
+DRIFT_SUFFIX: Final = "-drift"
+# The hash-locked requirements of the program (`make lock` writes them from requirements.txt).
+PROGRAM_LOCK: Final = "requirements.lock"
 
 
 def _default_environments() -> Mapping[str, str]:
@@ -141,8 +159,17 @@ class WorkflowSettings:
     # Steps run before the test command; `make lint unit` installs what it needs itself.
     test_setup_commands: tuple[str, ...] = ()
     test_command: str = "make lint unit"
-    # Installs the program's dependencies the way Pulumi.yaml says (toolchain, virtualenv).
-    install_command: str = "pulumi install"
+    # Installs the program's dependencies into the virtualenv Pulumi.yaml names, every one pinned by its hash:
+    # pip refuses any file whose hash the lock does not list (pypa/pip docs/html/topics/secure-installs.md,
+    # hash-checking mode), and --no-deps installs nothing the lock does not name. A virtualenv made by hand
+    # serves Pulumi's `virtualenv` option as one `pulumi install` made (pulumi/pulumi sdk/python/README.md);
+    # `pulumi install` itself would resolve requirements.txt afresh, unhashed.
+    install_command: str = (
+        f"python -m venv .venv && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r {PROGRAM_LOCK}"
+    )
+    # With a Pulumi Cloud organization, the pulumi steps log in by OpenID Connect (pulumi/auth-actions:
+    # GitHub's ID token exchanged for a short-lived organization token), and no backend URL secret is read.
+    pulumi_cloud_organization: str | None = None
     release_output: str = "release"
     url_output: str = "url"
     rollback_variable: str = "CUTOVER_ROLLBACK_TO"
@@ -162,6 +189,14 @@ class WorkflowSettings:
 
     def environment(self, stack: str) -> str:
         return self.environments[stack]
+
+    def preview_environment(self, stack: str) -> str:
+        """Where a pull request's preview of `stack` runs: behind required reviewers."""
+        return self.environments[stack] + PREVIEW_SUFFIX
+
+    def drift_environment(self, stack: str) -> str:
+        """Where the daily drift check of `stack` runs: the default branch only."""
+        return self.environments[stack] + DRIFT_SUFFIX
 
 
 def _bad(key: str, value: object, expected: str) -> str:
@@ -188,6 +223,12 @@ def _validate(s: WorkflowSettings) -> list[str]:
         errors.append(_bad("environments", dict(s.environments), f"one GitHub environment for each stack of {list(s.stacks)}"))
     for stack, env in s.environments.items():
         check(f"environments[{stack!r}]", env, _ENVIRONMENT_NAME, "an environment name of letters, digits, '_', '.' and '-'")
+        if isinstance(env, str) and len(env) + max(len(PREVIEW_SUFFIX), len(DRIFT_SUFFIX)) > 255:
+            errors.append(
+                _bad(f"environments[{stack!r}]", env, f"at most {255 - len(PREVIEW_SUFFIX)} characters (with '{PREVIEW_SUFFIX}')")
+            )
+    if s.pulumi_cloud_organization is not None:
+        check("pulumi_cloud_organization", s.pulumi_cloud_organization, _ORGANIZATION, "a Pulumi Cloud organization name")
     check("default_branch", s.default_branch, _BRANCH, "a branch name like 'main'")
     check("working_directory", s.working_directory, _PATH, "'.' or a relative directory like 'infra'")
     check("runs_on", s.runs_on, _RUNNER, "a GitHub-hosted runner label like 'ubuntu-24.04'")
@@ -257,10 +298,9 @@ def _install_dependencies(s: WorkflowSettings) -> dict[str, Any]:
 
 def _pulumi_env(s: WorkflowSettings, **extra: str) -> dict[str, str]:
     """Env of a step that runs pulumi against the state backend: the secrets go to these steps only."""
-    env = {
-        "PULUMI_BACKEND_URL": _expr(f"secrets.{s.backend_url_secret}"),
-        "PULUMI_CONFIG_PASSPHRASE": _expr(f"secrets.{s.passphrase_secret}"),
-    }
+    # Secrets resolve to the job's environment's secrets (a job outside an environment reads none of these).
+    env = {} if s.pulumi_cloud_organization else {"PULUMI_BACKEND_URL": _expr(f"secrets.{s.backend_url_secret}")}
+    env["PULUMI_CONFIG_PASSPHRASE"] = _expr(f"secrets.{s.passphrase_secret}")
     for name in s.extra_secrets:
         env[name] = _expr(f"secrets.{name}")
     env.update(extra)
@@ -283,8 +323,34 @@ def _ssh_agent() -> dict[str, Any]:
     }
 
 
+def _cloud_login(s: WorkflowSettings) -> list[dict[str, Any]]:
+    """With a Pulumi Cloud organization: an OIDC login whose short-lived token the later steps use."""
+    if not s.pulumi_cloud_organization:
+        return []
+    # pulumi/auth-actions action.yml: exchanges the job's GitHub ID token for a Pulumi access token and, with
+    # export-environment-variables (default true), exports PULUMI_ACCESS_TOKEN to the job's later steps.
+    return [
+        {
+            "name": "Log in to Pulumi Cloud by OpenID Connect",
+            "uses": ACTIONS["pulumi-auth"].uses,
+            "with": {
+                "organization": s.pulumi_cloud_organization,
+                "requested-token-type": "urn:pulumi:token-type:access_token:organization",
+            },
+        }
+    ]
+
+
 def _pulumi_setup(s: WorkflowSettings) -> list[dict[str, Any]]:
-    return [_checkout(), _setup_python(s), _install_pulumi(s), _install_dependencies(s), _ssh_agent()]
+    return [_checkout(), _setup_python(s), _install_pulumi(s), _install_dependencies(s), *_cloud_login(s), _ssh_agent()]
+
+
+def _pulumi_permissions(s: WorkflowSettings, **extra: str) -> dict[str, str]:
+    """A job that runs pulumi: read the repository; with OIDC, ask GitHub for the job's ID token."""
+    permissions = {"contents": "read", **extra}
+    if s.pulumi_cloud_organization:
+        permissions["id-token"] = "write"
+    return permissions
 
 
 def _script(*lines: str) -> str:
@@ -405,7 +471,7 @@ def _stack_job(s: WorkflowSettings, stack: str, name: str, condition: Mapping[st
         **condition,
         "runs-on": s.runs_on,
         "timeout-minutes": s.deploy_timeout_minutes,
-        "permissions": {"contents": "read"},
+        "permissions": _pulumi_permissions(s),
         "environment": {"name": s.environment(stack), "url": _expr("steps.summary.outputs.url")},
         # Deploys and rollbacks of one stack queue up; none is ever cancelled half-way.
         "concurrency": {"group": f"deploy-{stack}", "cancel-in-progress": False},
@@ -444,41 +510,50 @@ def ci_workflow(s: WorkflowSettings) -> dict[str, Any]:
 
 
 def preview_workflow(s: WorkflowSettings) -> dict[str, Any]:
-    preview = {
-        "name": "pulumi preview --diff",
-        "uses": ACTIONS["pulumi"].uses,
-        "env": {"PULUMI_CONFIG_PASSPHRASE": _pulumi_env(s)["PULUMI_CONFIG_PASSPHRASE"]}
-        | {name: _expr(f"secrets.{name}") for name in s.extra_secrets},
-        "with": {
-            "command": "preview",
-            "stack-name": _expr("matrix.stack"),
-            "work-dir": s.working_directory,
-            "cloud-url": _expr(f"secrets.{s.backend_url_secret}"),
-            "pulumi-version": s.pulumi_version,
-            "diff": True,
-            # A preview that fails fails this step, and so the check.
-            "comment-on-pr": True,
-            "github-token": _expr("github.token"),
-        },
-    }
-    job = {
-        "name": "preview " + _expr("matrix.stack"),
-        # Pull requests from forks get no secrets: their previews are skipped, not run half-blind.
-        "if": "github.event.pull_request.head.repo.full_name == github.repository",
-        "runs-on": s.runs_on,
-        "timeout-minutes": s.test_timeout_minutes,
-        # pull-requests: write lets the preview post its diff as a PR comment.
-        "permissions": {"contents": "read", "pull-requests": "write"},
-        "strategy": {"fail-fast": False, "matrix": {"stack": list(s.stacks)}},
-        "defaults": _defaults(s),
-        "steps": [*_pulumi_setup(s), preview],
-    }
+    """One job per stack, each in the stack's preview environment.
+
+    The job checks out the pull request and runs its code (`pulumi install`'s lock, `__main__.py`), so it
+    runs only once one of that environment's required reviewers approved the run: a job that references
+    an environment with required reviewers waits, and can read the environment's secrets only after the
+    approval (GitHub docs, content/actions/managing-workflow-runs/reviewing-deployments.md). No secret it
+    reads exists outside that environment.
+    """
+    jobs: dict[str, Any] = {}
+    for stack in s.stacks:
+        preview = {
+            "name": "pulumi preview --diff",
+            "uses": ACTIONS["pulumi"].uses,
+            "env": {k: v for k, v in _pulumi_env(s).items() if k != "PULUMI_BACKEND_URL"},
+            "with": {
+                "command": "preview",
+                "stack-name": stack,
+                "work-dir": s.working_directory,
+                **({} if s.pulumi_cloud_organization else {"cloud-url": _expr(f"secrets.{s.backend_url_secret}")}),
+                "pulumi-version": s.pulumi_version,
+                "diff": True,
+                # A preview that fails fails this step, and so the check.
+                "comment-on-pr": True,
+                "github-token": _expr("github.token"),
+            },
+        }
+        jobs[_job_id("preview", stack)] = {
+            "name": f"preview {stack}",
+            # Pull requests from forks get no secrets: their previews are skipped, not run half-blind.
+            "if": "github.event.pull_request.head.repo.full_name == github.repository",
+            "runs-on": s.runs_on,
+            "timeout-minutes": s.test_timeout_minutes,
+            # the preview posts its diff as a PR comment
+            "permissions": _pulumi_permissions(s, **{"pull-requests": "write"}),
+            "environment": {"name": s.preview_environment(stack)},
+            "defaults": _defaults(s),
+            "steps": [*_pulumi_setup(s), preview],
+        }
     return {
         "name": "preview",
         "on": {"pull_request": {"branches": [s.default_branch]}},
         "permissions": {},
         "concurrency": {"group": "preview-" + _expr("github.event.pull_request.number"), "cancel-in-progress": True},
-        "jobs": {"preview": job},
+        "jobs": jobs,
     }
 
 
@@ -614,31 +689,43 @@ def drift_workflow(s: WorkflowSettings) -> dict[str, Any]:
     The program runs at the commit the stack's `release` records, so a commit not deployed yet is
     not reported as drift.
     """
-    stack = _expr("matrix.stack")
+    jobs: dict[str, Any] = {}
+    for stack in s.stacks:
+        jobs[_job_id("drift", stack)] = _drift_job(s, stack)
+    return {
+        "name": "drift",
+        "on": {"schedule": [{"cron": s.drift_schedule}], "workflow_dispatch": {}},
+        "permissions": {},
+        "jobs": jobs,
+    }
+
+
+def _drift_job(s: WorkflowSettings, stack: str) -> dict[str, Any]:
+    q = shlex.quote(stack)
     deployed = {
         "name": "Check out the commit the stack last deployed",
         "id": "deployed",
-        "env": _pulumi_env(s, STACK=stack),
+        "env": _pulumi_env(s),
         "run": _script(
-            f'sha="$(pulumi stack output {s.release_output} --json --stack "$STACK" 2>/dev/null | jq -r \'.gitSha // empty\' || true)"',
+            f"sha=\"$(pulumi stack output {s.release_output} --json --stack {q} 2>/dev/null | jq -r '.gitSha // empty' || true)\"",
             'if [[ "$sha" =~ ^[0-9a-f]{40}$ ]] && git checkout --quiet --detach "$sha"; then',
-            '  echo "Checking stack $STACK against $sha, the commit it last deployed."',
+            f'  echo "Checking stack {stack} against $sha, the commit it last deployed."',
             "else",
             '  sha="$(git rev-parse HEAD)"',
-            '  echo "::warning title=No deployed commit::stack $STACK records no deployed commit found here; checking against $sha"',
+            f'  echo "::warning title=No deployed commit::stack {stack} records no deployed commit found here; checking against $sha"',
             "fi",
             'echo "sha=$sha" >> "$GITHUB_OUTPUT"',
         ),
     }
     check = {
         "name": "pulumi preview --refresh --expect-no-changes",
-        "env": _pulumi_env(s, STACK=stack, DEPLOYED=_expr("steps.deployed.outputs.sha")),
+        "env": _pulumi_env(s, DEPLOYED=_expr("steps.deployed.outputs.sha")),
         "run": _script(
             'report="$RUNNER_TEMP/drift.txt"',
-            'pulumi preview --refresh --run-program --expect-no-changes --diff --color never --stack "$STACK" > "$report" 2>&1 && code=0 || code=$?',
+            f'pulumi preview --refresh --run-program --expect-no-changes --diff --color never --stack {q} > "$report" 2>&1 && code=0 || code=$?',
             'cat "$report"',
             "{",
-            '  echo "### Drift: stack $STACK"',
+            f'  echo "### Drift: stack {stack}"',
             '  if [ "$code" -eq 0 ]; then',
             '    echo "The server matches what $DEPLOYED declares."',
             "  else",
@@ -653,23 +740,18 @@ def drift_workflow(s: WorkflowSettings) -> dict[str, Any]:
     }
     # The whole history: the deployed commit may be older than the branch's head.
     full_checkout = {**_checkout(), "with": {"persist-credentials": False, "fetch-depth": 0}}
-    setup = [full_checkout, _setup_python(s), _install_pulumi(s), deployed, _install_dependencies(s), _ssh_agent()]
-    job = {
-        "name": "drift " + stack,
+    setup = [full_checkout, _setup_python(s), _install_pulumi(s), *_cloud_login(s), deployed, _install_dependencies(s), _ssh_agent()]
+    return {
+        "name": f"drift {stack}",
         "runs-on": s.runs_on,
         "timeout-minutes": s.test_timeout_minutes,
-        "permissions": {"contents": "read"},
-        "strategy": {"fail-fast": False, "matrix": {"stack": list(s.stacks)}},
+        "permissions": _pulumi_permissions(s),
+        # its own environment, limited to the default branch: the stack's credentials, no reviewer to wait for
+        "environment": {"name": s.drift_environment(stack)},
         # never at the same time as a deploy or rollback of the stack (they share its concurrency group)
-        "concurrency": {"group": "deploy-" + stack, "cancel-in-progress": False},
+        "concurrency": {"group": f"deploy-{stack}", "cancel-in-progress": False},
         "defaults": _defaults(s),
         "steps": [*setup, check],
-    }
-    return {
-        "name": "drift",
-        "on": {"schedule": [{"cron": s.drift_schedule}], "workflow_dispatch": {}},
-        "permissions": {},
-        "jobs": {"drift": job},
     }
 
 
@@ -705,11 +787,22 @@ _HEADERS: Final[Mapping[str, Sequence[str]]] = MappingProxyType(
 )
 
 
+# Why a job is granted more than reading the repository: written beside the grant in the files.
+PERMISSION_REASONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "pull-requests: write": "the preview posts its diff as a pull request comment",
+        "id-token: write": "the job's OpenID Connect token, exchanged for a short-lived Pulumi Cloud token",
+    }
+)
+
+
 def dump_workflow(data: Mapping[str, Any], extra_header: Sequence[str] = ()) -> str:
     """YAML text of one workflow: the header, then the data, each pinned action annotated with its version."""
     body = yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096, allow_unicode=True)
     for action in ACTIONS.values():
         body = re.sub(rf"^(\s*(?:- )?uses: {re.escape(action.uses)})$", rf"\1 # {action.version}", body, flags=re.M)
+    for permission, why in PERMISSION_REASONS.items():
+        body = re.sub(rf"^(\s+{re.escape(permission)})$", rf"\1 # {why}", body, flags=re.M)
     text = "\n".join([HEADER, *extra_header, body])
     if yaml.safe_load(text) != data:  # comments are all the text adds
         raise AssertionError("rendered workflow does not load back to its data")

@@ -53,6 +53,8 @@ class Registration:
     options: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    # the output paths the engine would store as secrets (what the mocked provider returned wrapped)
+    secret_outputs: set[str] = field(default_factory=set)
 
     def depends_on(self, other: Registration) -> bool:
         """True when this resource waits for `other` (directly)."""
@@ -129,6 +131,8 @@ class RecordingMonitor(pmocks.MockMonitor):
         inputs = _unwrap(rpc.deserialize_properties(request.object, keep_unknowns=True), "", secrets)
         urn = self.make_urn(request.parent, request.type, request.name)
         reg = self.resources[urn]
+        secret_outputs: set[str] = set()
+        state = _unwrap(reg.state, "", secret_outputs)
         self.registrations.append(
             Registration(
                 type=request.type,
@@ -157,8 +161,9 @@ class RecordingMonitor(pmocks.MockMonitor):
                     },
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
                 },
-                outputs=_unwrap(reg.state, "", set()),
+                outputs=state,
                 id=reg.id or "",
+                secret_outputs=secret_outputs,
             )
         )
         return response
@@ -210,8 +215,11 @@ def run_program(
     env: Mapping[str, str] | None = None,
     preview: bool = False,
     ssh_agent_env: Mapping[str, str] | None = None,
+    config_extra: Mapping[str, str] | None = None,
 ) -> ProgramRun:
     """Run __main__.py under mocks; `stack_outputs` maps a stack reference name to its outputs.
+
+    `config_extra`: secret config keys of other namespaces, by full name (``github:token``).
 
     The deploy key goes to a real ssh agent only when `ssh_agent_env` names one (the e2e
     tests); otherwise the program's call is recorded in `deploy_keys` and no agent is touched.
@@ -232,7 +240,8 @@ def run_program(
     # a new root stack resource each run: its exports are this run's only (set_mocks keeps an existing one)
     pulumi_settings.ROOT.set(None)
     pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization")
-    set_all_config(config_values(config), [f"{PROJECT}:{k}" for k in secret_keys])
+    extra = dict(config_extra or {})
+    set_all_config({**config_values(config), **extra}, [f"{PROJECT}:{k}" for k in secret_keys] + list(extra))
     environ = {"CUTOVER_GIT_SHA": "0123456789abcdef0123456789abcdef01234567", **(env or {})}
     cleared = {k: "" for k in ("CUTOVER_ROLLBACK_TO", "GITHUB_SHA") if k not in environ}
     cwd = os.getcwd()

@@ -112,10 +112,13 @@ def zizmor_command() -> list[str]:
     return [exe]
 
 
-def run_zizmor(files: Sequence[Path], min_severity: str = "medium") -> list[Finding]:
+def run_zizmor(files: Sequence[Path], min_severity: str = "medium", persona: str = "regular") -> list[Finding]:
+    """`persona`: regular, pedantic or auditor (the auditor reports everything, secrets outside an environment too)."""
     command = [
         *zizmor_command(),
         "--offline",
+        "--persona",
+        persona,
         "--no-config",
         "--no-progress",
         "--strict-collection",

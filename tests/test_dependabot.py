@@ -64,4 +64,6 @@ def test_every_action_dependabot_would_update_is_in_the_pin_table() -> None:
     used = set()
     for text in render_workflows(WorkflowSettings()).values():
         used |= set(re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (\S+)", text))
+    for text in render_workflows(WorkflowSettings(pulumi_cloud_organization="acme")).values():
+        used |= set(re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (\S+)", text))
     assert used == {(a.repository, a.sha, a.version) for a in ACTIONS.values()}

@@ -26,8 +26,8 @@ error: no changes were expected but changes were proposed
 UNCHANGED = "Resources:\n    12 unchanged\n"
 
 
-def drift_steps(settings: WorkflowSettings | None = None) -> dict[str, dict[str, Any]]:
-    job = workflow_data(settings or WorkflowSettings())["drift.yml"]["jobs"]["drift"]
+def drift_steps(settings: WorkflowSettings | None = None, stack: str = "prod") -> dict[str, dict[str, Any]]:
+    job = workflow_data(settings or WorkflowSettings())["drift.yml"]["jobs"][f"drift-{stack}"]
     return {step["name"]: step for step in job["steps"]}
 
 
@@ -147,14 +147,16 @@ def test_the_workflow_runs_daily_and_by_hand_for_every_stack_never_beside_a_depl
     settings = WorkflowSettings(stacks=("dev", "staging", "prod"), environments={"dev": "dev", "staging": "staging", "prod": "production"})
     data = workflow_data(settings)["drift.yml"]
     assert data["on"] == {"schedule": [{"cron": "17 5 * * *"}], "workflow_dispatch": {}}
-    job = data["jobs"]["drift"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
-    assert job["concurrency"] == {"group": "deploy-${{ matrix.stack }}", "cancel-in-progress": False}
-    assert "environment" not in job  # a check, not a deployment: it records none
-    assert job["steps"][0]["with"]["fetch-depth"] == 0
-    names = [s["name"] for s in job["steps"]]
-    assert names.index("Install the Pulumi CLI") < names.index("Check out the commit the stack last deployed")
-    assert names.index("Check out the commit the stack last deployed") < names.index("Install the program's dependencies")
+    assert list(data["jobs"]) == ["drift-dev", "drift-staging", "drift-prod"]
+    for stack in settings.stacks:
+        job = data["jobs"][f"drift-{stack}"]
+        assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
+        # the stack's credentials live in an environment only; this one admits the default branch, with no reviewer
+        assert job["environment"] == {"name": settings.drift_environment(stack)}
+        assert job["steps"][0]["with"]["fetch-depth"] == 0
+        names = [s["name"] for s in job["steps"]]
+        assert names.index("Install the Pulumi CLI") < names.index("Check out the commit the stack last deployed")
+        assert names.index("Check out the commit the stack last deployed") < names.index("Install the program's dependencies")
 
 
 def test_the_schedule_is_a_setting_and_checked() -> None:

@@ -16,8 +16,8 @@ from components.github_pipeline import (
     check_names,
     environment_secrets,
     environment_variables,
+    pipeline_secrets,
     repository_files,
-    repository_secrets,
     required_checks,
 )
 from components.workflows import SKIP_CI_MARKER, WORKFLOW_FILES, WorkflowSettings, render_workflows
@@ -34,8 +34,10 @@ REPO_SECRET = "github:index/actionsSecret:ActionsSecret"
 REPO_VARIABLE = "github:index/actionsVariable:ActionsVariable"
 FILE = "github:index/repositoryFile:RepositoryFile"
 RULESET = "github:index/repositoryRuleset:RepositoryRuleset"
+BRANCH = "github:index/branch:Branch"
 PROVIDER = "pulumi:providers:github"
-REPOSITORY_LEVEL = {FILE, REPO_SECRET, REPO_VARIABLE, RULESET}
+REPOSITORY_LEVEL = {FILE, REPO_VARIABLE, RULESET, BRANCH}
+PIPELINE_SECRETS = ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"]
 
 BACKEND_URL = "s3://state-bucket-for-tests?region=eu-west-1"
 PASSPHRASE = json.loads(PROD_SECRETS["githubSecrets"])["PULUMI_CONFIG_PASSPHRASE"]
@@ -82,6 +84,20 @@ def plain_leaks(reg: Registration) -> list[str]:
     return found
 
 
+def environment(run: ProgramRun, name: str) -> Registration:
+    found = [r for r in run.of_type(ENVIRONMENT) if r.inputs["environment"] == name]
+    assert len(found) == 1, [r.inputs["environment"] for r in run.of_type(ENVIRONMENT)]
+    return found[0]
+
+
+def policies(run: ProgramRun, name: str) -> list[str]:
+    return [r.inputs["branchPattern"] for r in run.of_type(POLICY) if r.inputs["environment"] == name]
+
+
+def secrets_of(run: ProgramRun, name: str) -> dict[str, Registration]:
+    return {r.inputs["secretName"]: r for r in run.of_type(ENV_SECRET) if r.inputs["environment"] == name}
+
+
 @pytest.fixture(scope="module")
 def run() -> ProgramRun:
     raw, secrets = configured(reviewers=["alice", "bob-ops"], waitTimer="15m", variables={"SENTRY_ENV": "production"})
@@ -124,19 +140,19 @@ def test_an_impossible_rollback_changes_nothing_on_github(prod: tuple[dict[str, 
 
 
 def test_production_deploys_only_from_the_default_branch_after_review_and_wait(run: ProgramRun) -> None:
-    env = run.one(ENVIRONMENT)
+    env = environment(run, "production")
     assert env.inputs["repository"] == "web"
-    assert env.inputs["environment"] == "production"
     assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
     assert env.inputs["reviewers"] == [{"users": [user_id("alice"), user_id("bob-ops")]}]
     assert env.inputs["waitTimer"] == 15
-    policy = run.one(POLICY)
-    assert (policy.inputs["environment"], policy.inputs["branchPattern"]) == ("production", "main")
+    assert env.inputs["canAdminsBypass"] is False and env.inputs["preventSelfReview"] is True
+    policy = next(r for r in run.of_type(POLICY) if r.inputs["environment"] == "production")
+    assert policy.inputs["branchPattern"] == "main"
     assert policy.depends_on(env), "the policy is added to the environment once it exists"
 
 
 def test_no_reviewers_and_no_wait_by_default(prod: tuple[dict[str, Any], set[str]]) -> None:
-    env = run_program(*prod, stack="prod").one(ENVIRONMENT)
+    env = environment(run_program(*prod, stack="prod"), "production")
     assert "reviewers" not in env.inputs and env.inputs["waitTimer"] == 0
 
 
@@ -151,11 +167,11 @@ def test_environment_variables_name_the_stack_host_image_and_url(run: ProgramRun
         "SENTRY_ENV": "production",
     }
     assert {r.inputs["environment"] for r in run.of_type(ENV_VARIABLE)} == {"production"}
-    assert all(r.depends_on(run.one(ENVIRONMENT)) for r in run.of_type(ENV_VARIABLE))
+    assert all(r.depends_on(environment(run, "production")) for r in run.of_type(ENV_VARIABLE))
 
 
 def test_environment_secrets_are_the_ssh_key_and_github_secrets(run: ProgramRun) -> None:
-    secrets = {r.inputs["secretName"]: r for r in run.of_type(ENV_SECRET)}
+    secrets = secrets_of(run, "production")
     assert sorted(secrets) == ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "SENTRY_DSN", "SSH_PRIVATE_KEY"]
     assert secrets["SSH_PRIVATE_KEY"].inputs["value"] == SSH_KEY
     assert secrets["SENTRY_DSN"].inputs["value"] == EXTRA_SECRET
@@ -180,7 +196,7 @@ def test_a_local_host_has_no_ssh_secret_or_known_hosts() -> None:
         "github": {"enabled": True, "owner": "acme", "repository": "web"},
     }
     run = run_program(raw, set(), stack="dev")
-    assert run.one(ENVIRONMENT).inputs["environment"] == "dev"
+    assert sorted(r.inputs["environment"] for r in run.of_type(ENVIRONMENT)) == ["dev", "dev-drift", "dev-preview"]
     assert run.of_type(ENV_SECRET) == []
     variables = {r.inputs["variableName"]: r.inputs["value"] for r in run.of_type(ENV_VARIABLE)}
     assert variables == {
@@ -199,7 +215,7 @@ def test_only_the_owning_stack_manages_repository_things() -> None:
     raw, secrets = configured(manageRepositoryFiles=False, protectBranch=True)
     run = run_program(raw, secrets, stack="prod")
     assert not {r.type for r in run.registrations} & REPOSITORY_LEVEL
-    assert run.one(ENVIRONMENT) and run.of_type(ENV_SECRET)
+    assert environment(run, "production") and run.of_type(ENV_SECRET)
 
 
 def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run: ProgramRun) -> None:
@@ -210,7 +226,8 @@ def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run:
     assert {path: reg.inputs["content"] for path, reg in files.items()} == rendered
     for reg in files.values():
         assert SKIP_CI_MARKER in reg.inputs["commitMessage"]
-        assert reg.inputs["branch"] == "main"
+        assert reg.inputs["branch"] == "cutover/pipeline", "never straight to main: a pull request takes them there"
+        assert reg.depends_on(run.one(BRANCH))
         assert reg.inputs["overwriteOnCreate"] is True
         assert reg.inputs["repository"] == "web"
 
@@ -231,19 +248,60 @@ def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
     assert deploy["on"]["push"]["branches"] == ["trunk"]
 
 
-def test_repository_secrets_are_those_the_preview_job_needs(run: ProgramRun) -> None:
-    secrets = {r.inputs["secretName"]: r for r in run.of_type(REPO_SECRET)}
-    assert sorted(secrets) == ["PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"], "SENTRY_DSN stays in the environment"
-    assert secrets["PULUMI_BACKEND_URL"].inputs["value"] == BACKEND_URL
-    assert all("value" in r.secret_inputs for r in secrets.values())
+def test_no_repository_secret_exists_for_another_branch_to_read(run: ProgramRun) -> None:
+    """Any branch's workflow can read a repository secret; an environment's, only a job its rules admit."""
+    assert run.of_type(REPO_SECRET) == []
     stacks = run.one(REPO_VARIABLE)
     assert (stacks.inputs["variableName"], json.loads(stacks.inputs["value"])) == ("PULUMI_STACKS", ["dev", "prod"])
 
 
-def test_repository_secrets_not_given_are_not_created(prod: tuple[dict[str, Any], set[str]]) -> None:
+def test_the_pulumi_credentials_are_secrets_of_each_environment_of_the_stack(run: ProgramRun) -> None:
+    for name in ("production", "production-preview", "production-drift"):
+        secrets = secrets_of(run, name)
+        assert [k for k in sorted(secrets) if k.startswith("PULUMI_")] == PIPELINE_SECRETS, name
+        assert secrets["PULUMI_CONFIG_PASSPHRASE"].inputs["value"] == PASSPHRASE
+        assert all("value" in r.secret_inputs for r in secrets.values())
+    # the deploy key, the webhook and other secrets stay in the deploy environment
+    assert sorted(secrets_of(run, "production-preview")) == PIPELINE_SECRETS == sorted(secrets_of(run, "production-drift"))
+
+
+def test_pipeline_secrets_not_given_are_not_created(prod: tuple[dict[str, Any], set[str]]) -> None:
     run = run_program(*prod, stack="prod")
-    assert [r.inputs["secretName"] for r in run.of_type(REPO_SECRET)] == ["PULUMI_CONFIG_PASSPHRASE"]
-    assert repository_secrets(model(*prod)).keys() == {"PULUMI_CONFIG_PASSPHRASE"}
+    assert sorted(secrets_of(run, "production-preview")) == ["PULUMI_CONFIG_PASSPHRASE"]
+    assert pipeline_secrets(model(*prod)).keys() == {"PULUMI_CONFIG_PASSPHRASE"}
+
+
+def test_previews_wait_for_a_reviewer_who_did_not_start_the_run(run: ProgramRun) -> None:
+    preview = environment(run, "production-preview")
+    assert preview.inputs["reviewers"] == environment(run, "production").inputs["reviewers"]
+    assert preview.inputs["preventSelfReview"] is True and preview.inputs["canAdminsBypass"] is False
+    # a pull request's branch may ask (the reviewer decides), so no branch policy
+    assert "deploymentBranchPolicy" not in preview.inputs and policies(run, "production-preview") == []
+    assert preview.inputs["waitTimer"] == 0, "the deploy's wait timer is not the preview's"
+
+
+def test_without_reviewers_no_pull_request_gets_a_preview(prod: tuple[dict[str, Any], set[str]]) -> None:
+    run = run_program(*prod, stack="prod")
+    preview = environment(run, "production-preview")
+    assert "reviewers" not in preview.inputs and preview.inputs["canAdminsBypass"] is False
+    assert preview.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
+    assert policies(run, "production-preview") == ["main"]
+    # a check that cannot pass on a pull request is not required: the ruleset would block every merge
+    contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
+    assert contexts == ["lint, type-check and test", "preview dev"]
+
+
+def test_the_drift_check_runs_from_the_default_branch_with_no_reviewer(run: ProgramRun) -> None:
+    drift = environment(run, "production-drift")
+    assert "reviewers" not in drift.inputs and drift.inputs["canAdminsBypass"] is False
+    assert policies(run, "production-drift") == ["main"]
+
+
+def test_files_go_straight_to_the_branch_only_when_asked() -> None:
+    raw, secrets = configured(filesBranch="main")
+    run = run_program(raw, secrets, stack="prod")
+    assert run.of_type(BRANCH) == []
+    assert {r.inputs["branch"] for r in run.of_type(FILE)} == {"main"}
 
 
 def rendered_check_names(workflows: dict[str, str]) -> list[str]:
@@ -273,12 +331,18 @@ def test_ruleset_requires_pull_requests_and_the_checks_the_workflows_report(run:
     assert "pullRequest" in ruleset.inputs["rules"]
     assert ruleset.inputs["target"] == "branch" and ruleset.inputs["enforcement"] == "active"
     assert ruleset.inputs["conditions"]["refName"]["includes"] == ["refs/heads/main"]
-    # The owning stack's token (a repository admin) commits the workflow files past the rules.
+    # Nobody bypasses the rules by default: the workflow files reach main by a pull request too.
+    assert ruleset.inputs["bypassActors"] == []
+
+
+def test_admins_bypass_the_ruleset_only_when_asked() -> None:
+    raw, secrets = configured(adminBypass=True)
+    ruleset = run_program(raw, secrets, stack="prod").one(RULESET)
     assert ruleset.inputs["bypassActors"] == [{"actorType": "RepositoryRole", "actorId": 5, "bypassMode": "always"}]
 
 
 def test_ruleset_checks_follow_the_configured_stacks() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"})
+    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, reviewers=["alice"])
     run = run_program(raw, secrets, stack="prod")
     contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == ["lint, type-check and test", "preview staging", "preview prod"]
@@ -359,3 +423,92 @@ def test_check_names_refuse_other_expressions() -> None:
 def test_the_workflows_directory_of_this_repository_is_what_repository_files_name() -> None:
     names = {Path(p).name for p in repository_files(model(*prod_config()))}
     assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")} | {"dependabot.yml"}
+
+
+# --- what a pull request can reach, from the files and the environments the stack declares -----------
+
+
+def pull_request_jobs(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    jobs = {}
+    for reg in run.of_type(FILE):
+        data = yaml.safe_load(reg.inputs["content"])
+        if reg.inputs["file"].startswith(".github/workflows/") and "pull_request" in data["on"]:
+            jobs |= {f"{reg.inputs['file'].rsplit('/', 1)[-1]}/{job_id}": job for job_id, job in data["jobs"].items()}
+    return jobs
+
+
+def readable_before_review(run: ProgramRun, job: dict[str, Any], head_branch: str) -> set[str]:
+    """The secrets a job a pull request from `head_branch` starts can read before anyone approved the run."""
+    name = job.get("environment", {}).get("name")
+    if name is None:
+        return {r.inputs["secretName"] for r in run.of_type(REPO_SECRET)}
+    env = environment(run, name)
+    if env.inputs.get("reviewers") and env.inputs.get("preventSelfReview") and env.inputs.get("canAdminsBypass") is False:
+        return set()  # the job waits for a reviewer who did not start the run
+    allowed = policies(run, name) if env.inputs.get("deploymentBranchPolicy") else None
+    if allowed is not None and head_branch not in allowed:
+        return set()  # GitHub refuses the job: the environment admits other branches only
+    return set(secrets_of(run, name)) | {r.inputs["secretName"] for r in run.of_type(REPO_SECRET)}
+
+
+@pytest.mark.parametrize("reviewers", [["alice", "bob-ops"], []], ids=["reviewers", "no-reviewers"])
+def test_a_pull_request_reads_no_secret_of_this_stack_before_a_reviewer_approves(reviewers: list[str]) -> None:
+    raw, secrets = configured(reviewers=reviewers)
+    run = run_program(raw, secrets, stack="prod")
+    jobs = pull_request_jobs(run)
+    assert sorted(jobs) == ["ci.yml/test", "preview.yml/preview-dev", "preview.yml/preview-prod"]
+    assert jobs["preview.yml/preview-prod"]["environment"] == {"name": "production-preview"}
+    assert set(secrets_of(run, "production-preview")) == {"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"}
+    for job_id, job in jobs.items():
+        if job.get("environment", {}).get("name", "").startswith("dev"):
+            continue  # the dev stack declares its own environments
+        assert readable_before_review(run, job, head_branch="feature/x") == set(), job_id
+
+
+def test_the_check_above_sees_the_hole_it_guards() -> None:
+    """The preview as it was: outside any environment, the passphrase a repository secret."""
+    run = run_program(*configured(), stack="prod")
+    job = pull_request_jobs(run)["preview.yml/preview-prod"]
+    del job["environment"]
+    run.registrations.append(
+        Registration(REPO_SECRET, "passphrase", "urn:x", "", True, {"secretName": "PULUMI_CONFIG_PASSPHRASE"}, {"value"}, [], {}, "", {})
+    )
+    assert readable_before_review(run, job, head_branch="feature/x") == {"PULUMI_CONFIG_PASSPHRASE"}
+    # and an environment whose reviewers a pull request's author could approve alone
+    job["environment"] = {"name": "production-preview"}
+    preview = environment(run, "production-preview")
+    preview.inputs.update(reviewers=[{"users": [1]}], preventSelfReview=False, deploymentBranchPolicy=None)
+    assert "PULUMI_CONFIG_PASSPHRASE" in readable_before_review(run, job, head_branch="feature/x")
+
+
+def test_the_token_permissions_name_every_resource_the_stack_manages(run: ProgramRun) -> None:
+    from components.github_pipeline import TOKEN_PERMISSIONS
+
+    managed = {r.type for r in github_resources(run) if r.type != PROVIDER}
+    assert managed == set(TOKEN_PERMISSIONS), "a resource type without its permission, or a permission for none"
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**Token.**") : readme.index("**Config keys**")]
+    for typ, permission in TOKEN_PERMISSIONS.items():
+        short = typ.rsplit(":", 1)[-1]
+        row = next((line for line in table.splitlines() if f"`{short}`" in line), "")
+        assert permission.split(":")[0] in row, f"README's token table: {short} needs {permission}"
+
+
+def test_admin_bypass_and_files_branch_are_checked_and_named() -> None:
+    from components.config import ConfigError
+
+    raw, secrets = configured(adminBypass="yes", filesBranch="../x")
+    with pytest.raises(ConfigError) as err:
+        model(raw, secrets)
+    assert 'cutover:github.adminBypass = "yes": expected true or false' in str(err.value)
+    assert 'cutover:github.filesBranch = "../x": expected a branch name' in str(err.value)
+
+
+def test_a_stack_outside_github_stacks_names_its_environments_after_its_own() -> None:
+    raw, secrets = configured(environment="production-eu", reviewers=["alice"])
+    run = run_program(raw, secrets, stack="prod-eu")
+    assert sorted(r.inputs["environment"] for r in run.of_type(ENVIRONMENT)) == [
+        "production-eu",
+        "production-eu-drift",
+        "production-eu-preview",
+    ]

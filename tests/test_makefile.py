@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -208,3 +209,26 @@ def test_restore_without_backup_is_one_clear_line(tmp_path: Path) -> None:
     out, calls = run_day_to_day("restore", tmp_path)
     assert out.returncode != 0 and calls == []
     assert out.stdout.strip() == "cutover: BACKUP=<name> is missing: make backups STACK=prod lists the names"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", line)
+        if m:
+            pins[re.sub(r"[-_.]+", "-", m[1]).lower()] = m[2]
+    return pins
+
+
+@pytest.mark.parametrize(
+    ("requirements", "lock"), [("requirements.txt", "requirements.lock"), ("requirements-dev.txt", "requirements-dev.lock")]
+)
+def test_each_lock_pins_what_its_requirements_pin_every_package_with_hashes(requirements: str, lock: str) -> None:
+    """The workflows and make install with --require-hashes from the locks: they must follow the requirements."""
+    wanted = _pins(ROOT / requirements)
+    if requirements == "requirements-dev.txt":
+        wanted |= _pins(ROOT / "requirements.txt")
+    locked = _pins(ROOT / lock)
+    assert {k: locked.get(k) for k in wanted} == wanted, "run make lock"
+    entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / lock).read_text().strip())
+    assert len(entries) == len(locked) and all("--hash=sha256:" in e for e in entries)

