@@ -53,6 +53,8 @@ class Registration:
     options: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    # the inputs as sent, a protobuf Struct: secrets and unknowns still marked (tests/test_policy.py)
+    wire: Any = None
 
     def depends_on(self, other: Registration) -> bool:
         """True when this resource waits for `other` (directly)."""
@@ -159,6 +161,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 },
                 outputs=_unwrap(reg.state, "", set()),
                 id=reg.id or "",
+                wire=request.object,
             )
         )
         return response
