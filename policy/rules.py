@@ -404,6 +404,12 @@ def secrets_stay_secret(r: Resource, facts: StackFacts) -> list[str]:
     No message repeats the secret."""
     if not facts.secret_values:
         return []
+    # `r.props` holds every secret as its bare value, unmarked: the engine sends it marked
+    # (pulumi/pulumi sdk/go/common/resource/plugin/analyzer_plugin.go Analyze, KeepSecrets: true) and
+    # pulumi-policy unwraps it before a validation runs (sdk/python/lib/pulumi_policy/policy.py
+    # _PolicyAnalyzerServicer.Analyze -> deserialize.py _deserialize_property, proxy_secrets False).
+    # `facts.secret_values` are the stack's secret config values, decrypted in PULUMI_CONFIG
+    # (pkg/engine/update.go Config.Decrypt; sdk/python/cmd/pulumi-language-python/main.go RunPlugin).
     problems = [
         f"{_where(r)}: input `{key}` holds the value of a secret config key; a secret never goes in plain text there:"
         " pass it as an environment variable from `secretEnv` (stdin for a host script)"

@@ -77,13 +77,33 @@ def mandatory(found: list[tuple[str, str, int, str]]) -> list[tuple[str, str, in
     return [f for f in found if f[2] == analyzer_pb2.MANDATORY]
 
 
+def e2e_stack() -> tuple[dict[str, Any], set[str]]:
+    """The stack the e2e scenarios deploy (tests/e2e/replay/stack.py), with this file's stand-in host and registry."""
+    from tests.conftest import SSH_KEY
+    from tests.e2e.replay.stack import SECRET_KEYS, e2e_config
+
+    raw = e2e_config(
+        ssh_url="ssh://deploy@127.0.0.1:2222",
+        known_hosts="[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests",
+        private_key=SSH_KEY,
+        registry="127.0.0.1:5000",
+        registry_user="cutover",
+        registry_password="registry-password-for-tests",
+        http_port=18080,
+    )
+    return {**raw, "postgres": {"enabled": True}, "postgresPassword": "pg-password-for-tests"}, {*SECRET_KEYS, "postgresPassword"}
+
+
+STACKS = {**CONFIGS, "e2e": e2e_stack}
+
+
 def run_config(name: str) -> tuple[ProgramRun, dict[str, Any], str]:
-    raw, secrets = CONFIGS[name]()
+    raw, secrets = STACKS[name]()
     stack = "dev" if name == "dev" else "prod"
     return run_program(raw, secrets, stack=stack), raw, stack
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(STACKS))
 def test_the_projects_own_stacks_pass_every_mandatory_rule(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run, raw, stack = run_config(name)
     assert sum(r.type in (rules.CONTAINER, rules.SERVICE) for r in run.registrations) >= 3
