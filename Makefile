@@ -42,7 +42,9 @@ endif
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
 # The policy pack (policy/) checks every resource before it changes: a mandatory rule broken fails the
-# preview, and stops `pulumi up` before that resource is created. It runs in $(VENV) (policy/PulumiPolicy.yaml).
+# preview, and stops `pulumi up` before that resource is created (pulumi/pulumi pkg/resource/deploy/step_generator.go:
+# analyzeAll marks it invalid outside a preview, then "resource ... is invalid" ends the update). It runs in $(VENV)
+# (policy/PulumiPolicy.yaml).
 POLICY := --policy-pack policy
 
 .PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows tools-pulumi tools-deploy clean

@@ -272,7 +272,8 @@ def _pulumi_env(s: WorkflowSettings, **extra: str) -> dict[str, str]:
 
 
 def _policy(s: WorkflowSettings) -> str:
-    """The flag every `pulumi preview` and `pulumi up` of the workflows gets: a mandatory rule broken fails it."""
+    """The flag every `pulumi preview` and `pulumi up` of the workflows gets: a mandatory rule broken fails it
+    (in `up` before that resource changes: pulumi/pulumi pkg/resource/deploy/step_generator.go analyzeAll)."""
     return f"--policy-pack {shlex.quote(s.policy_pack)}"
 
 
