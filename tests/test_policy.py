@@ -522,3 +522,51 @@ def test_every_rule_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in _iter_ids():
         assert f"`{name}`" in readme, name
+
+
+def test_the_pack_serves_as_the_language_host_starts_it(tmp_path: Path) -> None:
+    """The command the Python language host runs for a policy pack, `python -u -m pulumi.policy <engine>
+    <pack directory>` in that directory (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go
+    RunPlugin): it prints its port and answers the analyzer's gRPC calls on 127.0.0.1."""
+    import subprocess
+    import sys
+
+    import grpc
+    from google.protobuf import empty_pb2, struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2_grpc
+
+    raw, _ = CONFIGS["prod"]()
+    env = {"PATH": "/usr/bin:/bin", "PULUMI_CONFIG": json.dumps(config_values(raw)), "PULUMI_STACK": "prod"}
+    pack_dir = ROOT / "policy"
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(pack_dir)],
+        cwd=pack_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().strip() or "0")
+        assert port > 0, process.stderr.read() if process.stderr else ""
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            assert info.name == PACK_NAME
+            levels = {p.name: p.enforcementLevel for p in info.policies}
+            assert levels == {r.name: analyzer_pb2.MANDATORY if r.mandatory else analyzer_pb2.ADVISORY for r in RULES}
+            props = struct_pb2.Struct()
+            props.update(
+                {
+                    **container().props,
+                    "privileged": True,
+                    "envs": {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": [f"TOKEN={SECRET}"]},
+                }
+            )
+            request = analyzer_pb2.AnalyzeRequest(urn="urn:pulumi:prod::cutover::x", type=rules.CONTAINER, name="web-x", properties=props)
+            found = {(d.policyName, d.enforcementLevel) for d in stub.Analyze(request, timeout=30).diagnostics}
+            assert {("no-host-access", analyzer_pb2.MANDATORY), ("secrets-stay-secret", analyzer_pb2.MANDATORY)} <= found
+    finally:
+        process.kill()
+        process.wait(timeout=30)
