@@ -125,12 +125,12 @@ def test_a_rollback_passes_every_mandatory_rule_too(monkeypatch: pytest.MonkeyPa
     assert mandatory(analyze(run, raw, "prod", monkeypatch)) == []
 
 
-def test_in_a_preview_unknown_inputs_are_not_judged(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In a preview of a new build the image's digest is unknown: the engine sends the pull's `name` and the
-    containers' `image` as unknowns (the mocks resolve every output, so they are made unknown here by hand).
-    The rules skip what they cannot see and still check the rest."""
+def test_inputs_unknown_as_a_preview_sends_them_are_not_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview of a new build sends the app pull's `name` and the containers' `image` as unknowns. The
+    mock run resolves every output, so those inputs are set unknown here by hand, as the wire carries
+    them. The rules skip what they cannot see and still check the rest."""
     raw, secrets = CONFIGS["prod"]()
-    run = run_program(raw, secrets, stack="prod", preview=True)
+    run = run_program(raw, secrets, stack="prod", preview=True)  # the dry-run flag the program sees in a preview
     for reg in run.registrations:
         key = {rules.CONTAINER: "image", rules.REMOTE_IMAGE: "name"}.get(reg.type)
         if key and (reg.type == rules.CONTAINER or reg.name == "web-image"):

@@ -308,9 +308,29 @@ def test_every_preview_and_update_runs_the_policy_pack(settings: WorkflowSetting
                 runs += 1
             for line in step.get("run", "").splitlines():
                 if re.match(r"^\s*(\S+=\S+ )?pulumi (up|preview) ", line):
-                    assert "--policy-pack policy --stack" in line, line
+                    assert "--policy-pack policy --stack" in line or '"${policy[@]}" --stack' in line, line
                     runs += 1
     assert runs == 1 + 2 * len(settings.stacks) + len(settings.stacks) + 1  # preview, deploy (+ its rollback), rollback, drift
+
+
+def test_drift_runs_the_pack_when_the_deployed_commit_has_one(tmp_path: Path) -> None:
+    """Drift checks out the commit the stack last deployed, which may predate the policy pack."""
+    step = next(st for _, st in _all_steps(_loaded(WorkflowSettings())["drift.yml"]) if "--expect-no-changes" in st.get("run", ""))
+    script = step["run"].split("\npulumi preview")[0]
+    for has_pack, expected in ((True, "--policy-pack policy"), (False, "")):
+        work = tmp_path / str(has_pack)
+        (work / "policy").mkdir(parents=True)
+        if has_pack:
+            (work / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+        out = subprocess.run(
+            ["bash", "-c", script + '\necho "${policy[*]}"'],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"RUNNER_TEMP": str(tmp_path), "PATH": os.environ["PATH"]},
+        )
+        assert out.stdout.strip() == expected
 
 
 def test_the_policy_pack_path_is_a_setting() -> None:
