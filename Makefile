@@ -2,7 +2,7 @@
 #
 #   make deploy              create .venv, select/create the dev stack, `pulumi up`
 #   make deploy STACK=prod   the same for another stack
-#   make preview             `pulumi preview --diff`
+#   make preview             `pulumi preview --diff`, with the policy pack (policy/)
 #   make releases            the current release and the history a rollback can use
 #   make rollback            redeploy the previous release (TO=2, TO=<git sha>, TO=sha256:... for others)
 #   make refresh             read the stack's resources back from the host (`pulumi refresh`)
@@ -55,6 +55,12 @@ endif
 # (memory only); the docker provider's ssh logs in with it (components/ssh.py).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
+# The policy pack (policy/) checks every resource before it changes: a mandatory rule broken fails the
+# preview, and stops `pulumi up` before that resource is created (pulumi/pulumi pkg/resource/deploy/step_generator.go:
+# analyzeAll marks it invalid outside a preview, then "resource ... is invalid" ends the update). It runs in $(VENV)
+# (policy/PulumiPolicy.yaml).
+POLICY := --policy-pack policy
+
 .PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows lock tools tools-built tools-pulumi tools-program tools-deploy clean
 
 # Every package is installed from a lock with its hashes: pip refuses a file whose hash the lock does not
@@ -106,11 +112,11 @@ endef
 
 deploy: tools-deploy $(BIN)/.program
 	$(select_stack)
-	$(AGENT) pulumi up --stack $(STACK)
+	$(AGENT) pulumi up $(POLICY) --stack $(STACK)
 
 preview: tools-program $(BIN)/.program
 	$(select_stack)
-	$(AGENT) pulumi preview --diff --stack $(STACK)
+	$(AGENT) pulumi preview --diff $(POLICY) --stack $(STACK)
 
 releases: tools-pulumi
 	@echo "current release of $(STACK):"; pulumi stack output release --json --stack $(STACK)
@@ -123,8 +129,8 @@ releases: tools-pulumi
 rollback: tools-program $(BIN)/.program
 	@host="$$(pulumi config get --path host.url --stack $(STACK) 2>/dev/null || true)"; \
 	case "$$host" in ssh://*) export DOCKER_HOST="$$host";; esac; \
-	echo "CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up --stack $(STACK)"; \
-	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) $(AGENT) pulumi up --stack $(STACK)
+	echo "CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up $(POLICY) --stack $(STACK)"; \
+	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) $(AGENT) pulumi up $(POLICY) --stack $(STACK)
 
 # --run-program: the program runs first and gives the agent the deploy key, so these work on any
 # machine (without it, pulumi reads every resource before the program runs).
@@ -145,12 +151,12 @@ restore: tools-pulumi $(BIN)/.program
 # Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
 # the preview then proposes (components/workflows.py drift_workflow says why refreshes are not counted).
 drift: tools-program $(BIN)/.program
-	$(AGENT) pulumi preview --refresh --run-program --expect-no-changes --diff --stack $(STACK)
+	$(AGENT) pulumi preview --refresh --run-program --expect-no-changes --diff $(POLICY) --stack $(STACK)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy components
+	$(BIN)/mypy components policy
 	$(BIN)/hadolint app/Dockerfile
 
 workflows: $(BIN)/.installed

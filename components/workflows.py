@@ -177,6 +177,9 @@ class WorkflowSettings:
     # When the drift check runs (cron, UTC): daily, off the hour.
     drift_schedule: str = "17 5 * * *"
     deploy_timeout_minutes: int = 60
+    # The policy pack every preview and update runs (policy/, relative to working_directory): it runs in the
+    # program's virtualenv (policy/PulumiPolicy.yaml), so `install_command` installs what it needs too.
+    policy_pack: str = "policy"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stacks", tuple(self.stacks))
@@ -231,6 +234,7 @@ def _validate(s: WorkflowSettings) -> list[str]:
         check("pulumi_cloud_organization", s.pulumi_cloud_organization, _ORGANIZATION, "a Pulumi Cloud organization name")
     check("default_branch", s.default_branch, _BRANCH, "a branch name like 'main'")
     check("working_directory", s.working_directory, _PATH, "'.' or a relative directory like 'infra'")
+    check("policy_pack", s.policy_pack, _PATH, "the policy pack's directory, relative, like 'policy'")
     check("runs_on", s.runs_on, _RUNNER, "a GitHub-hosted runner label like 'ubuntu-24.04'")
     check("pulumi_version", s.pulumi_version, _PULUMI_VERSION, "a Pulumi CLI version like '3.150.0' or a range like '^3'")
     for key, value in (("backend_url_secret", s.backend_url_secret), ("passphrase_secret", s.passphrase_secret)):
@@ -305,6 +309,12 @@ def _pulumi_env(s: WorkflowSettings, **extra: str) -> dict[str, str]:
         env[name] = _expr(f"secrets.{name}")
     env.update(extra)
     return env
+
+
+def _policy(s: WorkflowSettings) -> str:
+    """The flag every `pulumi preview` and `pulumi up` of the workflows gets: a mandatory rule broken fails it
+    (in `up` before that resource changes: pulumi/pulumi pkg/resource/deploy/step_generator.go analyzeAll)."""
+    return f"--policy-pack {shlex.quote(s.policy_pack)}"
 
 
 def _defaults(s: WorkflowSettings) -> dict[str, Any]:
@@ -531,6 +541,7 @@ def preview_workflow(s: WorkflowSettings) -> dict[str, Any]:
                 **({} if s.pulumi_cloud_organization else {"cloud-url": _expr(f"secrets.{s.backend_url_secret}")}),
                 "pulumi-version": s.pulumi_version,
                 "diff": True,
+                "policyPacks": s.policy_pack,  # the action's --policy-pack (pulumi/actions src/config.ts)
                 # A preview that fails fails this step, and so the check.
                 "comment-on-pr": True,
                 "github-token": _expr("github.token"),
@@ -579,7 +590,7 @@ def deploy_workflow(s: WorkflowSettings) -> dict[str, Any]:
                 # --run-program: each resource is refreshed as the program declares it, with the provider the
                 # program configures (pulumi/pulumi pkg/resource/deploy/step_generator.go:852-893), so the
                 # deploy key is in the agent before the first container is read from the host.
-                "run": f"pulumi up --yes --refresh --run-program --stack {q}",
+                "run": f"pulumi up --yes --refresh --run-program {_policy(s)} --stack {q}",
             },
             _went_live_step(s, stack),
             {
@@ -590,7 +601,7 @@ def deploy_workflow(s: WorkflowSettings) -> dict[str, Any]:
                 "env": _pulumi_env(s, **{s.rollback_variable: _expr("steps.before.outputs.digest")}),
                 "run": _script(
                     f'echo "::error title=Deploy failed::pulumi up failed on stack {stack}; redeploying ${s.rollback_variable}"',
-                    f"pulumi up --yes --stack {q}",
+                    f"pulumi up --yes {_policy(s)} --stack {q}",
                 ),
             },
             _summary_step(s, stack, "Deploy", {"deploy": "up", "automatic rollback": "rollback"}),
@@ -639,7 +650,7 @@ def rollback_workflow(s: WorkflowSettings) -> dict[str, Any]:
                     "  exit 1",
                     "fi",
                     f'echo "Rolling back stack {stack} to $target"',
-                    f'{s.rollback_variable}="$target" pulumi up --yes --stack {q}',
+                    f'{s.rollback_variable}="$target" pulumi up --yes {_policy(s)} --stack {q}',
                 ),
             },
             _summary_step(s, stack, "Rollback", {"rollback": "rollback"}),
@@ -722,7 +733,9 @@ def _drift_job(s: WorkflowSettings, stack: str) -> dict[str, Any]:
         "env": _pulumi_env(s, DEPLOYED=_expr("steps.deployed.outputs.sha")),
         "run": _script(
             'report="$RUNNER_TEMP/drift.txt"',
-            f'pulumi preview --refresh --run-program --expect-no-changes --diff --color never --stack {q} > "$report" 2>&1 && code=0 || code=$?',
+            # the deployed commit may predate the policy pack: then it runs without it
+            f"policy=(); if [ -f {shlex.quote(s.policy_pack)}/PulumiPolicy.yaml ]; then policy=({_policy(s)}); fi",
+            f'pulumi preview --refresh --run-program --expect-no-changes --diff --color never "${{policy[@]}}" --stack {q} > "$report" 2>&1 && code=0 || code=$?',
             'cat "$report"',
             "{",
             f'  echo "### Drift: stack {stack}"',

@@ -55,6 +55,8 @@ class Registration:
     id: str = ""
     # the output paths the engine would store as secrets (what the mocked provider returned wrapped)
     secret_outputs: set[str] = field(default_factory=set)
+    # the inputs as sent, a protobuf Struct: secrets and unknowns still marked (tests/test_policy.py)
+    wire: Any = None
 
     def depends_on(self, other: Registration) -> bool:
         """True when this resource waits for `other` (directly)."""
@@ -164,6 +166,7 @@ class RecordingMonitor(pmocks.MockMonitor):
                 outputs=state,
                 id=reg.id or "",
                 secret_outputs=secret_outputs,
+                wire=request.object,
             )
         )
         return response

@@ -148,7 +148,7 @@ def make_calls(target: str, tmp_path: Path, host_url: str, **env: str) -> list[d
 def test_rollback_of_a_remote_stack_needs_no_local_docker_engine(tmp_path: Path) -> None:
     calls = make_calls("rollback", tmp_path, "ssh://deploy@203.0.113.10:22")
     up = calls[-1]
-    assert up["args"] == ["up", "--stack", "prod"] and up["CUTOVER_ROLLBACK_TO"] == "previous"
+    assert up["args"] == ["up", "--policy-pack", "policy", "--stack", "prod"] and up["CUTOVER_ROLLBACK_TO"] == "previous"
     # the image build's provider is configured against the server, so it never looks for a local engine
     assert up["DOCKER_HOST"] == "ssh://deploy@203.0.113.10:22"
     assert up["agent"] == 1, "an ssh agent (empty: the program fills it) lives as long as the command"
@@ -171,8 +171,32 @@ def test_refresh_and_destroy_run_the_program_first(tmp_path: Path, target: str, 
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
 def test_drift_is_a_preview_that_refreshes_and_expects_no_changes(tmp_path: Path) -> None:
     call = make_calls("drift", tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
-    assert call["args"] == ["preview", "--refresh", "--run-program", "--expect-no-changes", "--diff", "--stack", "prod"]
+    assert call["args"] == [
+        "preview",
+        "--refresh",
+        "--run-program",
+        "--expect-no-changes",
+        "--diff",
+        "--policy-pack",
+        "policy",
+        "--stack",
+        "prod",
+    ]
     assert call["agent"] == 1
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_preview_runs_the_policy_pack(tmp_path: Path) -> None:
+    call = make_calls("preview", tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
+    assert call["args"] == ["preview", "--diff", "--policy-pack", "policy", "--stack", "prod"]
+
+
+def test_deploy_runs_the_policy_pack() -> None:
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", "deploy", "STACK=prod"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    up = [line for line in out.stdout.splitlines() if "pulumi up" in line]
+    assert up and up[-1].split()[-5:] == ["up", "--policy-pack", "policy", "--stack", "prod"], out.stdout
 
 
 def run_day_to_day(target: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:

@@ -302,6 +302,48 @@ def test_preview_runs_every_stack_comments_the_diff_and_fails_the_check() -> Non
         assert job["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
 
 
+def test_every_preview_and_update_runs_the_policy_pack(settings: WorkflowSettings) -> None:
+    """A mandatory rule broken fails the step: `pulumi preview` and `pulumi up` all get --policy-pack."""
+    runs = 0
+    for data in _loaded(settings).values():
+        for _, step in _all_steps(data):
+            if step.get("uses", "").startswith(ACTIONS["pulumi"].repository + "@") and "command" in step.get("with", {}):
+                assert step["with"]["policyPacks"] == "policy", step["name"]
+                runs += 1
+            for line in step.get("run", "").splitlines():
+                if re.match(r"^\s*(\S+=\S+ )?pulumi (up|preview) ", line):
+                    assert "--policy-pack policy --stack" in line or '"${policy[@]}" --stack' in line, line
+                    runs += 1
+    assert runs == 1 + 2 * len(settings.stacks) + len(settings.stacks) + 1  # preview, deploy (+ its rollback), rollback, drift
+
+
+def test_drift_runs_the_pack_when_the_deployed_commit_has_one(tmp_path: Path) -> None:
+    """Drift checks out the commit the stack last deployed, which may predate the policy pack."""
+    step = next(st for _, st in _all_steps(_loaded(WorkflowSettings())["drift.yml"]) if "--expect-no-changes" in st.get("run", ""))
+    script = step["run"].split("\npulumi preview")[0]
+    for has_pack, expected in ((True, "--policy-pack policy"), (False, "")):
+        work = tmp_path / str(has_pack)
+        (work / "policy").mkdir(parents=True)
+        if has_pack:
+            (work / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+        out = subprocess.run(
+            ["bash", "-c", script + '\necho "${policy[*]}"'],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"RUNNER_TEMP": str(tmp_path), "PATH": os.environ["PATH"]},
+        )
+        assert out.stdout.strip() == expected
+
+
+def test_the_policy_pack_path_is_a_setting() -> None:
+    files = render_workflows(WorkflowSettings(policy_pack="infra/guardrails"))
+    assert "--policy-pack infra/guardrails --stack" in files["deploy.yml"] and "policyPacks: infra/guardrails" in files["preview.yml"]
+    with pytest.raises(ValueError, match="policy_pack: got '/abs'"):
+        WorkflowSettings(policy_pack="/abs")
+
+
 def test_deploys_run_in_order_each_in_its_environment(settings: WorkflowSettings) -> None:
     deploy = _loaded(settings)["deploy.yml"]
     assert set(deploy["on"]) == {"push", "workflow_dispatch"}
@@ -345,7 +387,7 @@ def test_deploy_captures_the_release_then_rolls_back_on_failure(settings: Workfl
         assert steps[ids.index("select")]["run"] == f"pulumi stack select --create {stack}"
         before, up, rollback, summary = (steps[ids.index(i)] for i in ("before", "up", "rollback", "summary"))
         assert f"pulumi stack output {settings.release_output} --json --stack {stack}" in before["run"]
-        assert up["run"] == f"pulumi up --yes --refresh --run-program --stack {stack}", (
+        assert up["run"] == f"pulumi up --yes --refresh --run-program --policy-pack policy --stack {stack}", (
             "refreshed: drift (or a new runner for a local stack) is seen first, each resource as the program declares it"
         )
         assert "if" not in up
@@ -355,7 +397,7 @@ def test_deploy_captures_the_release_then_rolls_back_on_failure(settings: Workfl
         agent = next(i for i, step in enumerate(steps) if step.get("name") == "Start an ssh agent for the deploy key")
         assert agent < ids.index("before")
         assert rollback["env"][settings.rollback_variable] == "${{ steps.before.outputs.digest }}"
-        assert f"pulumi up --yes --stack {stack}" in rollback["run"]
+        assert f"pulumi up --yes --policy-pack policy --stack {stack}" in rollback["run"]
         assert "continue-on-error" not in rollback and "exit 0" not in rollback["run"]
         assert summary["if"] == "always()"
         assert "GITHUB_STEP_SUMMARY" in summary["run"]
@@ -375,7 +417,7 @@ def test_rollback_workflow_takes_stack_and_target_as_inputs(settings: WorkflowSe
         assert job["environment"]["name"] == settings.environments[stack]
         step = next(s for s in job["steps"] if s.get("id") == "rollback")
         assert step["env"]["TARGET"] == "${{ inputs.target }}"
-        assert f'{settings.rollback_variable}="$target" pulumi up --yes --stack {stack}' in step["run"]
+        assert f'{settings.rollback_variable}="$target" pulumi up --yes --policy-pack policy --stack {stack}' in step["run"]
 
 
 def test_pipeline_commits_are_skipped_by_github() -> None:
@@ -648,7 +690,7 @@ def test_automatic_rollback_redeploys_the_captured_digest(bash: Bash) -> None:
     step = _step("deploy.yml", "deploy-prod", "rollback")
     proc = bash.run(step, {"CUTOVER_ROLLBACK_TO": DIGEST})
     assert proc.returncode == 0, proc.stderr
-    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--stack", "prod"], "rollback": DIGEST}]
+    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--policy-pack", "policy", "--stack", "prod"], "rollback": DIGEST}]
     assert "::error" in proc.stdout
 
 
@@ -656,7 +698,9 @@ def test_deploy_step_fails_when_pulumi_up_fails(bash: Bash) -> None:
     bash.up_fails = True
     proc = bash.run(_step("deploy.yml", "deploy-prod", "up"))
     assert proc.returncode != 0
-    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--refresh", "--run-program", "--stack", "prod"], "rollback": None}]
+    assert bash.pulumi_calls() == [
+        {"args": ["up", "--yes", "--refresh", "--run-program", "--policy-pack", "policy", "--stack", "prod"], "rollback": None}
+    ]
 
 
 def test_a_release_recorded_before_the_failure_is_not_rolled_back(bash: Bash) -> None:
@@ -714,7 +758,7 @@ def test_the_ssh_agent_step_names_its_socket_for_the_later_steps(tmp_path: Path)
 def test_manual_rollback_passes_a_valid_target(bash: Bash, target: str, expected: str) -> None:
     proc = bash.run(_step("rollback.yml", "rollback-prod", "rollback"), {"TARGET": target})
     assert proc.returncode == 0, proc.stderr
-    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--stack", "prod"], "rollback": expected}]
+    assert bash.pulumi_calls() == [{"args": ["up", "--yes", "--policy-pack", "policy", "--stack", "prod"], "rollback": expected}]
 
 
 @pytest.mark.parametrize("target", ["main", "1; rm -rf /", "$(id)", "sha256:abc", "1 2", "-1", "../x", "ABC1234", "previous\n1"])
