@@ -172,11 +172,13 @@ def test_app_image_by_digest_refuses_a_container_run_by_tag(monkeypatch: pytest.
 
 
 def test_web_healthcheck_refuses_a_start_period_longer_than_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    raw, _ = CONFIGS["prod"]()
-    run, raw = prod_variant(healthcheck={"startPeriod": "3m"}, web={**raw["web"], "waitTimeout": "2m"})
+    # the stack's config refuses such a wait first (cutover:web.waitTimeout); a program that sends one anyway
+    real = components.web.web_container
+    monkeypatch.setattr(components.web, "web_container", lambda *a: {**real(*a), "wait_timeout": 5})
+    run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "web-healthcheck")
     assert len(found) == 2  # both web replicas
-    assert "input `waitTimeout` is 120s, but `healthcheck.startPeriod` + `.interval` + `.timeout` is 185s" in found[0][1]
+    assert "input `waitTimeout` is 5s, but `healthcheck.startPeriod` + `.interval` + `.timeout` is 15s" in found[0][1]
 
 
 def test_no_host_access_refuses_a_privileged_container(monkeypatch: pytest.MonkeyPatch) -> None:
