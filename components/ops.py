@@ -29,7 +29,7 @@ from typing import Any
 
 from components.backups import list_backups_script, password_env, restore_script
 from components.caddyfile import LIVE_DIR
-from components.config import NAMESPACE, StackConfig, parse_config
+from components.config import NAMESPACE, StackConfig, parse_config, project_name
 from components.ssh import AgentError, docker_ssh_options, load_deploy_key
 
 
@@ -40,15 +40,16 @@ class OpsError(RuntimeError):
 # --------------------------------------------------------------------------- reaching the stack
 
 
-def config_from_pulumi_json(text: str, stack: str) -> StackConfig:
-    """`pulumi config --json --show-secrets` output: {"cutover:key": {"value": "...", "secret": bool}, ...}
-    (pulumi/pulumi pkg/cmd/pulumi/config/config.go configValueJSON) read into the program's model."""
+def config_from_pulumi_json(text: str, stack: str, namespace: str = NAMESPACE) -> StackConfig:
+    """`pulumi config --json --show-secrets` output: {"<project>:key": {"value": "...", "secret": bool}, ...}
+    (pulumi/pulumi pkg/cmd/pulumi/config/config.go configValueJSON) read into the program's model; `namespace`
+    is the project's name (components/config.py project_name), which the keys are named with in errors too."""
     entries: Mapping[str, Any] = json.loads(text)
-    prefix = f"{NAMESPACE}:"
+    prefix = f"{namespace}:"
     raw = {k[len(prefix) :]: v.get("value") for k, v in entries.items() if k.startswith(prefix) and v.get("value") is not None}
     secrets = {k[len(prefix) :] for k, v in entries.items() if k.startswith(prefix) and v.get("secret")}
     # these commands build and release nothing: the release tag the program derives from the checkout plays no part
-    return parse_config(raw, secrets, stack, git_sha="0" * 40)
+    return parse_config(raw, secrets, stack, git_sha="0" * 40, namespace=namespace)
 
 
 def run_pulumi(args: Sequence[str], env: Mapping[str, str]) -> str:
@@ -291,7 +292,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(argv)
     environ = dict(os.environ if env is None else env)
     try:
-        cfg = config_from_pulumi_json(run_pulumi(["config", "--json", "--show-secrets", "--stack", args.stack], environ), args.stack)
+        # the project the pulumi CLI finds from here, as it does for `pulumi config` itself
+        namespace = project_name(os.getcwd())
+        config_json = run_pulumi(["config", "--json", "--show-secrets", "--stack", args.stack], environ)
+        cfg = config_from_pulumi_json(config_json, args.stack, namespace)
         load_deploy_key(cfg.host, environ)
         host = Host(cfg, environ)
         if args.command == "status":

@@ -239,3 +239,34 @@ def test_without_the_pulumi_cli_one_clear_line(tmp_path: Path, capsys: pytest.Ca
     monkeypatch.setenv("PATH", str(tmp_path))
     assert ops.main(["status", "--stack", "dev"], env={"PATH": str(tmp_path)}) == 1
     assert capsys.readouterr().err.strip() == "cutover: the pulumi CLI is not installed (https://www.pulumi.com/docs/install/)"
+
+
+def test_a_renamed_project_reads_its_own_keys_and_names_them_in_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pulumi.yaml `name: shop`: `pulumi config` prints shop:* keys, and a bad one is named shop:..."""
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    monkeypatch.chdir(project / "sub")  # the pulumi CLI finds the project upwards from here, so does this
+    monkeypatch.setattr(ops, "load_deploy_key", lambda host, environ: None)
+    config = cli_json(**{**LOCAL, "appName": "Shop!"}, postgresPassword="pw-for-tests").replace('"cutover:', '"shop:')
+    assert ops.main(["backups", "--stack", "dev"], env=cli(tmp_path, config)) == 1
+    err = capsys.readouterr().err
+    assert 'shop:appName = "Shop!": expected a lowercase name' in err and "cutover:appName" not in err
+    assert "pw-for-tests" not in err
+    # the same stack under the old name holds none of the project's keys: each is missing, named shop:
+    assert ops.main(["backups", "--stack", "dev"], env=cli(tmp_path, cli_json(**LOCAL, postgresPassword="x"))) == 1
+    assert "shop:appName is missing" in capsys.readouterr().err
+    # and its own keys read
+    good = cli_json(**LOCAL, postgresPassword="x").replace('"cutover:', '"shop:')
+    cfg = ops.config_from_pulumi_json(good, "dev", "shop")
+    assert cfg.app_name == "shop" and cfg.postgres.enabled and cfg.postgres.password is not None
+
+
+def test_no_project_file_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert ops.main(["status", "--stack", "dev"], env=cli(tmp_path, cli_json(**LOCAL))) == 1
+    assert (
+        capsys.readouterr().err.strip().startswith(f"cutover: no Pulumi.yaml project file in {tmp_path.resolve()} or any folder above it")
+    )
