@@ -19,6 +19,7 @@ config; so are the reports made from what they print.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -371,7 +372,7 @@ def exec_argv(command: Sequence[str], *, interactive: bool) -> list[str]:
 
 
 def exec_script(cfg: StackConfig, role: str, tag: str, command: Sequence[str], *, interactive: bool) -> str:
-    """Run `command` in one running container of the role's serving release (the newest, as `docker ps` lists first)."""
+    """Run `command` in one running container of the role's serving release (the first `docker ps` lists)."""
     return "\n".join(
         [
             "set -u",
@@ -404,7 +405,7 @@ def one_off_argv(cfg: StackConfig, role: str, tag: str, names: Sequence[str], co
     """`docker create` of a container to run `command` once in the image "$image" of the role's serving release,
     with the role's environment by name only: the docker CLI takes the value of a bare `--env NAME` from its own
     environment (docker/cli opts/env.go ValidateEnv), so no value is on a command line. `--rm`: the engine removes
-    it once it exits (docker create --rm, HostConfig.AutoRemove). It joins the accessories' network as the role's
+    it once it exits (docker/cli cli/command/container/opts.go: `--rm` is HostConfig.AutoRemove, for create too). It joins the accessories' network as the role's
     containers do, runs as their user, and is labelled `<role>-one-off`, which no release step, `make logs` or
     `make restart` of the role matches (their filters name the role exactly)."""
     network = [f"{cfg.resource_prefix}-private"] if cfg.postgres.enabled or cfg.redis.enabled else []
@@ -447,12 +448,14 @@ def one_off_start_script(container_id: str, *, interactive: bool) -> str:
 LIFECYCLE = ("restart", "stop", "start")
 
 
-def lifecycle_argv(action: str, names: Sequence[str]) -> list[str]:
-    """`docker restart|stop|start` of the named containers: stop and restart send the stop signal and wait each
-    container's own stop timeout (the role's stopTimeout, which the program sets on the container)."""
+def lifecycle_argv(action: str, names: Sequence[str], stop_timeout_s: int) -> list[str]:
+    """`docker restart|stop|start` of the named containers. Stop and restart send the containers' stop signal
+    (SIGTERM) and wait the role's stopTimeout before killing, named with --time rather than left to the CLI and
+    the engine (docker/cli cli/command/container/stop.go sends a timeout only when --time is given; the engine
+    then takes the container's own, which the program sets to the same)."""
     if action not in LIFECYCLE:
         raise ValueError(action)
-    return ["docker", action, *names]
+    return ["docker", action, *(["--time", str(stop_timeout_s)] if action != "start" else []), *names]
 
 
 def lifecycle_script(cfg: StackConfig, role: str, tag: str, action: str) -> str:
@@ -463,6 +466,7 @@ def lifecycle_script(cfg: StackConfig, role: str, tag: str, action: str) -> str:
     retries its requests on the other slots (lb_try_duration, fail_duration: components/caddyfile.py cites Caddy)."""
     own = _role_of(cfg, role)
     wait_s = cfg.web.wait_timeout_s if own is None else own.wait_timeout_s
+    stop_s = cfg.web.stop_timeout_s if own is None else own.stop_timeout_s
     state = shlex.quote("{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}")
     ready = (
         f'ready() {{ i=0; while :; do s="$(docker inspect --format {state} "$1")"; case "$s" in healthy|running) echo "$1: $s"; return 0;; '
@@ -470,9 +474,14 @@ def lifecycle_script(cfg: StackConfig, role: str, tag: str, action: str) -> str:
         f'if [ "$i" -ge {wait_s} ]; then echo "$1: still $s after {wait_s}s" >&2; return 1; fi; sleep 1; done; }}'
     )
     body = {
-        "restart": [f'for n in $names; do {sh_join(lifecycle_argv("restart", [N]))} >/dev/null || exit 1; ready "$n" || exit 1; done'],
-        "stop": [sh_join(lifecycle_argv("stop", [])) + " $names"],
-        "start": [sh_join(lifecycle_argv("start", [])) + " $names >/dev/null || exit 1", 'for n in $names; do ready "$n" || exit 1; done'],
+        "restart": [
+            f'for n in $names; do {sh_join(lifecycle_argv("restart", [N], stop_s))} >/dev/null || exit 1; ready "$n" || exit 1; done'
+        ],
+        "stop": [sh_join(lifecycle_argv("stop", [], stop_s)) + " $names"],
+        "start": [
+            sh_join(lifecycle_argv("start", [], stop_s)) + " $names >/dev/null || exit 1",
+            'for n in $names; do ready "$n" || exit 1; done',
+        ],
     }[action]
     return "\n".join(
         [
@@ -547,7 +556,8 @@ def run_in_role(host: Host, cfg: StackConfig, role: str, tag: str, command: Sequ
         return host.stream(one_off_start_script(container_id, interactive=interactive), tty=interactive)
     finally:
         # the start script removes it too: this covers a connection lost before that
-        host.run(f"docker rm --force {container_id} >/dev/null 2>&1 || true")
+        with contextlib.suppress(OpsError, OSError, subprocess.SubprocessError):
+            host.run(f"docker rm --force {container_id} >/dev/null 2>&1 || true")
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -292,7 +292,7 @@ def test_make_stop_web_asks_for_confirm(tmp_path: Path) -> None:
     (tmp_path / "again").mkdir()
     out, calls = run_ops_target(tmp_path / "again", "stop", "CONFIRM=1", docker_body=NAMES)
     assert out.returncode == 0, out.stderr
-    assert calls[-1] == "stop|shop-prod-web-a|"
+    assert calls[-1] == "stop|--time|30|shop-prod-web-a|"
 
 
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
@@ -300,5 +300,6 @@ def test_make_stop_web_asks_for_confirm(tmp_path: Path) -> None:
 def test_make_restart_and_start_of_a_role(tmp_path: Path, target: str) -> None:
     out, calls = run_ops_target(tmp_path, target, "ROLE=worker", docker_body=NAMES)
     assert out.returncode == 0, out.stderr
-    assert f"{target}|shop-prod-web-a|" in calls and "label=cutover.role=worker" in calls[0]
+    assert {"restart": "restart|--time|600|shop-prod-web-a|", "start": "start|shop-prod-web-a|"}[target] in calls
+    assert "label=cutover.role=worker" in calls[0]
     assert out.stdout.strip() == "shop-prod-web-a: healthy"

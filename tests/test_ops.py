@@ -423,10 +423,11 @@ def test_the_one_off_runs_attached_and_is_removed() -> None:
 
 
 def test_lifecycle_argv() -> None:
-    assert ops.lifecycle_argv("restart", ["$n"]) == ["docker", "restart", "$n"]
-    assert ops.lifecycle_argv("stop", ["a", "b"]) == ["docker", "stop", "a", "b"]
+    assert ops.lifecycle_argv("restart", [ops.N], 600) == ["docker", "restart", "--time", "600", "$n"]
+    assert ops.lifecycle_argv("stop", ["a", "b"], 30) == ["docker", "stop", "--time", "30", "a", "b"]
+    assert ops.lifecycle_argv("start", ["a"], 30) == ["docker", "start", "a"]
     with pytest.raises(ValueError):
-        ops.lifecycle_argv("kill", ["a"])
+        ops.lifecycle_argv("kill", ["a"], 30)
 
 
 def health_stand_in(states: str) -> str:
@@ -461,7 +462,7 @@ def test_restart_stops_at_a_container_that_turns_unhealthy(tmp_path: Path) -> No
 def test_stop_and_start(tmp_path: Path) -> None:
     cfg = local_cfg()
     assert run_script(tmp_path, ops.lifecycle_script(cfg, "worker", "t1", "stop"), health_stand_in("running\\n")).returncode == 0
-    assert docker_calls(tmp_path)[-1] == "stop shop-dev-web-b shop-dev-web-a"
+    assert docker_calls(tmp_path)[-1] == "stop --time 600 shop-dev-web-b shop-dev-web-a", "the worker's stopTimeout (10m)"
     done = run_script(tmp_path, ops.lifecycle_script(cfg, "worker", "t1", "start"), health_stand_in("running\\n"))
     assert done.returncode == 0 and "start shop-dev-web-b shop-dev-web-a" in docker_calls(tmp_path)
     assert done.stdout.splitlines() == ["shop-dev-web-b: running", "shop-dev-web-a: running"]
@@ -551,3 +552,21 @@ def test_a_cluster_or_a_stack_without_a_release_is_refused(
     with pytest.raises(ops.OpsError, match=r"make exec acts on one engine's containers; stack dev is a Swarm cluster"):
         ops._single_host(clustered, "exec")
     assert docker_calls(tmp_path) == []
+
+
+def test_an_interactive_command_gets_a_terminal_on_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    known = "[203.0.113.10]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbWvvJ1nFOkbK1ZkTVe/6lHo0r7rD7mCV8SPl5ZUSN6"
+    remote = {**LOCAL, "host": {"url": "ssh://deploy@203.0.113.10:2222", "knownHosts": known}}
+    cfg = ops.config_from_pulumi_json(cli_json(**remote, postgresPassword="x", sshPrivateKey=SSH_KEY), "prod")
+    assert "-t" in ops.host_argv(cfg, "x", tty=True) and "-T" not in ops.host_argv(cfg, "x", tty=True)
+    assert "-T" in ops.host_argv(cfg, "x") and "-t" not in ops.host_argv(cfg, "x")
+    # from a terminal, `make exec` asks docker for one too
+    env = cli(
+        tmp_path,
+        cli_json(**WITH_SECRETS, postgresPassword=PG_PASSWORD),
+        f'echo "$*" >> "{tmp_path}/docker-calls"; [ "$1" = ps ] && echo shop-dev-web-a; exit 0\n',
+    )
+    monkeypatch.setattr(ops, "load_deploy_key", lambda host, environ: None)
+    monkeypatch.setattr(ops.sys.stdin, "isatty", lambda: True)
+    assert ops.main(["exec", "--stack", "dev", "--cmd", "sh"], env=env) == 0
+    assert docker_calls(tmp_path)[-1] == "exec --interactive --tty shop-dev-web-a sh"
