@@ -8,7 +8,13 @@
 #   make refresh             read the stack's resources back from the host (`pulumi refresh`)
 #   make destroy             remove the stack's containers and networks (volumes are kept)
 #   make status              the release serving, each container's health and image, the proxy, disk
-#   make logs ROLE=worker    follow the logs of one role's containers (ROLE=web when not given)
+#   make logs ROLE=worker    follow the logs of one role's containers (ROLE=web when not given);
+#                            SINCE=10m (or a time), LINES=50 (or all; 100), GREP=text (lines with it), FOLLOW=0 (no follow)
+#   make exec CMD='...'      run a command in a running web container of the release serving (ROLE= for another role;
+#                            a terminal of its own when yours is one); NEW=1: in a one-off container of that release's
+#                            image with the role's environment, secrets included, removed once it exits
+#   make restart ROLE=worker restart the role's containers of the release serving, one at a time, each until healthy
+#   make stop / make start   stop / start them (ROLE=web stops serving: it asks for CONFIRM=1)
 #   make backups             the database dumps kept on the server (one before every migration)
 #   make restore BACKUP=...  put one back (asks first; what is there now is dumped beside it)
 #   make drift               fail when the server no longer matches the program (preview with refresh)
@@ -61,7 +67,7 @@ AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 # (policy/PulumiPolicy.yaml).
 POLICY := --policy-pack policy
 
-.PHONY: deploy preview releases rollback refresh destroy status logs backups restore drift test unit e2e bench bench-restart lint fmt workflows lock tools tools-built tools-pulumi tools-program tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs exec restart stop start backups restore drift test unit e2e bench bench-restart lint fmt workflows lock tools tools-built tools-pulumi tools-program tools-deploy clean
 
 # Every package is installed from a lock with its hashes: pip refuses a file whose hash the lock does not
 # list, and --no-deps installs nothing the lock does not name. `make lock` writes the locks again.
@@ -141,8 +147,22 @@ destroy: tools-program $(BIN)/.program
 	$(AGENT) pulumi destroy --run-program --stack $(STACK)
 
 # Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops.py).
-status logs backups: tools-pulumi $(BIN)/.program
-	@$(AGENT) $(BIN)/python -m components.ops $@ --stack $(STACK) $(if $(filter logs,$@),--role '$(ROLE)' --follow)
+# CMD, SINCE, GREP and LINES reach the command exactly as written: `$(value ...)` is a variable's text with none
+# of its `$` expanded by make (GNU make manual, "The value Function"), single-quoted for the shell here. LINES
+# only when given on make's command line: an interactive shell may export its own LINES (the terminal's height).
+quoted = '$(subst ','\'',$(value $(1)))'
+status backups: tools-pulumi $(BIN)/.program
+	@$(AGENT) $(BIN)/python -m components.ops $@ --stack $(STACK)
+
+logs: tools-pulumi $(BIN)/.program
+	@$(AGENT) $(BIN)/python -m components.ops logs --stack $(STACK) --role '$(ROLE)' $(if $(filter 0 no false,$(FOLLOW)),,--follow) \
+	  $(if $(filter command line,$(origin LINES)),--lines=$(call quoted,LINES)) --since=$(call quoted,SINCE) --grep=$(call quoted,GREP)
+
+exec: tools-pulumi $(BIN)/.program
+	@$(AGENT) $(BIN)/python -m components.ops exec --stack $(STACK) --role '$(ROLE)' $(if $(filter 1 yes true,$(NEW)),--new) --cmd=$(call quoted,CMD)
+
+restart stop start: tools-pulumi $(BIN)/.program
+	@$(AGENT) $(BIN)/python -m components.ops $@ --stack $(STACK) --role '$(ROLE)' $(if $(filter 1 yes true,$(CONFIRM)),--confirm)
 
 restore: tools-pulumi $(BIN)/.program
 	@test -n '$(BACKUP)' || { echo "cutover: BACKUP=<name> is missing: make backups STACK=$(STACK) lists the names"; exit 1; }

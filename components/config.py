@@ -1,6 +1,6 @@
 """The stack's configuration: one typed, validated model.
 
-`parse_config` is pure: it takes the raw `cutover:*` values (as Pulumi stores
+`parse_config` is pure: it takes the raw `<project>:*` values (as Pulumi stores
 them: strings, or JSON for objects) and the set of keys that are secrets, and
 returns a `StackConfig` or raises `ConfigError` listing every problem at once.
 `load_config` is the thin Pulumi-facing wrapper used by `__main__.py`.
@@ -12,7 +12,10 @@ program uses is importable from here.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from components.config_checks import (
@@ -70,7 +73,7 @@ __all__ = [
     "DIGEST_REF", "DURATION", "KNOWN_KEYS", "NAMESPACE", "SECRET_KEYS", "SECTION_KEYS", "ClusterConfig", "ConfigError", "GitHubConfig",
     "HealthcheckConfig", "HostConfig", "ImageConfig", "MigrationsConfig", "PostgresConfig", "ProxyConfig", "RedisConfig",
     "ReleasesConfig", "RoleConfig", "RoleHealthcheck", "Secret", "StackConfig", "VerifyConfig", "WebConfig",
-    "caddy_too_old", "duration_seconds", "git_sha", "load_config", "parse_config", "private_key_problem", "registry_of",
+    "caddy_too_old", "duration_seconds", "git_sha", "load_config", "parse_config", "private_key_problem", "project_name", "registry_of",
     "uncommitted_changes",
 ]  # fmt: skip
 
@@ -82,16 +85,18 @@ def parse_config(
     git_sha: str | None = None,
     uncommitted: Callable[[str], bool] | None = None,
     root: str | None = None,
+    namespace: str = NAMESPACE,
 ) -> StackConfig:
-    """Validate the raw `cutover:*` config (keys without the namespace) into a StackConfig.
+    """Validate the raw `<project>:*` config (keys without the namespace) into a StackConfig.
 
     `git_sha` is the commit checked out; `uncommitted(context)` tells whether the build
     context differs from it (given only when the tag comes from the checkout itself). `root` is the
     project's directory, which relative paths are read from: the build context and the Dockerfile must be
     there (None: this update builds nothing, and they are not looked for).
+    `namespace` is the project's name, which every key is named with in messages (`<namespace>:web.replicas`).
     Raises ConfigError naming every bad key, the value given and what is expected.
     """
-    r = _Reader(raw, secret_keys)
+    r = _Reader(raw, secret_keys, namespace)
     r.unknown("", raw, KNOWN_KEYS)
 
     app_name = raw.get("appName")
@@ -129,7 +134,7 @@ def parse_config(
     _check_build_files(r, image, releases.promote_from, root)
     notify_webhook = r.secret("notifyWebhook")
     if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
-        r.problems.append(f"{NAMESPACE}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
+        r.problems.append(f"{r.ns}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
     if not web.enabled and not roles:
         r.fail("web.enabled", False, "true, or at least one role under `roles`: otherwise nothing would run")
 
@@ -183,16 +188,38 @@ def uncommitted_changes(path: str, cwd: str = ".") -> bool:
     return out.returncode == 0 and bool(out.stdout.strip())
 
 
-def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
-    """Read `cutover:*` from the Pulumi stack and validate it."""
-    import os
+def project_name(start: str | os.PathLike[str]) -> str:
+    """The `name:` of the project file the pulumi CLI uses from `start`: the first of Pulumi.json, Pulumi.yaml,
+    Pulumi.yml in `start` or the nearest folder above it (pulumi/pulumi sdk/go/common/workspace/paths.go
+    DetectProjectPathFrom and findProjectInDir, in the order of sdk/go/common/encoding/marshal.go Exts). The CLI
+    puts that name before every key set without one (`pulumi config set --path web.replicas 3` sets
+    `<name>:web.replicas`: pkg/cmd/pulumi/config/io.go parseConfigKey)."""
+    import yaml
 
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        for file in (folder / f"Pulumi{ext}" for ext in (".json", ".yaml", ".yml")):
+            if file.is_file():
+                # YAML 1.2 reads JSON too
+                data = yaml.safe_load(file.read_text())
+                name = data.get("name") if isinstance(data, dict) else None
+                if not isinstance(name, str) or not name:
+                    raise ValueError(f"{file}: `name` = {json.dumps(name)}: expected the project's name")
+                return name
+    raise ValueError(f"no Pulumi.yaml project file in {here} or any folder above it: run this from the project's directory")
+
+
+def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
+    """Read `<project>:*` from the Pulumi stack and validate it."""
     import pulumi
     from pulumi.runtime import config as rc
 
     from components.releases import ROLLBACK_ENV
 
-    prefix = f"{NAMESPACE}:"
+    # the program's own keys are named after the project, as pulumi.Config() names them when given no name
+    # (pulumi/pulumi sdk/python/lib/pulumi/config.py Config.__init__ and full_key: f"{get_project()}:{key}")
+    namespace = pulumi.get_project()
+    prefix = f"{namespace}:"
     values = {**rc.get_config_env(), **rc.CONFIG.get()}
     raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
     secret = {k for k in raw if rc.is_config_secret(prefix + k) or prefix + k in rc.get_config_secret_keys_env()}
@@ -200,4 +227,6 @@ def load_config() -> StackConfig:  # pragma: no cover - exercised through the pr
     from_checkout = not (os.environ.get("CUTOVER_GIT_SHA") or os.environ.get("GITHUB_SHA"))
     # a rollback builds nothing (components/release_plan.py): its build files are not looked for
     root = None if os.environ.get(ROLLBACK_ENV, "").strip() else os.getcwd()
-    return parse_config(raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None, root)
+    return parse_config(
+        raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None, root, namespace
+    )

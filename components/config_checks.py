@@ -1,7 +1,7 @@
 """Reading the raw config: the value checks and the reader that records every problem.
 
 Each check returns the parsed value or None; `_Reader` turns a None into one problem,
-"cutover:<key> = <value>: expected <what>", and carries on, so that every problem is
+"<project>:<key> = <value>: expected <what>", and carries on, so that every problem is
 reported at once. The keys each section knows are here too, in one place: the reader
 refuses others (naming the closest), and a test checks that README documents every one.
 """
@@ -54,8 +54,10 @@ def duration_seconds(value: str) -> float:
 class _Reader:
     """Reads keys from the raw config, recording every problem instead of stopping at the first."""
 
-    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str]) -> None:
+    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str], namespace: str = NAMESPACE) -> None:
         self.raw = raw
+        # the project's name, which Pulumi puts before every key of its own (`<project>:web.replicas`)
+        self.ns = namespace
         self.secret_keys = secret_keys
         self.problems: list[str] = []
         # the value each key was given, as given: checks across keys show it
@@ -63,10 +65,10 @@ class _Reader:
 
     def fail(self, key: str, value: Any, expected: str) -> None:
         shown = "[secret]" if key.split(".")[0] in self.secret_keys else json.dumps(value)
-        self.problems.append(f"{NAMESPACE}:{key} = {shown}: expected {expected}")
+        self.problems.append(f"{self.ns}:{key} = {shown}: expected {expected}")
 
     def missing(self, key: str, expected: str) -> None:
-        self.problems.append(f"{NAMESPACE}:{key} is missing: expected {expected}")
+        self.problems.append(f"{self.ns}:{key} is missing: expected {expected}")
 
     def object(self, key: str) -> dict[str, Any]:
         value = self.raw.get(key)
@@ -139,7 +141,7 @@ class _Reader:
                 self.missing(key, f"a secret, because {required_why}")
             return None
         if key not in self.secret_keys:
-            self.problems.append(f"{NAMESPACE}:{key} is set in plain text: it {SECRET_MARK}")
+            self.problems.append(f"{self.ns}:{key} is set in plain text: it {SECRET_MARK}")
             return None
         return Secret(str(value))
 

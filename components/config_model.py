@@ -1,6 +1,6 @@
 """The stack's configuration, as the program uses it: frozen dataclasses, no parsing.
 
-`components.config` builds a `StackConfig` from the raw `cutover:*` values and is the
+`components.config` builds a `StackConfig` from the raw `<project>:*` values and is the
 module the rest of the program imports these names from.
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
 
+# The config namespace is the project's name (Pulumi.yaml `name:`): this is the name the project ships with,
+# the default where none is given; the program passes pulumi.get_project(), `make` commands read Pulumi.yaml.
 NAMESPACE = "cutover"
 SSH_URL = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d+))?$")
 

@@ -45,7 +45,6 @@ from components.config_checks import (
     private_key_problem,
 )
 from components.config_model import (
-    NAMESPACE,
     SSH_URL,
     ClusterConfig,
     GitHubConfig,
@@ -181,7 +180,7 @@ def _parse_host(r: _Reader) -> HostConfig:
         )
     key = r.secret("sshPrivateKey", "host.url is an ssh:// host" if ssh else None)
     if key is not None and (problem := private_key_problem(key.reveal())):
-        r.problems.append(f"{NAMESPACE}:sshPrivateKey = [secret]: expected {problem}")
+        r.problems.append(f"{r.ns}:sshPrivateKey = [secret]: expected {problem}")
         key = None
     return HostConfig(url=url, known_hosts=known, private_key=key)
 
@@ -271,7 +270,7 @@ def _secret_object(r: _Reader, key: str, name: re.Pattern[str], expected: str) -
     except json.JSONDecodeError:
         obj = None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and name.match(k) for k in obj):
-        r.problems.append(f"{NAMESPACE}:{key} = [secret]: expected {expected}")
+        r.problems.append(f"{r.ns}:{key} = [secret]: expected {expected}")
         return {}
     return {k: str(v) for k, v in obj.items()}
 
@@ -288,7 +287,7 @@ def _parse_web(r: _Reader) -> WebConfig:
     )
     if any("\n" in v for v in env_obj.values()):
         bad = sorted(k for k, v in env_obj.items() if "\n" in v)
-        r.problems.append(f"{NAMESPACE}:secretEnv = [secret]: expected values of one line; {', '.join(bad)} span several")
+        r.problems.append(f"{r.ns}:secretEnv = [secret]: expected values of one line; {', '.join(bad)} span several")
     else:
         secret_env = {k: Secret(v) for k, v in env_obj.items()}
     env: dict[str, str] = r.value(o, "web", "env", {}, _str_map, "an object of NAME: value environment variables, one line each")
@@ -544,7 +543,7 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     }
     for k in sorted(set(secrets) & set(GitHubConfig.RESERVED_SECRETS)):
         source = GitHubConfig.RESERVED_SECRETS[k]
-        r.problems.append(f"{NAMESPACE}:githubSecrets.{k} = [secret]: expected another name: {k} is set from {NAMESPACE}:{source}")
+        r.problems.append(f"{r.ns}:githubSecrets.{k} = [secret]: expected another name: {k} is set from {r.ns}:{source}")
 
     def check_stacks(v: Any) -> dict[str, str] | None:
         if not (isinstance(v, dict) and v and all(isinstance(k, str) and stack_name.match(k) for k in v)):
@@ -661,7 +660,7 @@ def _check_env_names(r: _Reader, web: WebConfig, roles: tuple[RoleConfig, ...], 
             r.fail(f"web.env.{name}", web.env[name], f"another name: {name} is set from {web_set_by[name]}")
     for name in sorted(web.secret_env):
         if name in web_set_by:
-            r.problems.append(f"{NAMESPACE}:secretEnv.{name} = [secret]: expected another name: {name} is set from {web_set_by[name]}")
+            r.problems.append(f"{r.ns}:secretEnv.{name} = [secret]: expected another name: {name} is set from {web_set_by[name]}")
     for role in roles:
         for name in sorted(role.env):
             if name in set_by:

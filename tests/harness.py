@@ -28,8 +28,11 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.config import project_name
+
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "cutover"
+# the project's name (Pulumi.yaml), which is also the namespace of its config keys
+PROJECT = project_name(ROOT)
 
 
 def fake_digest(*parts: str) -> str:
@@ -205,9 +208,9 @@ class ProgramRun:
         return {r.type for r in self.registrations}
 
 
-def config_values(config: Mapping[str, Any]) -> dict[str, str]:
+def config_values(config: Mapping[str, Any], project: str = PROJECT) -> dict[str, str]:
     """Pulumi stores config as strings, objects as JSON."""
-    return {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    return {f"{project}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
 
 
 def run_program(
@@ -219,8 +222,9 @@ def run_program(
     preview: bool = False,
     ssh_agent_env: Mapping[str, str] | None = None,
     config_extra: Mapping[str, str] | None = None,
+    project: str = PROJECT,
 ) -> ProgramRun:
-    """Run __main__.py under mocks; `stack_outputs` maps a stack reference name to its outputs.
+    """Run __main__.py under mocks as the project `project`; `stack_outputs` maps a stack reference name to its outputs.
 
     `config_extra`: secret config keys of other namespaces, by full name (``github:token``).
 
@@ -242,9 +246,9 @@ def run_program(
     monitor = RecordingMonitor(mocks)
     # a new root stack resource each run: its exports are this run's only (set_mocks keeps an existing one)
     pulumi_settings.ROOT.set(None)
-    pmocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization="organization")
+    pmocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor, organization="organization")
     extra = dict(config_extra or {})
-    set_all_config({**config_values(config), **extra}, [f"{PROJECT}:{k}" for k in secret_keys] + list(extra))
+    set_all_config({**config_values(config, project), **extra}, [f"{project}:{k}" for k in secret_keys] + list(extra))
     environ = {"CUTOVER_GIT_SHA": "0123456789abcdef0123456789abcdef01234567", **(env or {})}
     cleared = {k: "" for k in ("CUTOVER_ROLLBACK_TO", "GITHUB_SHA") if k not in environ}
     cwd = os.getcwd()
@@ -271,7 +275,7 @@ def run_program(
 
 
 def load_stack_file(stack: str) -> tuple[dict[str, Any], set[str]]:
-    """The `cutover:*` config of Pulumi.<stack>.yaml, with its `secure:` keys given placeholder values."""
+    """The `<project>:*` config of Pulumi.<stack>.yaml, with its `secure:` keys given placeholder values."""
     import yaml
 
     data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -962,3 +963,27 @@ def test_the_e2e_stacks_pass_every_check(name: str) -> None:
     raw, secrets = e2e_stacks()[name]
     cfg = parse_config(raw, secrets, "e2e", SHA, root=str(ROOT))
     assert cfg.healthcheck.interval == "1s" and cfg.web.wait_timeout_s == 20
+
+
+def test_the_project_name_is_read_as_the_pulumi_cli_finds_it(tmp_path: Path) -> None:
+    """The nearest folder upwards with a project file; Pulumi.json before Pulumi.yaml before Pulumi.yml."""
+    from components.config import project_name
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "Pulumi.yml").write_text("name: outer\n")
+    assert project_name(tmp_path / "a" / "b") == "outer"
+    (tmp_path / "a" / "Pulumi.yaml").write_text("name: shop\nruntime: python\n")
+    assert project_name(tmp_path / "a" / "b") == "shop"
+    (tmp_path / "a" / "Pulumi.json").write_text('{"name": "first", "runtime": "python"}')
+    assert project_name(tmp_path / "a" / "b") == "first"
+    (tmp_path / "a" / "Pulumi.json").write_text('{"runtime": "python"}')
+    with pytest.raises(ValueError, match=r"Pulumi.json: `name` = null: expected the project's name"):
+        project_name(tmp_path / "a")
+
+
+def test_errors_name_keys_in_the_namespace_given() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"appName": "Bad Name", "sshPrivateKey": "plain"}, set(), "dev", namespace="shop")
+    assert err.value.problems[0] == "shop:appName = \"Bad Name\": expected a lowercase name like 'web' (letters, digits, '-'; at most 40)"
+    assert err.value.problems[1].startswith("shop:image.repository is missing: expected an image repository")
+    assert "shop:sshPrivateKey is set in plain text: it must be stored as a secret (pulumi config set --secret ...)" in err.value.problems

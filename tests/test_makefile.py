@@ -1,4 +1,5 @@
-"""`make deploy` stops with one clear line when the pulumi CLI or a Docker engine is missing."""
+"""The Makefile: `make deploy` stops with one clear line when the pulumi CLI or a Docker engine is missing; the
+day-to-day targets hand their variables to components/ops.py as given (stand-in `pulumi` and `docker` on PATH)."""
 
 from __future__ import annotations
 
@@ -256,3 +257,97 @@ def test_each_lock_pins_what_its_requirements_pin_every_package_with_hashes(requ
     assert {k: locked.get(k) for k in wanted} == wanted, "run make lock"
     entries = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / lock).read_text().strip())
     assert len(entries) == len(locked) and all("--hash=sha256:" in e for e in entries)
+
+
+def run_ops_target(tmp_path: Path, *args: str, docker_body: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make <args>` against a local stack of a stand-in pulumi (its config and release) and a stand-in docker that
+    records each call: the variables as the Makefile hands them to components/ops.py."""
+    import json
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    config = {
+        "cutover:appName": {"value": "shop", "secret": False},
+        "cutover:image": {"value": json.dumps({"repository": "ghcr.io/acme/shop", "push": False}), "secret": False},
+        "cutover:roles": {
+            "value": json.dumps({"worker": {"command": ["python", "-m", "worker"], "healthcheck": {"command": ["true"]}}}),
+            "secret": False,
+        },
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    calls = tmp_path / "docker-calls"
+    (bin_dir / "pulumi").write_text(
+        f'#!/bin/sh\ncase "$1" in config) cat {tmp_path / "config.json"} ;; stack) echo \'{{"tag": "t1"}}\' ;; esac\n'
+    )
+    (bin_dir / "docker").write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {calls}; echo >> {calls}\n{docker_body}')
+    for tool in ("pulumi", "docker"):
+        (bin_dir / tool).chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "LINES", "SINCE", "GREP", "CMD")}
+    out = subprocess.run(
+        ["make", "--no-print-directory", *args, "STACK=prod", f"BIN={ROOT / '.venv' / 'bin'}"],
+        cwd=ROOT,
+        env={**base, "PATH": f"{bin_dir}:{base['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    return out, calls.read_text().splitlines() if calls.exists() else []
+
+
+NAMES = 'case "$1" in ps) echo shop-prod-web-a ;; logs) printf "one it\'s\\ntwo\\n" ;; inspect) echo healthy ;; esac\n'
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_make_logs_hands_over_since_lines_grep_and_no_follow(tmp_path: Path) -> None:
+    out, calls = run_ops_target(tmp_path, "logs", "ROLE=worker", "SINCE=10m", "LINES=5", "GREP=it's", "FOLLOW=0", docker_body=NAMES)
+    assert out.returncode == 0, out.stderr
+    assert calls[-1] == "logs|--timestamps|--tail|5|--since|10m|shop-prod-web-a|"
+    assert "label=cutover.role=worker" in calls[0]
+    assert out.stdout.splitlines() == ["shop-prod-web-a | one it's"]
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_make_logs_follows_by_default(tmp_path: Path) -> None:
+    out, calls = run_ops_target(tmp_path, "logs", docker_body=NAMES)
+    assert out.returncode == 0, out.stderr
+    assert calls[-1] == "logs|--timestamps|--tail|100|--follow|shop-prod-web-a|"
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_make_exec_hands_over_the_command_as_written(tmp_path: Path) -> None:
+    out, calls = run_ops_target(tmp_path, "exec", "CMD=sh -c 'echo \"it'\\''s\" $HOME'", docker_body=NAMES)
+    assert out.returncode == 0, out.stderr
+    # stdin is no terminal here: no --interactive --tty
+    assert calls[-1] == 'exec|shop-prod-web-a|sh|-c|echo "it\'s" $HOME|'
+    assert "label=cutover.release=t1" in calls[0]
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_make_exec_new_runs_a_one_off_container(tmp_path: Path) -> None:
+    body = 'case "$1" in ps) echo ref1 ;; inspect) echo sha256:img ;; create) echo ' + "a" * 64 + " ;; esac\n"
+    out, calls = run_ops_target(tmp_path, "exec", "ROLE=worker", "NEW=1", "CMD=python -m worker --once", docker_body=body)
+    assert out.returncode == 0, out.stderr
+    assert [c.split("|")[0] for c in calls] == ["ps", "inspect", "create", "start", "rm", "rm"]
+    assert calls[2].endswith("|--env|APP_VERSION|sha256:img|python|-m|worker|--once|") and "cutover.role=worker-one-off" in calls[2]
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_make_stop_web_asks_for_confirm(tmp_path: Path) -> None:
+    out, calls = run_ops_target(tmp_path, "stop", docker_body=NAMES)
+    assert out.returncode != 0 and calls == []
+    assert "add CONFIRM=1 to stop them" in out.stderr
+    (tmp_path / "again").mkdir()
+    out, calls = run_ops_target(tmp_path / "again", "stop", "CONFIRM=1", docker_body=NAMES)
+    assert out.returncode == 0, out.stderr
+    assert calls[-1] == "stop|--time|30|shop-prod-web-a|"
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+@pytest.mark.parametrize("target", ["restart", "start"])
+def test_make_restart_and_start_of_a_role(tmp_path: Path, target: str) -> None:
+    out, calls = run_ops_target(tmp_path, target, "ROLE=worker", docker_body=NAMES)
+    assert out.returncode == 0, out.stderr
+    assert {"restart": "restart|--time|600|shop-prod-web-a|", "start": "start|shop-prod-web-a|"}[target] in calls
+    assert "label=cutover.role=worker" in calls[0]
+    assert out.stdout.strip() == "shop-prod-web-a: healthy"

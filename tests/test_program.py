@@ -301,6 +301,19 @@ def test_invalid_config_registers_nothing() -> None:
     assert "cutover:image.repository is missing" in message
 
 
+def test_a_renamed_project_reads_its_own_keys_and_names_them(dev: tuple[dict[str, Any], set[str]]) -> None:
+    """Pulumi.yaml `name: shop`: `pulumi config set --path web.replicas 2` sets shop:web.replicas, which the
+    program reads (and the keys of another namespace are not its own)."""
+    raw, secrets = dev
+    run = run_program({**raw, "web": {**raw.get("web", {}), "replicas": 2}}, secrets, project="shop")
+    assert len(web_containers(run)) == 2
+    with pytest.raises(ProgramFailedError) as err:
+        run_program({"appName": "Bad Name", "web": {"replicas": -1}}, project="shop")
+    message = str(err.value)
+    assert 'shop:appName = "Bad Name"' in message and "shop:web.replicas = -1" in message
+    assert "shop:image.repository is missing" in message and "cutover:" not in message
+
+
 # ---------------------------------------------------------------- the rendered proxy config
 
 
