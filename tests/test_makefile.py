@@ -43,7 +43,7 @@ def test_missing_pulumi_cli_and_go_is_one_clear_line(tmp_path: Path) -> None:
     assert out.returncode != 0
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     assert lines == [
-        "cutover: the pulumi CLI is not installed, and building it (make tools) needs Go 1.26 or newer: install the CLI "
+        "cutover: the pulumi CLI is not installed, and building it (make tools) needs Go 1.26.6 or newer: install the CLI "
         "(see https://www.pulumi.com/docs/install/) or Go, then run make deploy again"
     ]
     assert "Traceback" not in out.stdout + out.stderr

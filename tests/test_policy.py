@@ -178,7 +178,7 @@ def test_web_healthcheck_refuses_a_start_period_longer_than_the_wait(monkeypatch
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "web-healthcheck")
     assert len(found) == 2  # both web replicas
-    assert "input `waitTimeout` is 5s, but `healthcheck.startPeriod` + `.interval` + `.timeout` is 15s" in found[0][1]
+    assert "input `waitTimeout` is 5s, but `healthcheck.startPeriod` + `.interval` is 12s" in found[0][1]
 
 
 def test_no_host_access_refuses_a_privileged_container(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,7 +360,7 @@ def test_a_service_runs_a_digest_ref_its_nodes_can_pull() -> None:
         ({"healthcheck": None}, "`healthcheck.tests` is []"),
         ({"healthcheck": {"tests": ["NONE"]}}, "`healthcheck.tests` is ['NONE']"),
         ({"wait": False}, "input `wait` is False"),
-        ({"waitTimeout": 14}, "input `waitTimeout` is 14s, but"),
+        ({"waitTimeout": 11}, "input `waitTimeout` is 11s, but"),
         ({"healthcheck": {"tests": ["CMD", "x"], "interval": "2s", "timeout": "3s", "startPeriod": "soon"}}, "each a duration"),
     ],
 )
@@ -371,7 +371,7 @@ def test_web_healthcheck_cases(props: dict[str, Any], expected: str) -> None:
 def test_go_durations_are_read_as_the_provider_writes_them() -> None:
     assert [rules.go_seconds(v) for v in ("10s", "1m0s", "1m30s", "1.5s", "500ms", "1h0m0s")] == [10, 60, 90, 1.5, 0.5, 3600]
     assert rules.go_seconds("10") is None and rules.go_seconds(None) is None
-    assert rules.web_healthcheck(container(waitTimeout=15), FACTS) == [], "10s + 2s + 3s fits in 15s"
+    assert rules.web_healthcheck(container(waitTimeout=12), FACTS) == [], "10s + 2s fits in 12s"
 
 
 def test_the_keeper_may_mount_the_socket_alone_and_without_network() -> None:

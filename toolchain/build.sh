@@ -21,7 +21,7 @@ if [[ -x "$bin/pulumi" && -f "$stamp" ]]; then
   exit 0
 fi
 if ! command -v go >/dev/null 2>&1; then
-  echo "cutover: the pulumi CLI is not installed, and building it (make tools) needs Go 1.26 or newer: install the CLI (see https://www.pulumi.com/docs/install/) or Go, then run make ${MAKE_GOAL:-tools} again"
+  echo "cutover: the pulumi CLI is not installed, and building it (make tools) needs Go 1.26.6 or newer: install the CLI (see https://www.pulumi.com/docs/install/) or Go, then run make ${MAKE_GOAL:-tools} again"
   exit 1
 fi
 

@@ -431,7 +431,7 @@ def render(samples: list[Sample], facts: dict[str, Any], runs: int, command: str
         f"{runs} run(s) per flow. Failed requests: every request that did not answer 200 (refused, reset,",
         "closed without response, timeout after 3 s, 502...). Longest gap: the longest time without any",
         "successful response. Deploy: from the first step until the new release serves ((a), (b): its",
-        "container is healthy; (c): the whole `pulumi up`, including the image build (a cache hit),",
+        "container is healthy; (c): the whole release as tests/e2e/replay applies it, including the image build (a cache hit),",
         "push, migration, health-gated start, switch, verification and removal of the old containers).",
         "",
         "| flow | failed requests (median; each run) | longest gap, s (median; each run) | deploy, s (median; each run) |",
