@@ -125,6 +125,9 @@ def status_script(cfg: StackConfig) -> str:
             "docker system df --format '{{json .}}'",
             "echo '### docker'",
             "docker version --format '{{.Server.Version}}'",
+            # whether an engine restart keeps the containers running (moby api/types/system Info.LiveRestoreEnabled)
+            "echo '### live-restore'",
+            "docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null || true",
         ]
     )
 
@@ -228,8 +231,21 @@ def status_report(text: str, release: Mapping[str, Any] | None, now: datetime | 
             lines.append(
                 f"  {d.get('Type', '?')}: {d.get('TotalCount', '?')} ({d.get('Size', '?')}, {d.get('Reclaimable', '?')} reclaimable)"
             )
-    lines.append(f"docker: {(parts.get('docker') or '?').strip()}")
+    lines.append(f"docker: {(parts.get('docker') or '?').strip()}{_live_restore(parts.get('live-restore'))}")
     return "\n".join(lines)
+
+
+def _live_restore(shown: str | None) -> str:
+    """What `docker info` says of live-restore, as the end of the report's docker line."""
+    value = (shown or "").strip()
+    if value == "true":
+        return ", live-restore on"
+    if value == "false":
+        return (
+            "; live-restore is off: a restart or upgrade of the engine stops every container; "
+            'put {"live-restore": true} in /etc/docker/daemon.json (README: live-restore)'
+        )
+    return ""
 
 
 # --------------------------------------------------------------------------- logs

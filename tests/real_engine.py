@@ -40,23 +40,23 @@ def cli_root() -> Path | None:
     return Path(found).resolve().parent.parent if found else None
 
 
+def _apply(values: Mapping[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @contextmanager
 def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """The inline program runs in this process: it reads os.environ, so the variables are set here."""
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _apply(values)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _apply(saved)
 
 
 class RealStack:

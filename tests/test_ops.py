@@ -111,6 +111,27 @@ def test_the_status_report_names_what_runs() -> None:
     assert "  Images: 7 (1.2GB, 300MB (25%) reclaimable)" in report and report.endswith("docker: 27.5.1")
 
 
+@pytest.mark.parametrize(
+    ("shown", "ending"),
+    [
+        ("true", "docker: 27.5.1, live-restore on"),
+        (
+            "false",
+            'docker: 27.5.1; live-restore is off: a restart or upgrade of the engine stops every container; put {"live-restore": true} in /etc/docker/daemon.json (README: live-restore)',
+        ),
+        ("", "docker: 27.5.1"),
+    ],
+)
+def test_the_status_report_says_when_an_engine_restart_would_stop_the_containers(shown: str, ending: str) -> None:
+    report = ops.status_report(f"### containers\n### upstreams\n### disk\n### docker\n27.5.1\n### live-restore\n{shown}", None, NOW)
+    assert report.endswith(ending)
+
+
+def test_the_status_script_asks_the_engine_about_live_restore() -> None:
+    script = ops.status_script(ops.config_from_pulumi_json(cli_json(**LOCAL, postgresPassword="x"), "dev"))
+    assert "echo '### live-restore'\ndocker info --format '{{.LiveRestoreEnabled}}'" in script
+
+
 def test_the_status_report_without_a_release_or_containers() -> None:
     report = ops.status_report("### containers\n### upstreams\n### disk\n### docker\n27.5.1", None, NOW)
     assert report.startswith("release: none recorded") and "proxy routes to: (no proxy)" in report
