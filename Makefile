@@ -177,7 +177,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy components policy
-	$(BIN)/hadolint app/Dockerfile
+	$(BIN)/hadolint app/Dockerfile examples/static-app/Dockerfile
 
 workflows: $(BIN)/.installed
 	$(BIN)/python -m components.workflows --write .github/workflows

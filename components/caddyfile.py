@@ -31,6 +31,9 @@ LIVE_DIR = "/etc/caddy/live"
 # The CA certificate(s) a private ACME directory's own HTTPS certificate is checked against (proxy.acmeCARoot),
 # written there by the switch before it validates the Caddyfile.
 ACME_CA_ROOT = "/etc/caddy/acme-ca-root.pem"
+# On the private verify listener only, every answer names the upstream that gave it (`<container>:<port>`):
+# the post-switch check reads it to know a new container answered, whatever the app puts in its body.
+UPSTREAM_HEADER = "X-Cutover-Upstream"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ def render_caddyfile(route: Route) -> str:
         "}",
     ]
     proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
+    # Caddy sets {http.reverse_proxy.upstream.hostport} to the dial address once it has picked an upstream, before
+    # the round trip, and applies header_down to that upstream's answer with the same replacer (caddy
+    # modules/caddyhttp/reverseproxy/reverseproxy.go proxyLoopIteration, then reverseProxy: Headers.Response).
+    named = f"header_down {UPSTREAM_HEADER} {{http.reverse_proxy.upstream.hostport}}"
+    verify_proxy = [f"reverse_proxy {dials} {{", *_block([*options, named]), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s", f"shutdown_delay {SHUTDOWN_DELAY_S}s"]
     if route.email:
         globals_.append(f"email {route.email}")
@@ -111,7 +119,7 @@ def render_caddyfile(route: Route) -> str:
         "}",
         "",
         f"http://:{VERIFY_PORT} {{",
-        *_block(["bind 127.0.0.1", *proxy]),
+        *_block(["bind 127.0.0.1", *verify_proxy]),
         "}",
     ]
     return "\n".join(lines) + "\n"

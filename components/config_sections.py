@@ -511,7 +511,7 @@ def _parse_verify(r: _Reader) -> VerifyConfig:
     interval = r.duration(o, "verify", "interval", "2s", zero="at least 1s: the pause between attempts", whole="seconds")
     return VerifyConfig(
         enabled=r.value(o, "verify", "enabled", True, _bool, "true or false"),
-        expect_version=r.value(o, "verify", "expectVersion", True, _bool, "true or false"),
+        expect_version=r.value(o, "verify", "expectVersion", False, _bool, "true or false"),
         attempts=r.value(o, "verify", "attempts", 15, _int(1, 600), "a whole number from 1 to 600"),
         interval_s=int(duration_seconds(interval)),
     )

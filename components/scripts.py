@@ -20,7 +20,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from components.caddyfile import ACME_CA_ROOT, CADDYFILE, LIVE_DIR
+from components.caddyfile import ACME_CA_ROOT, CADDYFILE, LIVE_DIR, UPSTREAM_HEADER
 from components.config import StackConfig
 
 _PREV_CADDYFILE = f"{CADDYFILE}.prev"
@@ -30,7 +30,8 @@ _PREV_LIVE = f"{LIVE_DIR}.prev"
 
 @dataclass(frozen=True)
 class Verification:
-    """Ask the proxy for `path` on its private port until it answers 200 (with `version`, when set)."""
+    """Ask the proxy for `path` on its private port until one of the new containers answers 200 (and, when
+    `version` is set, its body holds `"version": "<version>"`)."""
 
     port: int
     path: str
@@ -163,20 +164,26 @@ def restore_steps(proxy: str) -> list[str]:
     ]
 
 
-def verify_steps(proxy: str, check: Verification) -> list[str]:
-    """Ask the proxy until it answers 200 (with the new version); if it never does, restore and fail.
+def verify_steps(proxy: str, check: Verification, upstreams: list[str]) -> list[str]:
+    """Ask the proxy until one of `upstreams` (the new release) answers 200, with the new version when the
+    check wants one; if none does, restore and fail.
 
-    The old containers are still running: Pulumi deletes nothing before this succeeds.
+    Which container answered is read from the header the proxy's verify listener adds to every answer
+    (components/caddyfile.py UPSTREAM_HEADER), so the check needs nothing of the app but a 200: no JSON, no
+    version field. The old containers are still running: Pulumi deletes nothing before this succeeds.
     """
     url = f"http://127.0.0.1:{check.port}{check.path}"
-    # -S: the status line goes to stderr, so a failure shows what the proxy answered; the
-    # timeout outlasts the proxy's own retries (lb_try_duration 5s), so its 502 arrives
+    # -S: the status line and the headers go to stderr, read with the body (2>&1), so the check sees which
+    # upstream answered and a failure shows what the proxy said; the timeout outlasts the proxy's own retries
+    # (lb_try_duration 5s), so its 502 arrives
     fetch = container_exec(proxy, "wget", "-q", "-S", "-T", "10", "-O", "-", url)
-    test = "true"
+    names = "|".join(n.replace(".", "\\.") for n in upstreams)  # container names: letters, digits, '_', '.', '-'
+    answered = f"^ *{UPSTREAM_HEADER}: ({names}):[0-9]+[[:space:]]*$"
+    test = f"printf '%s\\n' \"$body\" | grep -Eiq {shlex.quote(answered)}"
     if check.version is not None:
         pattern = '"version": ?"' + re.escape(check.version) + '"'
-        test = f"printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
-    want = f"200 with version {check.version}" if check.version is not None else "200"
+        test += f" && printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
+    want = "200 from a new container" + (f" with version {check.version}" if check.version is not None else "")
     return [
         "body=''",
         "verified=''",
@@ -425,7 +432,7 @@ def go_live_script(
         lines += cluster_went_live(watched)
     lines.append('went_live="$(date +%s)"')
     if proxy is not None and verification is not None:
-        lines += verify_steps(proxy, verification)
+        lines += verify_steps(proxy, verification, upstreams)
     if probation is not None and probation.seconds > 0 and watched:
         lines += probation_steps(proxy, watched, probation, on_cluster)
     if proxy is not None:

@@ -6,12 +6,14 @@ import json
 import re
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.caddyfile import VERIFY_PORT, Route, render_caddyfile
+from components.caddyfile import UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
 from components.config import parse_config
+from components.config_model import default_probe
 from components.scripts import Verification, go_live_script, switch_steps, verify_steps
 from tests.conftest import full_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
@@ -112,7 +114,7 @@ def test_web_containers_are_created_before_the_old_ones_go(full_run: ProgramRun)
         assert web.options["replaceOnChanges"] == ["*"], "never an in-place update, never an init error adopted"
         assert web.options["ignoreChanges"] == ["memorySwap"]
         assert web.inputs["wait"] is True and web.inputs["waitTimeout"] == 120
-        assert web.inputs["healthcheck"]["tests"][:2] == ["CMD", "python"]
+        assert web.inputs["healthcheck"]["tests"] == ["CMD-SHELL", default_probe("http://127.0.0.1:8000/health")]
         assert web.inputs["image"].startswith("sha256:"), "containers run the pulled digest's image ID"
     bound = [r.name for r in full_run.of_type(CONTAINER) if r.inputs.get("ports")]
     assert bound == ["proxy-container"]
@@ -279,10 +281,13 @@ def test_a_new_release_does_not_change_the_caddyfile(prod: tuple[dict[str, Any],
     assert a.inputs["triggers"][1] != b.inputs["triggers"][1], "the switch still runs: the containers are new"
 
 
-def test_verify_expects_the_new_version(full_run: ProgramRun) -> None:
-    script = commands(full_run, "switch-traffic").inputs["create"]
+def test_verify_expects_an_answer_from_a_new_container(full_run: ProgramRun) -> None:
+    switch = commands(full_run, "switch-traffic")
+    script = switch.inputs["create"]
     assert f"http://127.0.0.1:{VERIFY_PORT}/health" in script
-    assert "0123456789abcdef0123456789abcdef01234567" in script
+    new = switch.inputs["triggers"][1]  # the upstreams it switches to
+    assert new and f"{UPSTREAM_HEADER}: ({'|'.join(n.replace('.', chr(92) + '.') for n in new)}):[0-9]+" in script
+    assert '"version"' not in script, "no version asked of the body unless verify.expectVersion"
     assert script.index("proxy now routes to") < script.index("verified through the proxy") < script.index("draining old routes")
 
 
@@ -358,9 +363,32 @@ def test_caddyfile_and_switch_refuse_no_upstreams_or_odd_names() -> None:
         go_live_script("proxy", ["web }"], drain_s=2, wait_healthy_s=5, verification=None)
 
 
-def test_verify_script_without_version_only_needs_200() -> None:
-    script = "\n".join(verify_steps("proxy", Verification(VERIFY_PORT, "/health", None, 3, 1)))
-    assert "grep" not in script and "seq 1 3" in script
+def _verify_against(answer: str, version: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The verify steps run by sh against a proxy whose `docker exec ... wget -S` prints `answer` (headers on
+    stderr as wget -S gives them, then the body)."""
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\nprintf '%s' {shlex.quote(answer)}\n")
+    fake.chmod(0o755)
+    steps = verify_steps("proxy", Verification(VERIFY_PORT, "/health", version, 2, 0), ["web-prod-new.0", "web-prod-new-1"])
+    script = "\n".join(["set -eu", "revert() { echo reverted; }", *steps])
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env, timeout=30, check=False)
+
+
+def test_verify_passes_only_when_a_new_container_answers(tmp_path: Path) -> None:
+    def answer(upstream: str, body: str = "ok") -> str:
+        return f"  HTTP/1.1 200 OK\n  Content-Length: {len(body)}\n  {UPSTREAM_HEADER}: {upstream}\r\n{body}"
+
+    assert _verify_against(answer("web-prod-new-1:8000"), None, tmp_path).returncode == 0
+    assert _verify_against(answer("web-prod-new.0:8000"), None, tmp_path).returncode == 0
+    # the old release still answering, a name that only looks like a new one, no header at all: refused
+    for wrong in (answer("web-prod-old-0:8000"), answer("web-prod-newx0:8000"), "  HTTP/1.1 200 OK\nok"):
+        refused = _verify_against(wrong, None, tmp_path)
+        assert refused.returncode == 1 and "reverted" in refused.stdout, wrong
+        assert "did not answer 200 from a new container after 2 attempts" in refused.stderr, refused.stderr
+    # verify.expectVersion: the body must carry the version too
+    assert _verify_against(answer("web-prod-new-1:8000", '{"version": "v2"}'), "v2", tmp_path).returncode == 0
+    assert _verify_against(answer("web-prod-new-1:8000", '{"version": "v1"}'), "v2", tmp_path).returncode == 1
 
 
 def test_without_verification_the_switch_only_drains() -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from components.caddyfile import UPSTREAM_HEADER
 from components.releases import ReleaseError, next_state, release_record, resolve_target
 from tests.conftest import prod_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
@@ -152,7 +153,8 @@ def test_rollback_redeploys_an_earlier_digest_without_building(target: str, tag:
     web = web_containers(run)[0]
     assert f"APP_VERSION={tag}" in web.inputs["envs"]
     verify = next(r for r in run.registrations if r.name == "switch-traffic")
-    assert f'"version": ?"{tag}"' in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
+    back = "|".join(verify.inputs["triggers"][1])  # the rolled-back-to containers the switch routes to
+    assert f"{UPSTREAM_HEADER}: ({back}):" in verify.inputs["create"], "the same zero-downtime path: switch, then verify"
 
 
 def test_after_a_rollback_the_next_ordinary_deploy_builds_again() -> None:

@@ -119,13 +119,14 @@ class Load:
 
 def app_options(version: str, alias: str = "app") -> list[str]:
     """The web container as the program runs it, in docker CLI terms (healthcheck in shell form)."""
-    probe = HealthcheckConfig(interval="1s", retries=2, start_period="10s").test()[1:]
+    test = HealthcheckConfig(interval="1s", retries=2, start_period="10s").test()
+    probe = test[1] if test[0] == "CMD-SHELL" else shlex.join(test[1:])
     return [
         "--label", LABEL, "--network", NET, "--network-alias", alias,
         "--user", "10001:10001", "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m",
         "--memory", "512m", "--cpus", "1", "--stop-signal", "SIGTERM", "--stop-timeout", "10",
         "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--restart", "unless-stopped",
-        "--health-cmd", shlex.join(probe), "--health-interval", "1s", "--health-timeout", "3s",
+        "--health-cmd", probe, "--health-interval", "1s", "--health-timeout", "3s",
         "--health-retries", "2", "--health-start-period", "10s",
         "-e", f"APP_VERSION={version}", "-e", "PORT=8000",
     ]  # fmt: skip

@@ -455,6 +455,27 @@ install -D -m 0755 "$DOCKER_BIN" "$ROOT"/usr/local/bin/docker
     probe=("sh", "-c", "docker --version"),
 )
 
+BUSYBOX_STANDIN = StandIn(
+    # the base of examples/static-app: as the official busybox image, one static busybox and its applets, no
+    # package manager, no interpreter (Debian 12 carries busybox 1.35, hence the tag)
+    name="busybox:1.35",
+    packages=("busybox-static",),
+    changes=(f"ENV PATH={_STANDIN_PATH}", 'CMD ["sh"]'),
+    script="""
+keep="$(mktemp -d)"
+cp -L "$ROOT"/bin/busybox "$keep"/busybox
+find "$ROOT" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+mkdir -p "$ROOT"/bin "$ROOT"/etc "$ROOT"/tmp "$ROOT"/root
+chmod 1777 "$ROOT"/tmp
+install -m 0755 "$keep"/busybox "$ROOT"/bin/busybox
+rm -rf "$keep"
+for applet in $("$ROOT"/bin/busybox --list); do [ -e "$ROOT/bin/$applet" ] || ln -s busybox "$ROOT/bin/$applet"; done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$ROOT"/etc/passwd
+printf 'root:x:0:\nnobody:x:65534:\n' > "$ROOT"/etc/group
+""",
+    probe=("sh", "-c", "busybox | head -1 && command -v httpd wget && ! command -v python3 && ! command -v python"),
+)
+
 # the base images of app/Dockerfile and of the edge; the accessories' stand-ins are built by the tests that need them
 STANDINS = (PYTHON_STANDIN, CADDY_STANDIN, DOCKER_CLI_STANDIN)
 

@@ -1,0 +1,136 @@
+"""Bringing your own app: an image with no Python in it goes through releases on a real Docker engine, under load.
+
+examples/static-app is busybox's httpd serving files (busybox:1.35, a stand-in built from Debian's
+busybox-static when none can be pulled): no interpreter, no JSON on /health. The stack sets only what
+README's "Bring your own app" says to set (the build context); the health probe is the program's default
+(components/config_model.py default_probe, which finds busybox's wget) and the post-switch check knows the
+new containers answered by the header the proxy's verify listener adds (components/caddyfile.py
+UPSTREAM_HEADER), not by a version in the body. Applied by tests/e2e/replay like the release scenarios:
+
+    1  first deploy of v1: the containers are healthy by the default probe; the image has no python
+    2  v1 -> v2 under load: 0 failed requests, v2 answers once switched to
+    3  a v3 whose /health is missing (a 404 from the app): refused before the switch, v2 keeps answering
+
+Run: .venv/bin/pytest -m e2e tests/e2e/test_own_app.py -v
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import infra
+from tests.e2e.bench import Load
+from tests.e2e.conftest import record, tools_problem, unavailable
+from tests.e2e.replay.engine import Engine, UpdateFailedError
+from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, fake_sha, remove_leftovers, remove_stack_objects
+
+pytestmark = pytest.mark.e2e
+
+STACK = "own"
+
+
+@dataclasses.dataclass
+class OwnApp:
+    stack: Stack
+    engine: Engine
+    registry: infra.Registry
+    port: int
+    salt: str
+
+    def sha(self, label: str) -> str:
+        return fake_sha(label, self.salt)
+
+    def up(self, label: str, **kwargs: Any) -> Any:
+        return self.stack.up(sha=self.sha(label), **kwargs)
+
+    def url(self, path: str = "/version.json") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def tag(self) -> str:
+        return str(self.stack.outputs["release"]["tag"])
+
+
+@pytest.fixture(scope="module")
+def own(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterator[OwnApp]:
+    problem = tools_problem("docker-registry", "htpasswd", "sshd", "ssh", "ssh-keygen", "ssh-agent", "ssh-add", root=True)
+    if problem:
+        unavailable(problem)
+    infra.ensure_base_images()  # the edge's images
+    base = infra.ensure_base_images(standins=(infra.BUSYBOX_STANDIN,))[0]
+    e2e_results.setdefault("timings", {})["busybox_image"] = base["source"]
+    with infra.start_registry() as registry, infra.start_sshd() as host, infra.ssh_agent() as machine:
+        remove_stack_objects(STACK)  # what an interrupted run left
+        engine = Engine(env=machine, log=infra.log)
+        port = infra.free_port()
+        config = e2e_config_on(registry, host, port, migrations=False)
+        # what a team bringing this app sets: where it is; the rest are the program's defaults and the e2e timings
+        config["image"] = {
+            **config["image"],
+            "repository": f"{registry.address}/cutover/static",
+            "context": "./examples/static-app",
+            "buildArgs": {},
+        }
+        env = OwnApp(Stack(engine, config, SECRET_KEYS, name=STACK), engine, registry, port, secrets.token_hex(4))
+        try:
+            yield env
+        finally:
+            remove_leftovers(engine, STACK)
+            images = infra.docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{registry.address}/cutover/static", check=False)
+            for ref in images.stdout.split():
+                infra.docker("rmi", ref, check=False)
+
+
+def _web() -> list[dict[str, Any]]:
+    ids = infra.docker("ps", "-q", "--filter", f"label=cutover.stack={STACK}", "--filter", "label=cutover.role=web").stdout.split()
+    return json.loads(infra.docker("inspect", *ids).stdout) if ids else []
+
+
+def test_1_an_image_with_no_python_is_released_with_the_default_probe(own: OwnApp) -> None:
+    own.up("v1")
+    status, body = infra.get_json(own.url())
+    assert status == 200 and body == {"version": own.tag}, body
+    web = _web()
+    assert len(web) == 2 and all(c["State"]["Health"]["Status"] == "healthy" for c in web), [c["State"] for c in web]
+    assert web[0]["Config"]["Healthcheck"]["Test"][0] == "CMD-SHELL", "the program's default probe, not one the image brings"
+    image = web[0]["Image"]
+    no_python = infra.docker("run", "--rm", "--entrypoint", "sh", image, "-c", "command -v python3 || command -v python", check=False)
+    assert no_python.returncode != 0 and not no_python.stdout.strip(), no_python.stdout
+    plain = infra.docker("exec", web[0]["Name"].lstrip("/"), "cat", "/www/health").stdout
+    assert plain.strip() == "ok", "the health answer is plain text, no JSON, no version"
+
+
+def test_2_a_release_of_it_under_load_drops_nothing(own: OwnApp, e2e_results: dict[str, Any]) -> None:
+    v1 = own.tag
+    with Load(own.url()) as load:
+        result = own.up("v2")
+        res = load.stop()
+    v2 = own.tag
+    switch = result.step("switch-traffic")
+    assert switch is not None and switch.ok, result.actions()
+    said = next(a for a in own.engine.state.values() if a.name == "switch-traffic").outputs["stdout"]
+    assert "verified through the proxy" in said and "X-Cutover-Upstream: " in said, "the check ran, and passed on the header"
+    switched = load.rel(switch.end)
+    record(e2e_results, "own_app_v1_to_v2", {**load.numbers(), "deploy_s": round(result.duration, 1)})
+    assert v1 != v2 and {r.version for r in res.records if r.ok and r.start > switched} == {v2}, res.summary()
+    load.assert_nothing_failed()
+
+
+def test_3_a_release_without_its_health_answer_is_refused(own: OwnApp, e2e_results: dict[str, Any]) -> None:
+    before = own.stack.outputs
+    # /health gone: the app answers 404, the default probe's wget exits non-zero
+    broken = {"healthcheck": {"path": "/missing"}, "web": {"waitTimeout": "15s"}}
+    with Load(own.url()) as load:
+        with pytest.raises(UpdateFailedError):
+            own.up("v3", overrides=broken)
+        res = load.stop()
+    record(e2e_results, "own_app_unhealthy_refused", load.numbers())
+    assert own.stack.outputs == before
+    assert {r.version for r in res.records if r.ok} == {before["release"]["tag"]}, res.summary()
+    load.assert_nothing_failed()
