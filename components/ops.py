@@ -34,6 +34,7 @@ from typing import Any
 from components.backups import list_backups_script, password_env, restore_script
 from components.caddyfile import LIVE_DIR
 from components.config import NAMESPACE, RoleConfig, Secret, StackConfig, parse_config, project_name
+from components.scripts import LIVE_RESTORE_OFF
 from components.specs import role_env, web_env
 from components.ssh import AgentError, docker_ssh_options, load_deploy_key
 
@@ -241,10 +242,7 @@ def _live_restore(shown: str | None) -> str:
     if value == "true":
         return ", live-restore on"
     if value == "false":
-        return (
-            "; live-restore is off: a restart or upgrade of the engine stops every container; "
-            'put {"live-restore": true} in /etc/docker/daemon.json (README: live-restore)'
-        )
+        return "; " + LIVE_RESTORE_OFF
     return ""
 
 

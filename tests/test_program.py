@@ -14,7 +14,7 @@ import pytest
 from components.caddyfile import UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
 from components.config import parse_config
 from components.config_model import default_probe
-from components.scripts import Verification, go_live_script, switch_steps, verify_steps
+from components.scripts import Verification, go_live_script, live_restore_note, switch_steps, verify_steps
 from tests.conftest import full_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
@@ -393,7 +393,7 @@ def test_verify_passes_only_when_a_new_container_answers(tmp_path: Path) -> None
 
 def test_without_verification_the_switch_only_drains() -> None:
     script = go_live_script("proxy", ["web-a-0"], drain_s=2, wait_healthy_s=5, verification=None)
-    assert "wget" not in script and script.endswith("sleep 2")
+    assert "wget" not in script and script.endswith(f"sleep 2\n{live_restore_note()}")
 
 
 def test_parse_config_is_pure() -> None:
@@ -576,3 +576,15 @@ def test_the_secret_check_finds_a_value_in_a_plain_input() -> None:
         "command:remote:Command web-migrate input create: postgresPassword",
         "command:remote:Command web-migrate output create: postgresPassword",
     ]
+
+
+@pytest.mark.parametrize(("engine_says", "noted"), [("false", True), ("true", False), ("", False)])
+def test_the_go_live_step_notes_an_engine_without_live_restore(engine_says: str, noted: bool, tmp_path: Path) -> None:
+    fake = tmp_path / "docker"
+    fake.write_text(f'#!/bin/sh\n[ "$1" = info ] && echo {engine_says}\n')
+    fake.chmod(0o755)
+    script = go_live_script(None, [], drain_s=0, wait_healthy_s=5, verification=None)
+    out = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"}, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert ("live-restore is off" in out.stderr) is noted, out.stderr
+    assert ('{"live-restore": true}' in out.stderr) is noted

@@ -116,6 +116,10 @@ def test_2_a_release_of_it_under_load_drops_nothing(own: OwnApp, e2e_results: di
     assert switch is not None and switch.ok, result.actions()
     said = next(a for a in own.engine.state.values() if a.name == "switch-traffic").outputs["stdout"]
     assert "verified through the proxy" in said and "X-Cutover-Upstream: " in said, "the check ran, and passed on the header"
+    # the deploy output notes an engine without live-restore (this one's setting, as `docker info` gives it)
+    off = infra.docker("info", "--format", "{{.LiveRestoreEnabled}}").stdout.strip() == "false"
+    noted = next(a for a in own.engine.state.values() if a.name == "switch-traffic").outputs["stderr"]
+    assert ("live-restore is off" in noted) is off, noted
     switched = load.rel(switch.end)
     record(e2e_results, "own_app_v1_to_v2", {**load.numbers(), "deploy_s": round(result.duration, 1)})
     assert v1 != v2 and {r.version for r in res.records if r.ok and r.start > switched} == {v2}, res.summary()
