@@ -227,7 +227,7 @@ def test_secret_env_and_durations() -> None:
             id="github-stacks-bad-stack-name",
         ),
         pytest.param(
-            minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging"}),
+            minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging", "stacks": {"dev": "dev"}}),
             set(),
             ["cutover:github.environment = \"staging\": expected 'dev', the environment github.stacks gives stack 'dev'"],
             id="github-environment-not-the-deployed-one",
@@ -379,7 +379,7 @@ def test_bad_config_is_named_with_key_value_and_expectation(raw: dict[str, Any],
 
 def test_github_stacks_give_the_environment_of_each_stack() -> None:
     default = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web"}), stack="prod")
-    assert default.github.stacks == {"dev": "dev", "prod": "production"}
+    assert default.github.stacks == {"prod": "production"}, "the stack on a server: dev is deployed from its own machine"
     assert default.github.environment == "production"
     stacks = {"staging": "stage", "prod": "production"}
     cfg = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "stacks": stacks}), stack="staging")
