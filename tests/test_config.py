@@ -203,28 +203,62 @@ def test_secret_env_and_durations() -> None:
             id="github-without-repo",
         ),
         pytest.param(
-            minimal(github={"stacks": ["dev", "prod"]}),
+            minimal(github={"stacks": ["staging", "prod"]}),
             set(),
-            ['cutover:github.stacks = ["dev", "prod"]: expected an object of stack name: GitHub environment name in deploy order'],
-            id="github-stacks-not-an-object",
+            ['cutover:github.stacks = ["staging", "prod"]: expected a list of one {stack name: GitHub environment name} per stack'],
+            id="github-stacks-a-list-of-names",
         ),
         pytest.param(
             minimal(github={"stacks": {}}),
             set(),
-            ["cutover:github.stacks = {}: expected an object of stack name: GitHub environment name"],
+            ["cutover:github.stacks = {}: expected a list of one {stack name: GitHub environment name} per stack, in deploy order"],
             id="github-stacks-empty",
         ),
         pytest.param(
-            minimal(github={"stacks": {"dev": "dev", "prod": "prod env"}}),
+            minimal(github={"stacks": []}),
             set(),
-            ['cutover:github.stacks = {"dev": "dev", "prod": "prod env"}: expected an object of stack name: GitHub environment name'],
+            ["cutover:github.stacks = []: expected a list of one {stack name: GitHub environment name} per stack"],
+            id="github-stacks-empty-list",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"staging": "staging"}, {"prod": "prod env"}]}),
+            set(),
+            ['cutover:github.stacks = [{"staging": "staging"}, {"prod": "prod env"}]: expected a list of one {stack name: GitHub'],
             id="github-stacks-bad-environment",
         ),
         pytest.param(
-            minimal(github={"stacks": {"-dev": "dev"}}),
+            minimal(github={"stacks": [{"-staging": "staging"}]}),
             set(),
-            ['cutover:github.stacks = {"-dev": "dev"}: expected an object of stack name'],
+            ['cutover:github.stacks = [{"-staging": "staging"}]: expected a list of one {stack name'],
             id="github-stacks-bad-stack-name",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"staging": "staging", "prod": "production"}]}),
+            set(),
+            ['cutover:github.stacks = [{"staging": "staging", "prod": "production"}]: expected a list of one {stack name'],
+            id="github-stacks-two-in-one-entry",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"prod": "production"}, {"prod": "production"}]}),
+            set(),
+            ["each stack and each environment once"],
+            id="github-stacks-a-stack-twice",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"prod": "production"}, {"prod-eu": "production"}]}),
+            set(),
+            ['cutover:github.stacks = [{"prod": "production"}, {"prod-eu": "production"}]: expected', "each environment once"],
+            id="github-stacks-an-environment-twice",
+        ),
+        pytest.param(
+            minimal(github={"stacks": {"staging": "staging", "prod": "production"}}),
+            set(),
+            [
+                'cutover:github.stacks = {"staging": "staging", "prod": "production"}: expected a list, which keeps the deploy order,'
+                ' like [{"staging": "staging"}, {"prod": "production"}]: Pulumi hands an object\'s keys to the program sorted by name,'
+                " so this one would deploy prod before staging"
+            ],
+            id="github-stacks-an-object-of-two",
         ),
         pytest.param(
             minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging", "stacks": {"dev": "dev"}}),
@@ -381,10 +415,12 @@ def test_github_stacks_give_the_environment_of_each_stack() -> None:
     default = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web"}), stack="prod")
     assert default.github.stacks == {"prod": "production"}, "the stack on a server: dev is deployed from its own machine"
     assert default.github.environment == "production"
-    stacks = {"staging": "stage", "prod": "production"}
+    stacks = [{"staging": "stage"}, {"prod": "production"}]
     cfg = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "stacks": stacks}), stack="staging")
     assert cfg.github.environment == "stage"
     assert list(cfg.github.stacks) == ["staging", "prod"], "deploy order is the order given"
+    backwards = parse(minimal(github={"stacks": [{"zeta": "z"}, {"alpha": "a"}]}), stack="zeta")
+    assert list(backwards.github.stacks) == ["zeta", "alpha"], "a list's order, not the names' order"
     other = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "sandbox"}), stack="qa")
     assert other.github.environment == "sandbox", "a stack the workflows do not deploy may name any environment"
 

@@ -241,7 +241,7 @@ def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
 
 
 def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, branch="trunk")
+    raw, secrets = configured(stacks=[{"staging": "staging"}, {"prod": "production"}], branch="trunk")
     files = repository_files(model(raw, secrets))
     deploy = yaml.safe_load(files[".github/workflows/deploy.yml"])
     assert [j for j in deploy["jobs"] if j != "test"] == ["deploy-staging", "deploy-prod"]
@@ -254,14 +254,15 @@ def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
     [
         (None, ["prod"]),
         ({"prod": "production"}, ["prod"]),
-        ({"staging": "staging", "prod": "production"}, ["staging", "prod"]),
+        ([{"prod": "production"}], ["prod"]),
+        ([{"staging": "staging"}, {"prod": "production"}], ["staging", "prod"]),
     ],
-    ids=["default", "prod", "staging-prod"],
+    ids=["default", "prod", "prod-in-a-list", "staging-prod"],
 )
-def test_a_pipeline_without_dev_renders_every_workflow_for_its_stacks(stacks: dict[str, str] | None, jobs: list[str]) -> None:
+def test_a_pipeline_without_dev_renders_every_workflow_for_its_stacks(stacks: Any, jobs: list[str]) -> None:
     """What the owning stack commits when github.stacks leaves dev out: every stack's jobs in every workflow."""
     raw, secrets = configured(reviewers=["alice"], **({} if stacks is None else {"stacks": stacks}))
-    stacks_of = stacks or {"prod": "production"}
+    stacks_of = {"staging": "staging", "prod": "production"}
     run = run_program(raw, secrets, stack="prod")
     files = {r.inputs["file"]: r.inputs["content"] for r in run.of_type(FILE)}
     assert files == repository_files(model(raw, secrets))
@@ -374,7 +375,7 @@ def test_admins_bypass_the_ruleset_only_when_asked() -> None:
 
 
 def test_ruleset_checks_follow_the_configured_stacks() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, reviewers=["alice"])
+    raw, secrets = configured(stacks=[{"staging": "staging"}, {"prod": "production"}], reviewers=["alice"])
     run = run_program(raw, secrets, stack="prod")
     contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == ["lint, type-check and test", "preview staging", "preview prod"]

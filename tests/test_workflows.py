@@ -61,7 +61,7 @@ def _from_config(**github: Any) -> WorkflowSettings:
 
 
 # The pipeline of a team with a staging server before production, as `github.stacks` gives it.
-STAGING_PROD = _from_config(stacks={"staging": "staging", "prod": "production"})
+STAGING_PROD = _from_config(stacks=[{"staging": "staging"}, {"prod": "production"}])
 SETTINGS = {"default": WorkflowSettings(), "variant": VARIANT, "three-stacks": THREE_STACKS, "staging-prod": STAGING_PROD}
 
 
