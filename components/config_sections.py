@@ -629,6 +629,36 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
     )
 
 
+def _check_pipeline_hosts(
+    r: _Reader, github: GitHubConfig, stack: str, host: HostConfig, stack_host: Callable[[str], str | None] | None
+) -> None:
+    """Every stack the workflows deploy is on a server.
+
+    The deploy, preview, drift and rollback jobs run on a GitHub-hosted runner (components/workflows.py
+    WorkflowSettings.runs_on), where a stack whose host.url is the local engine reaches the runner's own Docker
+    engine: its release is thrown away with the job, and every stack after it waits for it. Such a stack (dev) is
+    deployed from the machine it runs on (make deploy). This stack's host is known; another's from its stack file."""
+    if not github.enabled:
+        return
+    local = []
+    for name in github.stacks:
+        url = host.url if name == stack else stack_host(name) if stack_host else None
+        if url is not None and not url.startswith("ssh://"):
+            local.append((name, url, "this stack" if name == stack else f"Pulumi.{name}.yaml"))
+    if not local:
+        return
+    names = ", ".join(n for n, _, _ in local)
+    found = "; ".join(f"stack {n}'s host.url is {u} ({where})" for n, u, where in local)
+    shown = r.given.get("github.stacks", github.stacks)
+    r.fail(
+        "github.stacks",
+        shown,
+        "only stacks on a server (host.url 'ssh://user@host:port'): the workflows deploy and preview each one from a"
+        f" GitHub-hosted runner, and {found}, which there is the runner's own Docker engine, gone when the job ends;"
+        f" leave {names} out (deploy it from its machine: make deploy) or give it an ssh:// host.url",
+    )
+
+
 def _check_waits(r: _Reader, web: WebConfig, healthcheck: HealthcheckConfig, roles: tuple[RoleConfig, ...], cluster: ClusterConfig) -> None:
     """Each wait for a healthy container at least its health check's start period plus one interval.
 

@@ -281,6 +281,17 @@ def test_a_pipeline_without_dev_renders_every_workflow_for_its_stacks(stacks: An
     assert contexts == ["lint, type-check and test", *(f"preview {s}" for s in jobs)]
 
 
+def test_the_old_default_with_dev_is_refused_before_anything_is_registered() -> None:
+    """dev's file (Pulumi.dev.yaml) puts it on the local engine: from a runner, the runner's own."""
+    raw, secrets = configured(stacks=[{"dev": "dev"}, {"prod": "production"}])
+    with pytest.raises(ProgramFailedError) as err:
+        run_program(raw, secrets, stack="prod")
+    assert err.value.registrations == []
+    message = str(err.value)
+    assert 'cutover:github.stacks = [{"dev": "dev"}, {"prod": "production"}]: expected only stacks on a server' in message
+    assert "stack dev's host.url is unix:///var/run/docker.sock (Pulumi.dev.yaml)" in message and "leave dev out" in message
+
+
 def test_no_repository_secret_exists_for_another_branch_to_read(run: ProgramRun) -> None:
     """Any branch's workflow can read a repository secret; an environment's, only a job its rules admit."""
     assert run.of_type(REPO_SECRET) == []
