@@ -55,6 +55,7 @@ from components.config_model import (
 from components.config_sections import (
     _check_build_files,
     _check_env_names,
+    _check_pipeline_hosts,
     _check_waits,
     _parse_accessories,
     _parse_cluster,
@@ -74,7 +75,7 @@ __all__ = [
     "HealthcheckConfig", "HostConfig", "ImageConfig", "MigrationsConfig", "PostgresConfig", "ProxyConfig", "RedisConfig",
     "ReleasesConfig", "RoleConfig", "RoleHealthcheck", "Secret", "StackConfig", "VerifyConfig", "WebConfig",
     "caddy_too_old", "duration_seconds", "git_sha", "load_config", "parse_config", "private_key_problem", "project_name", "registry_of",
-    "uncommitted_changes",
+    "stack_file_host", "uncommitted_changes",
 ]  # fmt: skip
 
 
@@ -86,6 +87,7 @@ def parse_config(
     uncommitted: Callable[[str], bool] | None = None,
     root: str | None = None,
     namespace: str = NAMESPACE,
+    stack_host: Callable[[str], str | None] | None = None,
 ) -> StackConfig:
     """Validate the raw `<project>:*` config (keys without the namespace) into a StackConfig.
 
@@ -94,6 +96,8 @@ def parse_config(
     project's directory, which relative paths are read from: the build context and the Dockerfile must be
     there (None: this update builds nothing, and they are not looked for).
     `namespace` is the project's name, which every key is named with in messages (`<namespace>:web.replicas`).
+    `stack_host(name)` is the host.url another stack's file sets (None: not known), for the stacks
+    `github.stacks` lists beside this one (`stack_file_host` reads it).
     Raises ConfigError naming every bad key, the value given and what is expected.
     """
     r = _Reader(raw, secret_keys, namespace)
@@ -132,6 +136,7 @@ def parse_config(
     _check_waits(r, web, healthcheck, roles, cluster)
     _check_env_names(r, web, roles, postgres, redis)
     _check_build_files(r, image, releases.promote_from, root)
+    _check_pipeline_hosts(r, github, stack, host, stack_host)
     notify_webhook = r.secret("notifyWebhook")
     if notify_webhook is not None and not notify_webhook.reveal().startswith("https://"):
         r.problems.append(f"{r.ns}:notifyWebhook = [secret]: expected an https:// URL (a Slack, Discord or other incoming webhook)")
@@ -209,6 +214,28 @@ def project_name(start: str | os.PathLike[str]) -> str:
     raise ValueError(f"no Pulumi.yaml project file in {here} or any folder above it: run this from the project's directory")
 
 
+def stack_file_host(root: str | os.PathLike[str], namespace: str, stack: str) -> str | None:
+    """The host.url that `stack`'s file in the project directory `root` sets: `<namespace>:host.url`, or the default
+    (the local engine) when the file sets none; None when there is no such file or the value cannot be read
+    (a secret, a file that is not YAML). The file is `Pulumi.<stack>.yaml` in Pulumi.yaml's `stackConfigDir`, or
+    beside Pulumi.yaml (pulumi/pulumi sdk/go/common/workspace/paths.go DetectProjectStackPath)."""
+    import yaml
+
+    try:
+        project = yaml.safe_load(Path(root, "Pulumi.yaml").read_text())
+        folder = project.get("stackConfigDir") if isinstance(project, dict) else None
+        data = yaml.safe_load(Path(root, folder or ".", f"Pulumi.{stack}.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    config = (data.get("config") if isinstance(data, dict) else None) or {}
+    host = config.get(f"{namespace}:host") if isinstance(config, dict) else None
+    if host is None:
+        return HostConfig().url
+    # a secret (`secure:`) cannot be read here
+    url = host.get("url", HostConfig().url) if isinstance(host, dict) and "secure" not in host else None
+    return url if isinstance(url, str) else None
+
+
 def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
     """Read `<project>:*` from the Pulumi stack and validate it."""
     import pulumi
@@ -227,6 +254,14 @@ def load_config() -> StackConfig:  # pragma: no cover - exercised through the pr
     from_checkout = not (os.environ.get("CUTOVER_GIT_SHA") or os.environ.get("GITHUB_SHA"))
     # a rollback builds nothing (components/release_plan.py): its build files are not looked for
     root = None if os.environ.get(ROLLBACK_ENV, "").strip() else os.getcwd()
+    project_dir = os.getcwd()
     return parse_config(
-        raw, secret, pulumi.get_stack(), git_sha(os.environ), uncommitted_changes if from_checkout else None, root, namespace
+        raw,
+        secret,
+        pulumi.get_stack(),
+        git_sha(os.environ),
+        uncommitted_changes if from_checkout else None,
+        root,
+        namespace,
+        lambda other: stack_file_host(project_dir, namespace, other),
     )

@@ -299,7 +299,8 @@ class GitHubConfig:
     variables: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
     # Stack -> GitHub deployment environment, in deploy order (the workflows deploy them one after another).
-    stacks: dict[str, str] = field(default_factory=lambda: {"dev": "dev", "prod": "production"})
+    # Only stacks on a server: `dev` runs on the machine's own engine and is deployed from there (make deploy).
+    stacks: dict[str, str] = field(default_factory=lambda: {"prod": "production"})
     # Repository admins may bypass the branch ruleset: only when asked for.
     admin_bypass: bool = False
     # The branch the owning stack commits the workflow files to; a pull request takes them into `branch`.

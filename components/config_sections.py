@@ -545,19 +545,40 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         source = GitHubConfig.RESERVED_SECRETS[k]
         r.problems.append(f"{r.ns}:githubSecrets.{k} = [secret]: expected another name: {k} is set from {r.ns}:{source}")
 
+    # Pulumi hands an object to the program with its keys sorted by name, whatever order the stack file gives
+    # (the CLI's config values are JSON it marshals from a Go map; tests/test_real_engine.py shows it): a list
+    # keeps the deploy order, an object only when it names one stack.
     def check_stacks(v: Any) -> dict[str, str] | None:
-        if not (isinstance(v, dict) and v and all(isinstance(k, str) and stack_name.match(k) for k in v)):
+        if isinstance(v, dict) and len(v) == 1:
+            pairs = list(v.items())
+        elif isinstance(v, list) and v and all(isinstance(e, dict) and len(e) == 1 for e in v):
+            pairs = [next(iter(e.items())) for e in v]
+        else:
             return None
-        return v if all(isinstance(e, str) and environment_name.match(e) for e in v.values()) else None
+        if not all(isinstance(k, str) and stack_name.match(k) and isinstance(e, str) and environment_name.match(e) for k, e in pairs):
+            return None
+        stacks_, environments = [k for k, _ in pairs], [e for _, e in pairs]
+        return dict(pairs) if len(set(stacks_)) == len(stacks_) and len(set(environments)) == len(environments) else None
 
+    given_stacks = o.get("stacks")
+    if isinstance(given_stacks, dict) and len(given_stacks) > 1:
+        in_list = ", ".join(json.dumps({k: v}) for k, v in given_stacks.items())
+        r.fail(
+            "github.stacks",
+            given_stacks,
+            f"a list, which keeps the deploy order, like [{in_list}]: Pulumi hands an object's keys to the program sorted"
+            f" by name, so this one would deploy {' before '.join(sorted(map(str, given_stacks)))}",
+        )
+        o = {k: v for k, v in o.items() if k != "stacks"}
     stacks: dict[str, str] = r.value(
         o,
         "github",
         "stacks",
         GitHubConfig().stacks,
         check_stacks,
-        'an object of stack name: GitHub environment name in deploy order, like {"dev": "dev", "prod": "production"}'
-        " (names of letters, digits, '_', '.' and '-')",
+        'a list of one {stack name: GitHub environment name} per stack, in deploy order, like [{"staging": "staging"},'
+        ' {"prod": "production"}], or one stack\'s {"prod": "production"} (names of letters, digits, \'_\', \'.\' and \'-\';'
+        " each stack and each environment once)",
     )
     default_environment = stacks.get(stack, "production" if stack == "prod" else stack)
     environment = r.value(o, "github", "environment", default_environment, name, "a deployment environment name like 'production'")
@@ -605,6 +626,36 @@ def _parse_github(r: _Reader, stack: str) -> GitHubConfig:
         stacks=dict(stacks),
         admin_bypass=r.value(o, "github", "adminBypass", False, _bool, "true or false"),
         files_branch=r.value(o, "github", "filesBranch", "cutover/pipeline", _str(branch_name), "a branch name like 'cutover/pipeline'"),
+    )
+
+
+def _check_pipeline_hosts(
+    r: _Reader, github: GitHubConfig, stack: str, host: HostConfig, stack_host: Callable[[str], str | None] | None
+) -> None:
+    """Every stack the workflows deploy is on a server.
+
+    The deploy, preview, drift and rollback jobs run on a GitHub-hosted runner (components/workflows.py
+    WorkflowSettings.runs_on), where a stack whose host.url is the local engine reaches the runner's own Docker
+    engine: its release is thrown away with the job, and every stack after it waits for it. Such a stack (dev) is
+    deployed from the machine it runs on (make deploy). This stack's host is known; another's from its stack file."""
+    if not github.enabled:
+        return
+    local = []
+    for name in github.stacks:
+        url = host.url if name == stack else stack_host(name) if stack_host else None
+        if url is not None and not url.startswith("ssh://"):
+            local.append((name, url, "this stack" if name == stack else f"Pulumi.{name}.yaml"))
+    if not local:
+        return
+    names = ", ".join(n for n, _, _ in local)
+    found = "; ".join(f"stack {n}'s host.url is {u} ({where})" for n, u, where in local)
+    shown = r.given.get("github.stacks", github.stacks)
+    r.fail(
+        "github.stacks",
+        shown,
+        "only stacks on a server (host.url 'ssh://user@host:port'): the workflows deploy and preview each one from a"
+        f" GitHub-hosted runner, and {found}, which there is the runner's own Docker engine, gone when the job ends;"
+        f" leave {names} out (deploy it from its machine: make deploy) or give it an ssh:// host.url",
     )
 
 

@@ -127,7 +127,7 @@ PROGRAM_LOCK: Final = "requirements.lock"
 
 
 def _default_environments() -> Mapping[str, str]:
-    return {"dev": "dev", "prod": "production"}
+    return {"prod": "production"}
 
 
 @dataclass(frozen=True)
@@ -135,8 +135,9 @@ class WorkflowSettings:
     """What the workflows depend on; the defaults are the documented example configuration."""
 
     python_version: str = "3.11"
-    # Stacks in deploy order: each deploys only after the one before it succeeded.
-    stacks: tuple[str, ...] = ("dev", "prod")
+    # Stacks in deploy order: each deploys only after the one before it succeeded. By default the one stack
+    # on a server; `dev` runs on the local engine, which on a runner is the runner's own (README "Setting up GitHub").
+    stacks: tuple[str, ...] = ("prod",)
     # Stack -> GitHub deployment environment (reviewers, wait timers, secrets).
     environments: Mapping[str, str] = field(default_factory=_default_environments)
     default_branch: str = "main"

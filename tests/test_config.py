@@ -203,31 +203,65 @@ def test_secret_env_and_durations() -> None:
             id="github-without-repo",
         ),
         pytest.param(
-            minimal(github={"stacks": ["dev", "prod"]}),
+            minimal(github={"stacks": ["staging", "prod"]}),
             set(),
-            ['cutover:github.stacks = ["dev", "prod"]: expected an object of stack name: GitHub environment name in deploy order'],
-            id="github-stacks-not-an-object",
+            ['cutover:github.stacks = ["staging", "prod"]: expected a list of one {stack name: GitHub environment name} per stack'],
+            id="github-stacks-a-list-of-names",
         ),
         pytest.param(
             minimal(github={"stacks": {}}),
             set(),
-            ["cutover:github.stacks = {}: expected an object of stack name: GitHub environment name"],
+            ["cutover:github.stacks = {}: expected a list of one {stack name: GitHub environment name} per stack, in deploy order"],
             id="github-stacks-empty",
         ),
         pytest.param(
-            minimal(github={"stacks": {"dev": "dev", "prod": "prod env"}}),
+            minimal(github={"stacks": []}),
             set(),
-            ['cutover:github.stacks = {"dev": "dev", "prod": "prod env"}: expected an object of stack name: GitHub environment name'],
+            ["cutover:github.stacks = []: expected a list of one {stack name: GitHub environment name} per stack"],
+            id="github-stacks-empty-list",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"staging": "staging"}, {"prod": "prod env"}]}),
+            set(),
+            ['cutover:github.stacks = [{"staging": "staging"}, {"prod": "prod env"}]: expected a list of one {stack name: GitHub'],
             id="github-stacks-bad-environment",
         ),
         pytest.param(
-            minimal(github={"stacks": {"-dev": "dev"}}),
+            minimal(github={"stacks": [{"-staging": "staging"}]}),
             set(),
-            ['cutover:github.stacks = {"-dev": "dev"}: expected an object of stack name'],
+            ['cutover:github.stacks = [{"-staging": "staging"}]: expected a list of one {stack name'],
             id="github-stacks-bad-stack-name",
         ),
         pytest.param(
-            minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging"}),
+            minimal(github={"stacks": [{"staging": "staging", "prod": "production"}]}),
+            set(),
+            ['cutover:github.stacks = [{"staging": "staging", "prod": "production"}]: expected a list of one {stack name'],
+            id="github-stacks-two-in-one-entry",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"prod": "production"}, {"prod": "production"}]}),
+            set(),
+            ["each stack and each environment once"],
+            id="github-stacks-a-stack-twice",
+        ),
+        pytest.param(
+            minimal(github={"stacks": [{"prod": "production"}, {"prod-eu": "production"}]}),
+            set(),
+            ['cutover:github.stacks = [{"prod": "production"}, {"prod-eu": "production"}]: expected', "each environment once"],
+            id="github-stacks-an-environment-twice",
+        ),
+        pytest.param(
+            minimal(github={"stacks": {"staging": "staging", "prod": "production"}}),
+            set(),
+            [
+                'cutover:github.stacks = {"staging": "staging", "prod": "production"}: expected a list, which keeps the deploy order,'
+                ' like [{"staging": "staging"}, {"prod": "production"}]: Pulumi hands an object\'s keys to the program sorted by name,'
+                " so this one would deploy prod before staging"
+            ],
+            id="github-stacks-an-object-of-two",
+        ),
+        pytest.param(
+            minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "staging", "stacks": {"dev": "dev"}}),
             set(),
             ["cutover:github.environment = \"staging\": expected 'dev', the environment github.stacks gives stack 'dev'"],
             id="github-environment-not-the-deployed-one",
@@ -377,14 +411,90 @@ def test_bad_config_is_named_with_key_value_and_expectation(raw: dict[str, Any],
         assert fragment in text, f"{fragment!r} not in:\n{text}"
 
 
+SERVER = {"url": "ssh://deploy@203.0.113.10:22", "knownHosts": KNOWN}
+ON_GITHUB = {"enabled": True, "owner": "acme", "repository": "web"}
+LOCAL_ENGINE = "unix:///var/run/docker.sock"
+
+
+def pipeline_problems(stack: str, host: dict[str, str], stack_host: Any = None, **github: Any) -> list[str]:
+    raw = minimal(host=host, github={**ON_GITHUB, **github}, sshPrivateKey=KEY)
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw, {"sshPrivateKey"}, stack, SHA, stack_host=stack_host)
+    return err.value.problems
+
+
+def test_a_stack_on_the_local_engine_is_refused_in_github_stacks() -> None:
+    """From a runner, the local engine is the runner's own: nothing a team can reach, gone after the job."""
+    (problem,) = pipeline_problems("prod", {}, stacks=[{"prod": "production"}])
+    assert problem == (
+        'cutover:github.stacks = [{"prod": "production"}]: expected only stacks on a server (host.url'
+        " 'ssh://user@host:port'): the workflows deploy and preview each one from a GitHub-hosted runner, and stack prod's"
+        f" host.url is {LOCAL_ENGINE} (this stack), which there is the runner's own Docker engine, gone when the job ends;"
+        " leave prod out (deploy it from its machine: make deploy) or give it an ssh:// host.url"
+    )
+    # the default names prod: a prod stack on the local engine with the GitHub side on is refused too
+    assert pipeline_problems("prod", {})[0].startswith('cutover:github.stacks = {"prod": "production"}: expected only stacks on a server')
+
+
+def test_another_stack_on_the_local_engine_is_refused_from_its_stack_file() -> None:
+    hosts = {"dev": LOCAL_ENGINE, "staging": "ssh://deploy@203.0.113.20:22"}
+    asked: list[str] = []
+
+    def stack_host(name: str) -> str | None:
+        asked.append(name)
+        return hosts.get(name)
+
+    (problem,) = pipeline_problems("prod", SERVER, stack_host, stacks=[{"dev": "dev"}, {"staging": "staging"}, {"prod": "production"}])
+    assert problem.startswith('cutover:github.stacks = [{"dev": "dev"}, {"staging": "staging"}, {"prod": "production"}]: expected only')
+    assert f"stack dev's host.url is {LOCAL_ENGINE} (Pulumi.dev.yaml)" in problem and "leave dev out" in problem
+    assert "staging" not in problem.split("expected", 1)[1], "a stack on a server is not named"
+    assert asked == ["dev", "staging"], "this stack's own host is its config's"
+    ok = parse_config(
+        minimal(host=SERVER, github={**ON_GITHUB, "stacks": [{"staging": "staging"}, {"prod": "production"}]}, sshPrivateKey=KEY),
+        {"sshPrivateKey"},
+        "prod",
+        SHA,
+        stack_host=stack_host,
+    )
+    assert list(ok.github.stacks) == ["staging", "prod"]
+    # a stack whose file is not there (or unreadable) is not judged here
+    parse_config(minimal(host=SERVER, github={**ON_GITHUB, "stacks": [{"qa": "qa"}, {"prod": "production"}]}, sshPrivateKey=KEY),
+                 {"sshPrivateKey"}, "prod", SHA, stack_host=stack_host)  # fmt: skip
+
+
+def test_without_the_github_side_the_stacks_are_not_judged() -> None:
+    cfg = parse(minimal(github={"stacks": [{"dev": "dev"}]}), stack="dev")
+    assert cfg.github.stacks == {"dev": "dev"} and not cfg.github.enabled
+
+
+def test_the_stack_files_give_each_stack_its_host(tmp_path: Path) -> None:
+    from components.config import stack_file_host
+
+    assert stack_file_host(ROOT, "cutover", "dev") == LOCAL_ENGINE
+    assert stack_file_host(ROOT, "cutover", "prod") == "ssh://deploy@203.0.113.10:22"
+    assert stack_file_host(ROOT, "cutover", "nowhere") is None
+    (tmp_path / "Pulumi.yaml").write_text("name: shop\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.a.yaml").write_text("config:\n  shop:appName: web\n")
+    (tmp_path / "stacks" / "Pulumi.b.yaml").write_text("config:\n  shop:host:\n    url: ssh://d@h:22\n")
+    (tmp_path / "stacks" / "Pulumi.c.yaml").write_text("config:\n  shop:host:\n    secure: AAAA\n")
+    (tmp_path / "stacks" / "Pulumi.d.yaml").write_text("config: [unclosed\n")
+    assert stack_file_host(tmp_path, "shop", "a") == LOCAL_ENGINE, "no host.url: the default, the local engine"
+    assert stack_file_host(tmp_path, "shop", "b") == "ssh://d@h:22"
+    assert stack_file_host(tmp_path, "cutover", "b") == LOCAL_ENGINE, "the keys of the project's own namespace"
+    assert stack_file_host(tmp_path, "shop", "c") is None and stack_file_host(tmp_path, "shop", "d") is None
+
+
 def test_github_stacks_give_the_environment_of_each_stack() -> None:
-    default = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web"}), stack="prod")
-    assert default.github.stacks == {"dev": "dev", "prod": "production"}
+    default = parse(minimal(github={"owner": "acme", "repository": "web"}), stack="prod")
+    assert default.github.stacks == {"prod": "production"}, "the stack on a server: dev is deployed from its own machine"
     assert default.github.environment == "production"
-    stacks = {"staging": "stage", "prod": "production"}
-    cfg = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "stacks": stacks}), stack="staging")
+    stacks = [{"staging": "stage"}, {"prod": "production"}]
+    cfg = parse(minimal(github={"owner": "acme", "repository": "web", "stacks": stacks}), stack="staging")
     assert cfg.github.environment == "stage"
     assert list(cfg.github.stacks) == ["staging", "prod"], "deploy order is the order given"
+    backwards = parse(minimal(github={"stacks": [{"zeta": "z"}, {"alpha": "a"}]}), stack="zeta")
+    assert list(backwards.github.stacks) == ["zeta", "alpha"], "a list's order, not the names' order"
     other = parse(minimal(github={"enabled": True, "owner": "acme", "repository": "web", "environment": "sandbox"}), stack="qa")
     assert other.github.environment == "sandbox", "a stack the workflows do not deploy may name any environment"
 

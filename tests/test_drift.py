@@ -144,10 +144,10 @@ def test_drift_fails_the_job_with_the_diff_in_the_summary(runner: Runner) -> Non
 
 
 def test_the_workflow_runs_daily_and_by_hand_for_every_stack_never_beside_a_deploy() -> None:
-    settings = WorkflowSettings(stacks=("dev", "staging", "prod"), environments={"dev": "dev", "staging": "staging", "prod": "production"})
+    settings = WorkflowSettings(stacks=("qa", "staging", "prod"), environments={"qa": "qa", "staging": "staging", "prod": "production"})
     data = workflow_data(settings)["drift.yml"]
     assert data["on"] == {"schedule": [{"cron": "17 5 * * *"}], "workflow_dispatch": {}}
-    assert list(data["jobs"]) == ["drift-dev", "drift-staging", "drift-prod"]
+    assert list(data["jobs"]) == ["drift-qa", "drift-staging", "drift-prod"]
     for stack in settings.stacks:
         job = data["jobs"][f"drift-{stack}"]
         assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}

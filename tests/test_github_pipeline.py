@@ -219,7 +219,8 @@ def test_only_the_owning_stack_manages_repository_things() -> None:
 
 
 def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run: ProgramRun) -> None:
-    expected = render_workflows(WorkflowSettings(stacks=("dev", "prod"), environments={"dev": "dev", "prod": "production"}))
+    # the default github.stacks: prod alone (dev runs on the local engine, never from a runner)
+    expected = render_workflows(WorkflowSettings(stacks=("prod",), environments={"prod": "production"}))
     files = {r.inputs["file"]: r for r in run.of_type(FILE)}
     rendered = {f".github/workflows/{n}": t for n, t in expected.items()}
     rendered[".github/dependabot.yml"] = render_dependabot(WorkflowSettings())
@@ -240,7 +241,7 @@ def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
 
 
 def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, branch="trunk")
+    raw, secrets = configured(stacks=[{"staging": "staging"}, {"prod": "production"}], branch="trunk")
     files = repository_files(model(raw, secrets))
     deploy = yaml.safe_load(files[".github/workflows/deploy.yml"])
     assert [j for j in deploy["jobs"] if j != "test"] == ["deploy-staging", "deploy-prod"]
@@ -248,11 +249,54 @@ def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
     assert deploy["on"]["push"]["branches"] == ["trunk"]
 
 
+@pytest.mark.parametrize(
+    ("stacks", "jobs"),
+    [
+        (None, ["prod"]),
+        ({"prod": "production"}, ["prod"]),
+        ([{"prod": "production"}], ["prod"]),
+        ([{"staging": "staging"}, {"prod": "production"}], ["staging", "prod"]),
+    ],
+    ids=["default", "prod", "prod-in-a-list", "staging-prod"],
+)
+def test_a_pipeline_without_dev_renders_every_workflow_for_its_stacks(stacks: Any, jobs: list[str]) -> None:
+    """What the owning stack commits when github.stacks leaves dev out: every stack's jobs in every workflow."""
+    raw, secrets = configured(reviewers=["alice"], **({} if stacks is None else {"stacks": stacks}))
+    stacks_of = {"staging": "staging", "prod": "production"}
+    run = run_program(raw, secrets, stack="prod")
+    files = {r.inputs["file"]: r.inputs["content"] for r in run.of_type(FILE)}
+    assert files == repository_files(model(raw, secrets))
+    workflows = {path.rsplit("/", 1)[-1]: yaml.safe_load(text) for path, text in files.items() if path.startswith(".github/workflows/")}
+    assert sorted(workflows) == sorted(WORKFLOW_FILES)
+    for name, prefix in (("deploy.yml", "deploy"), ("preview.yml", "preview"), ("rollback.yml", "rollback"), ("drift.yml", "drift")):
+        stack_jobs = [j.removeprefix(f"{prefix}-") for j in workflows[name]["jobs"] if j != "test"]
+        assert stack_jobs == jobs, name
+    assert workflows["rollback.yml"]["on"]["workflow_dispatch"]["inputs"]["stack"]["options"] == jobs
+    assert [workflows["deploy.yml"]["jobs"][f"deploy-{s}"]["needs"] for s in jobs] == [["test"], *([f"deploy-{s}"] for s in jobs[:-1])]
+    environments = {job["environment"]["name"] for data in workflows.values() for job in data["jobs"].values() if "environment" in job}
+    expected = {f"{stacks_of[s]}{suffix}" for s in jobs for suffix in ("", "-preview", "-drift")}
+    assert environments == expected, "each stack's three environments, no other"
+    assert json.loads(run.one(REPO_VARIABLE).inputs["value"]) == jobs
+    contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
+    assert contexts == ["lint, type-check and test", *(f"preview {s}" for s in jobs)]
+
+
+def test_the_old_default_with_dev_is_refused_before_anything_is_registered() -> None:
+    """dev's file (Pulumi.dev.yaml) puts it on the local engine: from a runner, the runner's own."""
+    raw, secrets = configured(stacks=[{"dev": "dev"}, {"prod": "production"}])
+    with pytest.raises(ProgramFailedError) as err:
+        run_program(raw, secrets, stack="prod")
+    assert err.value.registrations == []
+    message = str(err.value)
+    assert 'cutover:github.stacks = [{"dev": "dev"}, {"prod": "production"}]: expected only stacks on a server' in message
+    assert "stack dev's host.url is unix:///var/run/docker.sock (Pulumi.dev.yaml)" in message and "leave dev out" in message
+
+
 def test_no_repository_secret_exists_for_another_branch_to_read(run: ProgramRun) -> None:
     """Any branch's workflow can read a repository secret; an environment's, only a job its rules admit."""
     assert run.of_type(REPO_SECRET) == []
     stacks = run.one(REPO_VARIABLE)
-    assert (stacks.inputs["variableName"], json.loads(stacks.inputs["value"])) == ("PULUMI_STACKS", ["dev", "prod"])
+    assert (stacks.inputs["variableName"], json.loads(stacks.inputs["value"])) == ("PULUMI_STACKS", ["prod"])
 
 
 def test_the_pulumi_credentials_are_secrets_of_each_environment_of_the_stack(run: ProgramRun) -> None:
@@ -288,7 +332,7 @@ def test_without_reviewers_no_pull_request_gets_a_preview(prod: tuple[dict[str, 
     assert policies(run, "production-preview") == ["main"]
     # a check that cannot pass on a pull request is not required: the ruleset would block every merge
     contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
-    assert contexts == ["lint, type-check and test", "preview dev"]
+    assert contexts == ["lint, type-check and test"]
 
 
 def test_the_drift_check_runs_from_the_default_branch_with_no_reviewer(run: ProgramRun) -> None:
@@ -327,7 +371,7 @@ def test_ruleset_requires_pull_requests_and_the_checks_the_workflows_report(run:
     workflows = dict(sorted((r.inputs["file"].rsplit("/", 1)[-1], r.inputs["content"]) for r in files))
     contexts = [c["context"] for c in ruleset.inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == rendered_check_names(workflows)
-    assert contexts == ["lint, type-check and test", "preview dev", "preview prod"]
+    assert contexts == ["lint, type-check and test", "preview prod"]
     assert "pullRequest" in ruleset.inputs["rules"]
     assert ruleset.inputs["target"] == "branch" and ruleset.inputs["enforcement"] == "active"
     assert ruleset.inputs["conditions"]["refName"]["includes"] == ["refs/heads/main"]
@@ -342,7 +386,7 @@ def test_admins_bypass_the_ruleset_only_when_asked() -> None:
 
 
 def test_ruleset_checks_follow_the_configured_stacks() -> None:
-    raw, secrets = configured(stacks={"staging": "staging", "prod": "production"}, reviewers=["alice"])
+    raw, secrets = configured(stacks=[{"staging": "staging"}, {"prod": "production"}], reviewers=["alice"])
     run = run_program(raw, secrets, stack="prod")
     contexts = [c["context"] for c in run.one(RULESET).inputs["rules"]["requiredStatusChecks"]["requiredChecks"]]
     assert contexts == ["lint, type-check and test", "preview staging", "preview prod"]
@@ -456,12 +500,10 @@ def test_a_pull_request_reads_no_secret_of_this_stack_before_a_reviewer_approves
     raw, secrets = configured(reviewers=reviewers)
     run = run_program(raw, secrets, stack="prod")
     jobs = pull_request_jobs(run)
-    assert sorted(jobs) == ["ci.yml/test", "preview.yml/preview-dev", "preview.yml/preview-prod"]
+    assert sorted(jobs) == ["ci.yml/test", "preview.yml/preview-prod"]
     assert jobs["preview.yml/preview-prod"]["environment"] == {"name": "production-preview"}
     assert set(secrets_of(run, "production-preview")) == {"PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"}
     for job_id, job in jobs.items():
-        if job.get("environment", {}).get("name", "").startswith("dev"):
-            continue  # the dev stack declares its own environments
         assert readable_before_review(run, job, head_branch="feature/x") == set(), job_id
 
 

@@ -111,14 +111,14 @@ def test_the_started_notification_names_the_commit_and_who_pushed_it(bash: Bash,
 
 def test_rollback_notifications(bash: Bash, webhook: Webhook) -> None:
     env = {**RUN, "NOTIFY_WEBHOOK": webhook.url, "TARGET": "2", "RELEASE_URL": ""}
-    assert bash.run(started("rollback-dev", "rollback.yml"), env).returncode == 0
-    assert bash.run(finished("rollback-dev", "rollback.yml"), {**env, "UP": "success"}).returncode == 0
-    assert bash.run(finished("rollback-dev", "rollback.yml"), {**env, "UP": "failure"}).returncode == 0
+    assert bash.run(started("rollback-prod", "rollback.yml"), env).returncode == 0
+    assert bash.run(finished("rollback-prod", "rollback.yml"), {**env, "UP": "success"}).returncode == 0
+    assert bash.run(finished("rollback-prod", "rollback.yml"), {**env, "UP": "failure"}).returncode == 0
     texts = [t.split(" · ")[0] for t in webhook.texts()]
     assert texts == [
-        "cutover: rollback of dev started: 0123456789ab by octocat",
-        "cutover: rollback of dev succeeded: 2 serves",
-        "cutover: rollback of dev failed (the run's log says at which step)",
+        "cutover: rollback of prod started: 0123456789ab by octocat",
+        "cutover: rollback of prod succeeded: 2 serves",
+        "cutover: rollback of prod failed (the run's log says at which step)",
     ]
 
 
@@ -162,7 +162,7 @@ def test_every_stack_job_announces_its_start_and_its_end_and_never_fails_for_it(
 
 def test_the_secret_name_is_a_setting() -> None:
     data = workflow_data(WorkflowSettings(notify_secret="SLACK_WEBHOOK"))
-    step = next(s for s in data["deploy.yml"]["jobs"]["deploy-dev"]["steps"] if s["name"] == "Notify: deploy started")
+    step = next(s for s in data["deploy.yml"]["jobs"]["deploy-prod"]["steps"] if s["name"] == "Notify: deploy started")
     assert step["env"]["NOTIFY_WEBHOOK"] == "${{ secrets.SLACK_WEBHOOK }}"
     with pytest.raises(ValueError, match="notify_secret: got 'GITHUB_X', expected a secret name"):
         WorkflowSettings(notify_secret="GITHUB_X")

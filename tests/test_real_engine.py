@@ -117,3 +117,29 @@ def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_pat
             for k, v in stack.stack.get_all_config().items()
         }
         assert read == load_stack_file(name)[0]
+
+
+def stacks_program() -> None:
+    """The order of `github.stacks` as load_config reads it, or the problems it names."""
+    from components.config import ConfigError, load_config
+
+    try:
+        pulumi.export("stacks", list(load_config().github.stacks))
+    except ConfigError as error:
+        pulumi.export("problems", error.problems)
+
+
+def test_github_stacks_keep_the_deploy_order_as_a_list_and_an_object_of_two_is_refused(tmp_path: Path) -> None:
+    """The engine hands an object's keys to the program sorted by name, so only a list says which stack goes first."""
+    listed = RealStack(tmp_path / "list", stacks_program)
+    listed.config("cutover:github.stacks[0].staging", "staging")
+    listed.config("cutover:github.stacks[1].prod", "production")
+    assert listed.up(CUTOVER_GIT_SHA=SHA["v1"]) == {"stacks": ["staging", "prod"]}
+    mapped = RealStack(tmp_path / "object", stacks_program)
+    mapped.config("cutover:github.stacks.staging", "staging")
+    mapped.config("cutover:github.stacks.prod", "production")
+    assert mapped.stack_file().index("staging:") < mapped.stack_file().index("prod:"), "written in deploy order"
+    (problem,) = mapped.up(CUTOVER_GIT_SHA=SHA["v1"])["problems"]
+    # as the program got it: prod first
+    assert problem.startswith('cutover:github.stacks = {"prod": "production", "staging": "staging"}: expected a list'), problem
+    assert problem.endswith("so this one would deploy prod before staging"), problem

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from components import workflows as wf
+from components.config import parse_config
+from components.github_pipeline import workflow_settings
 from components.workflows import (
     ACTIONS,
     HEADER,
@@ -26,6 +28,7 @@ from components.workflows import (
     workflow_data,
 )
 from tests import lint_tools
+from tests.conftest import prod_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / ".github" / "workflows"
@@ -48,8 +51,18 @@ VARIANT = WorkflowSettings(
     release_output="current_release",
     url_output="public_url",
 )
-THREE_STACKS = WorkflowSettings(stacks=("dev", "staging", "prod"), environments={"dev": "dev", "staging": "staging", "prod": "production"})
-SETTINGS = {"default": WorkflowSettings(), "variant": VARIANT, "three-stacks": THREE_STACKS}
+THREE_STACKS = WorkflowSettings(stacks=("qa", "staging", "prod"), environments={"qa": "qa", "staging": "staging", "prod": "production"})
+
+
+def _from_config(**github: Any) -> WorkflowSettings:
+    """The settings the owning stack renders from its config: Pulumi.prod.yaml with more `github.*` keys."""
+    raw, secrets = prod_config()
+    return workflow_settings(parse_config({**raw, "github": {**raw["github"], **github}}, secrets, "prod", "0" * 40))
+
+
+# The pipeline of a team with a staging server before production, as `github.stacks` gives it.
+STAGING_PROD = _from_config(stacks=[{"staging": "staging"}, {"prod": "production"}])
+SETTINGS = {"default": WorkflowSettings(), "variant": VARIANT, "three-stacks": THREE_STACKS, "staging-prod": STAGING_PROD}
 
 
 @pytest.fixture(params=sorted(SETTINGS))
@@ -151,12 +164,21 @@ def test_dump_refuses_data_that_does_not_round_trip() -> None:
 def test_defaults_are_the_documented_example() -> None:
     s = WorkflowSettings()
     assert s.python_version == "3.11"
-    assert s.stacks == ("dev", "prod")
-    assert dict(s.environments) == {"dev": "dev", "prod": "production"}
+    # the stack on a server; dev runs on the local engine, which on a runner is the runner's own
+    assert s.stacks == ("prod",)
+    assert dict(s.environments) == {"prod": "production"}
     assert s.default_branch == "main"
     assert s.working_directory == "."
     assert (s.backend_url_secret, s.passphrase_secret) == ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE")
     assert s.rollback_variable == "CUTOVER_ROLLBACK_TO"
+
+
+def test_the_prod_stack_renders_the_default_pipeline_and_staging_comes_before_prod() -> None:
+    """What the configs give: Pulumi.prod.yaml as it is renders the defaults, the committed files; a staging stack
+    listed first deploys first."""
+    assert _from_config() == WorkflowSettings()
+    assert STAGING_PROD.stacks == ("staging", "prod")
+    assert dict(STAGING_PROD.environments) == {"staging": "staging", "prod": "production"}
 
 
 def test_settings_are_frozen() -> None:
@@ -283,11 +305,11 @@ def test_ci_runs_the_tests_on_push_and_pull_request() -> None:
 
 
 def test_preview_runs_every_stack_comments_the_diff_and_fails_the_check() -> None:
-    preview = _loaded(WorkflowSettings())["preview.yml"]
+    preview = _loaded(STAGING_PROD)["preview.yml"]
     assert list(preview["on"]) == ["pull_request"]
     # one job per stack, each in its own preview environment (it was one matrix job outside any environment)
-    assert list(preview["jobs"]) == ["preview-dev", "preview-prod"]
-    for stack, environment in (("dev", "dev-preview"), ("prod", "production-preview")):
+    assert list(preview["jobs"]) == ["preview-staging", "preview-prod"]
+    for stack, environment in (("staging", "staging-preview"), ("prod", "production-preview")):
         job = preview["jobs"][f"preview-{stack}"]
         assert job["name"] == f"preview {stack}"
         assert job["environment"] == {"name": environment}
@@ -359,11 +381,20 @@ def test_deploys_run_in_order_each_in_its_environment(settings: WorkflowSettings
     assert deploy["jobs"]["test"]["steps"][-1]["run"] == settings.test_command
 
 
-def test_production_needs_dev() -> None:
+def test_the_default_pipeline_deploys_prod_alone_after_the_tests() -> None:
+    for name, data in _loaded(WorkflowSettings()).items():
+        assert not [j for j in data["jobs"] if j.endswith("-dev")], f"{name}: dev runs on the local engine, never from a runner"
     deploy = _loaded(WorkflowSettings())["deploy.yml"]
-    assert deploy["jobs"]["deploy-prod"]["needs"] == ["deploy-dev"]
+    assert list(deploy["jobs"]) == ["test", "deploy-prod"]
+    assert deploy["jobs"]["deploy-prod"]["needs"] == ["test"]
     assert deploy["jobs"]["deploy-prod"]["environment"]["name"] == "production"
-    assert deploy["jobs"]["deploy-dev"]["needs"] == ["test"]
+
+
+def test_production_needs_staging() -> None:
+    deploy = _loaded(STAGING_PROD)["deploy.yml"]
+    assert deploy["jobs"]["deploy-staging"]["needs"] == ["test"]
+    assert deploy["jobs"]["deploy-prod"]["needs"] == ["deploy-staging"]
+    assert deploy["jobs"]["deploy-prod"]["environment"]["name"] == "production"
 
 
 def test_concurrency_never_cancels_a_deploy_or_rollback(settings: WorkflowSettings) -> None:
@@ -509,7 +540,7 @@ def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
     def mutate(data: dict[str, Any]) -> None:
         _unpinned_and_injected(data)
         data["jobs"]["deploy-prod"]["needs"] = ["no-such-job"]
-        data["jobs"]["deploy-dev"]["steps"][0]["iff"] = True
+        data["jobs"]["test"]["steps"][0]["iff"] = True
 
     findings = lint_tools.run_actionlint(_broken(tmp_path, mutate))
     text = "\n".join(map(str, findings))
@@ -541,7 +572,7 @@ def test_schema_reports_a_broken_workflow(tmp_path: Path) -> None:
     lint_tools.require("check-jsonschema")
 
     def mutate(data: dict[str, Any]) -> None:
-        data["jobs"]["deploy-dev"]["steps"][0]["iff"] = True
+        data["jobs"]["deploy-prod"]["steps"][0]["iff"] = True
 
     findings = lint_tools.run_check_jsonschema(_broken(tmp_path, mutate))
     assert findings and "iff" in "\n".join(map(str, findings))
@@ -670,7 +701,7 @@ def test_capture_outputs_the_digest_of_the_release_serving(bash: Bash) -> None:
 
 
 def test_capture_tolerates_a_first_deploy(bash: Bash) -> None:
-    proc = bash.run(_step("deploy.yml", "deploy-dev", "before"))
+    proc = bash.run(_step("deploy.yml", "deploy-prod", "before"))
     assert proc.returncode == 0, proc.stderr
     assert bash.outputs() == {"digest": ""}
     assert "No release recorded yet" in proc.stdout
@@ -682,7 +713,7 @@ def test_capture_tolerates_a_first_deploy(bash: Bash) -> None:
 )
 def test_capture_ignores_a_release_without_a_digest(bash: Bash, release: object) -> None:
     bash.release = json.dumps(release)
-    proc = bash.run(_step("deploy.yml", "deploy-dev", "before"))
+    proc = bash.run(_step("deploy.yml", "deploy-prod", "before"))
     assert proc.returncode == 0, proc.stderr
     assert bash.outputs() == {"digest": ""}
 
@@ -720,7 +751,7 @@ def test_a_release_recorded_before_the_failure_is_not_rolled_back(bash: Bash) ->
 
 
 def test_a_first_deploy_that_fails_is_not_live(bash: Bash) -> None:
-    proc = bash.run(_step("deploy.yml", "deploy-dev", "after"))
+    proc = bash.run(_step("deploy.yml", "deploy-prod", "after"))
     assert proc.returncode == 0, proc.stderr
     assert bash.outputs() == {"live": "false"}
 
@@ -764,7 +795,7 @@ def test_manual_rollback_passes_a_valid_target(bash: Bash, target: str, expected
 
 @pytest.mark.parametrize("target", ["main", "1; rm -rf /", "$(id)", "sha256:abc", "1 2", "-1", "../x", "ABC1234", "previous\n1"])
 def test_manual_rollback_refuses_a_bad_target(bash: Bash, target: str) -> None:
-    proc = bash.run(_step("rollback.yml", "rollback-dev", "rollback"), {"TARGET": target})
+    proc = bash.run(_step("rollback.yml", "rollback-prod", "rollback"), {"TARGET": target})
     assert proc.returncode == 1
     assert bash.pulumi_calls() == []
     assert "::error" in proc.stdout
@@ -788,7 +819,7 @@ def test_summary_reports_release_url_and_time(bash: Bash) -> None:
 
 
 def test_summary_survives_a_stack_without_outputs(bash: Bash) -> None:
-    proc = bash.run(_step("rollback.yml", "rollback-dev", "summary"), {"OUTCOME_ROLLBACK": "failure"})
+    proc = bash.run(_step("rollback.yml", "rollback-prod", "summary"), {"OUTCOME_ROLLBACK": "failure"})
     assert proc.returncode == 0, proc.stderr
     assert "| rollback | failure |" in bash.summary.read_text()
     assert "| url | - |" in bash.summary.read_text()
@@ -797,7 +828,7 @@ def test_summary_survives_a_stack_without_outputs(bash: Bash) -> None:
 
 def test_summary_drops_a_url_that_is_not_one(bash: Bash) -> None:
     bash.url = "javascript:alert(1)"
-    proc = bash.run(_step("deploy.yml", "deploy-dev", "summary"))
+    proc = bash.run(_step("deploy.yml", "deploy-prod", "summary"))
     assert proc.returncode == 0, proc.stderr
     assert bash.outputs() == {"url": ""}
 
@@ -826,7 +857,9 @@ def _runs_checked_out_code(job: dict[str, Any]) -> bool:
     return bool(at) and any("run" in s or s.get("uses") == ACTIONS["pulumi"].uses for s in steps[at[0] + 1 :])
 
 
-@pytest.mark.parametrize("s", [WorkflowSettings(), VARIANT, THREE_STACKS, OIDC], ids=["default", "variant", "three-stacks", "oidc"])
+@pytest.mark.parametrize(
+    "s", [WorkflowSettings(), VARIANT, THREE_STACKS, STAGING_PROD, OIDC], ids=["default", "variant", "three-stacks", "staging-prod", "oidc"]
+)
 def test_every_job_a_pull_request_starts_reads_secrets_only_in_a_preview_environment(s: WorkflowSettings) -> None:
     """For each job a pull_request event starts: the secrets it can read, and the code it runs."""
     credentials = {*([] if s.pulumi_cloud_organization else [s.backend_url_secret]), s.passphrase_secret, *s.extra_secrets}
@@ -843,7 +876,9 @@ def test_every_job_a_pull_request_starts_reads_secrets_only_in_a_preview_environ
     assert seen == expected
 
 
-@pytest.mark.parametrize("s", [WorkflowSettings(), VARIANT, THREE_STACKS, OIDC], ids=["default", "variant", "three-stacks", "oidc"])
+@pytest.mark.parametrize(
+    "s", [WorkflowSettings(), VARIANT, THREE_STACKS, STAGING_PROD, OIDC], ids=["default", "variant", "three-stacks", "staging-prod", "oidc"]
+)
 def test_no_secret_is_read_outside_an_environment(s: WorkflowSettings) -> None:
     """Any branch's workflow may read a repository secret: the pipeline needs none (github_pipeline.py sets none)."""
     allowed = {
