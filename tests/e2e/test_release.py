@@ -58,6 +58,7 @@ from typing import Any
 
 import pytest
 
+from components.config_model import default_probe
 from components.specs import KEEPER_INTERVAL_S
 from tests.e2e import infra
 from tests.e2e.bench import Load
@@ -201,9 +202,9 @@ def test_1_first_deploy_serves_v1(e2e: E2E, e2e_results: dict[str, Any]) -> None
         assert state["Running"] and state["Health"]["Status"] == "healthy", state
     # the switch wrote the container names into the proxy's slot files
     assert live_upstreams(e2e.proxy) == names
-    # the healthcheck is stored in exec form, as the program declares it
+    # the healthcheck is stored as the program declares it: the default probe, run by the image's shell
     test = inspect(names[0])["Config"]["Healthcheck"]["Test"]
-    assert test[:2] == ["CMD", "python"], test
+    assert test == ["CMD-SHELL", default_probe("http://127.0.0.1:8000/health")], test
     build = result.op("app-build")
     assert build is not None
     e2e_results.setdefault("timings", {})["first_deploy_s"] = round(result.duration, 1)
