@@ -165,6 +165,13 @@ class RecordingMonitor(pmocks.MockMonitor):
                         "delete": request.customTimeouts.delete,
                     },
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                    # the names a resource had before, as the engine receives them (name, type, parent: "" is its own)
+                    "aliases": [
+                        {"urn": a.urn}
+                        if a.urn
+                        else {"name": a.spec.name, "type": a.spec.type, "parent": a.spec.parentUrn, "noParent": a.spec.noParent}
+                        for a in request.aliases
+                    ],
                 },
                 outputs=state,
                 id=reg.id or "",

@@ -3,7 +3,8 @@
 The real CLI (tests/real_engine.py: built by `make tools`, or the one on PATH) runs the parts of the
 program that need no provider plugin: the stack's config read by `load_config`, the release plan read
 from the stack's own previous outputs through a StackReference (`load_release_plan`), and the release
-records exported as __main__.py exports them. The docker and command providers cannot be built here
+records exported as __main__.py exports them; and the alias components/proxy.py renames its ports holder with,
+on a component tree of the same shape. The docker and command providers cannot be built here
 (toolchain/README.md), so nothing in this file creates a container.
 """
 
@@ -117,3 +118,60 @@ def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_pat
             for k, v in stack.stack.get_all_config().items()
         }
         assert read == load_stack_file(name)[0]
+
+
+class _Edge(pulumi.ComponentResource):
+    """The shape of components/proxy.py EdgeProxy: a component whose child holds the ports and a sibling that needs
+    it. Both children are components here (no provider plugin can run), registered as the engine sees any child."""
+
+    def __init__(self, name: str, ports_name: str, aliases: list[pulumi.Alias]) -> None:
+        super().__init__("cutover:index:EdgeProxy", name, None)
+        ports = pulumi.ComponentResource("cutover:test:PortsHolder", ports_name, None, pulumi.ResourceOptions(parent=self, aliases=aliases))
+        caddy = pulumi.ComponentResource(
+            "cutover:test:Caddy", f"{name}-caddy", None, pulumi.ResourceOptions(parent=self, depends_on=[ports])
+        )
+        self.register_outputs({"ports": ports.urn, "caddy": caddy.urn})
+
+
+PORTS = "urn:pulumi:dev::cutover::cutover:index:EdgeProxy$cutover:test:PortsHolder::"
+
+
+def renamed(tmp_path: Path, aliases: list[pulumi.Alias]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Up with the ports holder named `proxy-container`, then preview and up with it named `proxy-ports`."""
+    shape: dict[str, Any] = {"name": "proxy-container", "aliases": []}
+
+    def program() -> None:
+        _Edge("proxy", shape["name"], shape["aliases"])
+
+    stack = RealStack(tmp_path, program)
+    first = stack.steps()
+    assert (PORTS + "proxy-container", "create") in first
+    shape.update(name="proxy-ports", aliases=aliases)
+    return stack.steps(preview=True), stack.steps()
+
+
+def test_a_child_renamed_with_an_alias_of_its_old_name_is_the_same_resource(tmp_path: Path) -> None:
+    """What components/proxy.py relies on to rename `proxy-container` to `proxy-ports` without replacing it: an Alias with
+    only a name keeps the child's parent and type (pulumi/pulumi sdk/python/lib/pulumi/runtime/resource.py
+    create_alias_spec; pkg/resource/deploy/step_generator.go collapseAliasToUrn), the engine finds the old state under
+    that URN (getOldResource) and, having matched it, does not delete it (GenerateDeletes, isOperatedOn)."""
+    preview, up = renamed(tmp_path, [pulumi.Alias(name="proxy-container")])
+    for steps in (preview, up):
+        assert (PORTS + "proxy-ports", "same") in steps, steps
+        assert not [s for s in steps if s[1] != "same"], steps
+        assert not [u for u, _ in steps if u == PORTS + "proxy-container"], steps
+
+
+def test_a_child_renamed_without_an_alias_is_created_anew_and_the_old_one_deleted(tmp_path: Path) -> None:
+    """The control: the same rename with no alias is a new resource and a delete (so the test above can fail)."""
+    preview, up = renamed(tmp_path, [])
+    for steps in (preview, up):
+        assert (PORTS + "proxy-ports", "create") in steps, steps
+        assert (PORTS + "proxy-container", "delete") in steps, steps
+
+
+def test_an_alias_that_names_the_root_stack_as_parent_misses_a_child(tmp_path: Path) -> None:
+    """An Alias with `parent=ROOT_STACK_RESOURCE` means "it had no parent": for a child of a component it names another
+    URN, so the old child is not found (created anew, the old one deleted). The program's alias gives no parent."""
+    preview, _ = renamed(tmp_path, [pulumi.Alias(name="proxy-container", parent=pulumi.ROOT_STACK_RESOURCE)])
+    assert (PORTS + "proxy-ports", "create") in preview and (PORTS + "proxy-container", "delete") in preview, preview
