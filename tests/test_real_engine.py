@@ -109,6 +109,21 @@ def test_a_secret_set_with_config_set_secret_is_a_secret_in_the_program_and_neve
     assert value not in state and "ciphertext" in state
 
 
+def test_a_key_the_program_does_not_know_fails_the_update_and_a_secret_one_is_not_shown(tmp_path: Path) -> None:
+    """load_config lists the keys the engine sends the program, so a typo is refused, not ignored; its value is
+    shown unless the key is a secret."""
+    value = "hook-" + os.urandom(8).hex()
+    stack = RealStack(tmp_path, secret_program)
+    stack.config("cutover:webb.replicas", "2")
+    stack.config("cutover:notifyWebhok", value, secret=True)
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(CUTOVER_GIT_SHA=SHA["v1"])
+    text = str(failed.value)
+    # an object arrives as the JSON the stack stores, and is shown so
+    assert 'cutover:webb = "{\\"replicas\\":2}": expected one of the known keys' in text and "(did you mean 'web'?)" in text
+    assert "cutover:notifyWebhok = [secret]: expected one of the known keys" in text and value not in text
+
+
 def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_path: Path) -> None:
     """Pulumi.yaml and both stack files load in the real CLI, with the values the unit tests give the program."""
     for name in ("dev", "prod"):
