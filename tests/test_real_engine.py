@@ -19,7 +19,7 @@ import pulumi
 import pytest
 from pulumi import automation as auto
 
-from tests.harness import load_stack_file
+from tests.harness import ROOT, load_stack_file
 from tests.real_engine import RealStack, cli_root
 
 pytestmark = pytest.mark.real_engine
@@ -37,18 +37,22 @@ def digest_of(sha: str) -> str:
 
 
 def release_program() -> None:
-    """What __main__.py does around the resources: config, release plan, the records it exports."""
+    """What __main__.py does around the resources: config, release plan (awaited in the entrypoint pulumi.run
+    registers, as there), the records it exports."""
     from components.config import load_config
     from components.release_plan import load_release_plan, role_summary
 
-    cfg = load_config()
-    plan = load_release_plan(cfg, os.environ)
-    # the image this release runs: a rollback's recorded digest, or (standing in for the build) one per commit
-    image_ref = plan.deploy_ref or digest_of(plan.git_sha)
-    release, history = plan.records(image_ref, cfg.releases.probation_s, role_summary(cfg))
-    pulumi.export("mode", plan.mode)
-    pulumi.export("release", release)
-    pulumi.export("releases", history)
+    async def main() -> None:
+        cfg = load_config()
+        plan = await load_release_plan(cfg, os.environ)
+        # the image this release runs: a rollback's recorded digest, or (standing in for the build) one per commit
+        image_ref = plan.deploy_ref or digest_of(plan.git_sha)
+        release, history = plan.records(image_ref, cfg.releases.probation_s, role_summary(cfg))
+        pulumi.export("mode", plan.mode)
+        pulumi.export("release", release)
+        pulumi.export("releases", history)
+
+    pulumi.run(main)
 
 
 def refs(outputs: dict[str, Any]) -> tuple[str, list[str]]:
@@ -82,6 +86,27 @@ def test_an_impossible_rollback_fails_the_update_and_the_record_stays(tmp_path: 
     assert "CUTOVER_ROLLBACK_TO" in str(failed.value) and "9" * 12 in str(failed.value)
     # a failed program records nothing: the outputs are the last successful update's
     assert stack.outputs() == before
+
+
+def main_program() -> None:
+    """__main__.py itself, as the language host runs it (runpy, in the stack run_in_stack makes)."""
+    import runpy
+
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def test_the_program_awaits_the_plan_before_registering_anything_and_an_impossible_one_stops_it(tmp_path: Path) -> None:
+    """__main__.py's entrypoint (pulumi.run) reads the stack's own outputs, awaited, before any resource is
+    registered: an impossible rollback ends the update with the plan's message, and nothing but the stack exists."""
+    stack = RealStack(tmp_path, main_program)
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(CUTOVER_GIT_SHA=SHA["v1"], CUTOVER_ROLLBACK_TO="9" * 12)
+    text = str(failed.value)
+    # (an inline program's server prints the SystemExit with its traceback; the language host, the message alone)
+    assert f"SystemExit: CUTOVER_ROLLBACK_TO={'9' * 12}: no such release" in text, text
+    state = json.loads(stack.cli("stack", "export", "--stack", "dev").stdout)
+    types = [r["type"] for r in state["deployment"].get("resources") or []]
+    assert set(types) <= {"pulumi:pulumi:Stack", "pulumi:providers:pulumi", "pulumi:pulumi:StackReference"}, types
 
 
 def secret_program() -> None:
