@@ -196,6 +196,35 @@ def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
         assert labels["cutover.release"] == labels["cutover.git-sha"] == "0123456789abcdef0123456789abcdef01234567"
 
 
+def test_no_component_reveals_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the config is parsed, every secret reaches the resources as its Output (Secret.output), never through
+    reveal: a reveal after the parse fails the program. The deploy key's load into the ssh agent, which needs the
+    plain key and is outside the resources, is the harness's stand-in here."""
+    import components.config
+    from components.config_model import Secret
+
+    parsed: list[Any] = []
+    real_parse, real_reveal = components.config.parse_config, Secret.reveal
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        parsed.append(real_parse(*args, **kwargs))
+        return parsed[-1]
+
+    def reveal(self: Secret) -> str:
+        assert not parsed, "a component revealed a secret"
+        return real_reveal(self)
+
+    monkeypatch.setattr(components.config, "parse_config", parse)
+    monkeypatch.setattr(Secret, "reveal", reveal)
+    raw, secrets = full_config()
+    run = run_program(raw, secrets, stack="prod")
+    assert parsed, "the program parsed its config"
+    for r in run.registrations:
+        if any(s in json.dumps(r.inputs) for s in SECRETS):
+            assert r.secret_inputs, f"{r.name} carries a secret in a plain input"
+    assert {"envs"} <= web_containers(run)[0].secret_inputs
+
+
 def test_secret_env_stays_secret_into_the_container(full_run: ProgramRun) -> None:
     web = web_containers(full_run)[0]
     assert "envs" in web.secret_inputs
