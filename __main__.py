@@ -13,72 +13,84 @@ import os
 import pulumi
 
 from components.accessories import Accessories, AccessoriesArgs
-from components.config import ConfigError, load_config
+from components.config import ConfigError, StackConfig, load_config
 from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
 from components.host import DockerHost, DockerHostArgs
 from components.housekeeping import Housekeeping, HousekeepingArgs, kept_images
 from components.image import AppImage, AppImageArgs
 from components.proxy import EdgeProxy, EdgeProxyArgs
-from components.release_plan import load_release_plan, role_summary
+from components.release_plan import ReleasePlan, load_release_plan, role_summary
 from components.releases import ReleaseError
 from components.roles import RoleRelease, RoleReleaseArgs
 from components.ssh import AgentError, load_deploy_key
 from components.switch import TrafficSwitch, TrafficSwitchArgs
 from components.web import WebRelease, WebReleaseArgs
 
-try:
-    cfg = load_config()
-    plan = load_release_plan(cfg, os.environ)
-    load_deploy_key(cfg.host)  # into the ssh agent the docker provider logs in with; never into a file
-except (ConfigError, ReleaseError, AgentError) as error:
-    # One message, before any resource is registered: nothing changes on the server.
-    raise SystemExit(str(error)) from None
 
-image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref, cache_from=plan.cache_from))
-host = DockerHost("host", DockerHostArgs(cfg.host, cfg.image.registry, cfg.image.registry_username, cfg.image.registry_password))
-proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host)) if cfg.web.enabled else None  # no web role: nothing to route
-accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
-web = WebRelease(
-    "web",
-    WebReleaseArgs(
-        cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
-        migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
-        edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
-        backups_volume=accessories.backups_volume,
-        network_ids=[i for i in (proxy.network_id if proxy else None, accessories.network_id) if i is not None],
-    ),
-)  # fmt: skip
-roles = [
-    RoleRelease(
-        role.name,
-        RoleReleaseArgs(
-            cfg, host, role, web.run_image, plan.key, plan.version, plan.git_sha, web.gate, accessories.network, accessories.network_id
+async def main() -> None:
+    """The program: the release plan needs the stack's own outputs, read before anything is registered, so it is
+    awaited here, in the entrypoint pulumi.run awaits once this module's code has run."""
+    try:
+        cfg = load_config()
+        plan = await load_release_plan(cfg, os.environ)
+        load_deploy_key(cfg.host)  # into the ssh agent the docker provider logs in with; never into a file
+    except (ConfigError, ReleaseError, AgentError) as error:
+        # One message, before any resource is registered: nothing changes on the server.
+        raise SystemExit(str(error)) from None
+    register_release(cfg, plan)
+
+
+def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
+    """Every resource of the release, in the order above, and the stack's outputs."""
+    image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref, cache_from=plan.cache_from))
+    host = DockerHost("host", DockerHostArgs(cfg.host, cfg.image.registry, cfg.image.registry_username, cfg.image.registry_password))
+    proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host)) if cfg.web.enabled else None  # no web role: nothing to route
+    accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
+    web = WebRelease(
+        "web",
+        WebReleaseArgs(
+            cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
+            migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
+            edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
+            backups_volume=accessories.backups_volume,
+            network_ids=[i for i in (proxy.network_id if proxy else None, accessories.network_id) if i is not None],
         ),
-    )
-    for role in cfg.roles
-]
-switch = TrafficSwitch(
-    "switch",
-    TrafficSwitchArgs(
-        cfg, host, proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
-        after=[*web.containers, *(c for r in roles for c in r.containers), *([proxy.container] if proxy else [])],
-    ),
-)  # fmt: skip
-if cfg.github.enabled:
-    GitHubPipeline("github", GitHubPipelineArgs(cfg))
+    )  # fmt: skip
+    roles = [
+        RoleRelease(
+            role.name,
+            RoleReleaseArgs(
+                cfg, host, role, web.run_image, plan.key, plan.version, plan.git_sha, web.gate, accessories.network, accessories.network_id
+            ),
+        )
+        for role in cfg.roles
+    ]
+    switch = TrafficSwitch(
+        "switch",
+        TrafficSwitchArgs(
+            cfg, host, proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
+            after=[*web.containers, *(c for r in roles for c in r.containers), *([proxy.container] if proxy else [])],
+        ),
+    )  # fmt: skip
+    if cfg.github.enabled:
+        GitHubPipeline("github", GitHubPipelineArgs(cfg))
 
-# Recorded only once the release went live, was verified and passed its probation.
-records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s, role_summary(cfg)))
-pulumi.export("release", records.apply(lambda r: r[0]))
-pulumi.export("releases", records.apply(lambda r: r[1]))
-# The images older releases no longer need leave the server.
-Housekeeping(
-    "housekeeping",
-    HousekeepingArgs(cfg, host, records.apply(lambda r: kept_images(r[0], r[1], cfg.releases.images_kept)), after=[switch.done]),
-)
-if cfg.web.enabled:
-    pulumi.export("url", cfg.public_url)
-pulumi.export("containers", web.names)  # on a cluster: web's service, once per replica
-pulumi.export(
-    "roles", pulumi.Output.all(*[r.names for r in roles]).apply(lambda names: {r.role.name: n for r, n in zip(roles, names, strict=True)})
-)
+    # Recorded only once the release went live, was verified and passed its probation.
+    records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s, role_summary(cfg)))
+    pulumi.export("release", records.apply(lambda r: r[0]))
+    pulumi.export("releases", records.apply(lambda r: r[1]))
+    # The images older releases no longer need leave the server.
+    Housekeeping(
+        "housekeeping",
+        HousekeepingArgs(cfg, host, records.apply(lambda r: kept_images(r[0], r[1], cfg.releases.images_kept)), after=[switch.done]),
+    )
+    if cfg.web.enabled:
+        pulumi.export("url", cfg.public_url)
+    pulumi.export("containers", web.names)  # on a cluster: web's service, once per replica
+    pulumi.export(
+        "roles",
+        pulumi.Output.all(*[r.names for r in roles]).apply(lambda names: {r.role.name: n for r, n in zip(roles, names, strict=True)}),
+    )
+
+
+pulumi.run(main)

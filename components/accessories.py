@@ -76,7 +76,7 @@ class Accessories(pulumi.ComponentResource):
         self.network_id = network.id
         if cfg.postgres.enabled and cfg.postgres.password is not None:
             spec = postgres_spec(cfg)
-            envs = pulumi.Output.secret(cfg.postgres.password.reveal()).apply(
+            envs = cfg.postgres.password.output.apply(
                 lambda pw, plain=spec["envs_plain"]: [*plain, f"POSTGRES_PASSWORD={pw}"]  # type: ignore[misc]
             )
             self.containers.append(self._service(name, "postgres", cfg, cfg.postgres.image, envs, spec, network, on_host))
@@ -89,7 +89,7 @@ class Accessories(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
                 ).name
         if cfg.redis.enabled and cfg.redis.password is not None:
-            envs = pulumi.Output.secret(cfg.redis.password.reveal()).apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
+            envs = cfg.redis.password.output.apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
             self.containers.append(self._service(name, "redis", cfg, cfg.redis.image, envs, redis_spec(), network, on_host))
         self.register_outputs({"network": self.network})
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from components.config import StackConfig
+from components.config import Secret, StackConfig
 
 BACKUPS_DIR = "/backups"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.dump$")
@@ -91,7 +91,7 @@ def restore_script(cfg: StackConfig, network: str, backup: str) -> str:
     return "set -eu\n" + _run_in_postgres_image(cfg, network, inner, "restore")
 
 
-def password_env(cfg: StackConfig) -> str:
-    """The env file the scripts read on stdin (the accessory's password: a secret)."""
+def password_env(cfg: StackConfig) -> Secret:
+    """The env file the scripts read on stdin (the accessory's password: a secret, and so is this)."""
     assert cfg.postgres.password is not None
-    return f"PGPASSWORD={cfg.postgres.password.reveal()}\n"
+    return cfg.postgres.password.derive(lambda pw: f"PGPASSWORD={pw}\n")

@@ -239,17 +239,27 @@ def stack_file_host(root: str | os.PathLike[str], namespace: str, stack: str) ->
 def load_config() -> StackConfig:  # pragma: no cover - exercised through the program tests
     """Read `<project>:*` from the Pulumi stack and validate it."""
     import pulumi
-    from pulumi.runtime import config as rc
+    from pulumi.runtime import is_config_secret
+    from pulumi.runtime.config import CONFIG
 
     from components.releases import ROLLBACK_ENV
 
     # the program's own keys are named after the project, as pulumi.Config() names them when given no name
     # (pulumi/pulumi sdk/python/lib/pulumi/config.py Config.__init__ and full_key: f"{get_project()}:{key}")
-    namespace = pulumi.get_project()
+    config = pulumi.Config()
+    namespace = config.name
+    # Every value is read with pulumi.Config.get. The public SDK has no call that lists the keys a stack sets (Config
+    # answers only for a key it is given) nor one that tells whether a key is secret (get_secret wraps any value it
+    # is given; the check in Config._get is commented out), and the program needs both: to refuse an unknown key (a
+    # typo would be ignored) and a secret set in plain text. So the key names come from the map Config reads
+    # (pulumi/pulumi sdk/python/lib/pulumi/runtime/config.py CONFIG, through get_config) and which are secret from
+    # is_config_secret (the same file). set_all_config fills both before the program runs: from the language host's
+    # PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS (sdk/python/cmd/pulumi-language-python-exec), or from the engine's
+    # request to an inline program (sdk/python/lib/pulumi/automation/_server.py LanguageServer.Run).
     prefix = f"{namespace}:"
-    values = {**rc.get_config_env(), **rc.CONFIG.get()}
-    raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
-    secret = {k for k in raw if rc.is_config_secret(prefix + k) or prefix + k in rc.get_config_secret_keys_env()}
+    keys = [k[len(prefix) :] for k in CONFIG.get() if k.startswith(prefix)]
+    raw = {k: config.get(k) for k in keys}
+    secret = {k for k in keys if is_config_secret(config.full_key(k))}
     # the tag is the checkout's commit unless CI (GITHUB_SHA) or the caller (CUTOVER_GIT_SHA) names it
     from_checkout = not (os.environ.get("CUTOVER_GIT_SHA") or os.environ.get("GITHUB_SHA"))
     # a rollback builds nothing (components/release_plan.py): its build files are not looked for

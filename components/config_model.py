@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import pulumi
 
 # The config namespace is the project's name (Pulumi.yaml `name:`): this is the name the project ships with,
 # the default where none is given; the program passes pulumi.get_project(), `make` commands read Pulumi.yaml.
@@ -21,15 +24,40 @@ SSH_URL = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|
 
 
 class Secret:
-    """A configuration value that must stay secret; never shows itself in repr or str."""
+    """A configuration value that must stay secret; never shows itself in repr or str.
 
-    __slots__ = ("_value",)
+    Inside the program a component takes `output`, the one Pulumi secret Output of this value, made on
+    first use, as pulumi.Config.get_secret makes one (pulumi/pulumi sdk/python/lib/pulumi/config.py
+    Config.get_secret: `return Output.secret(v)`). `reveal` is for the config checks and for what runs
+    outside a Pulumi program (components/ops.py, the ssh agent); `derive` makes a value from this one
+    that stays a secret both ways."""
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("_derive", "_output", "_value")
+
+    def __init__(self, value: str, _derive: tuple[Secret, Callable[[str], str]] | None = None) -> None:
         self._value = value
+        self._output: pulumi.Output[str] | None = None
+        self._derive = _derive
 
     def reveal(self) -> str:
         return self._value
+
+    @property
+    def output(self) -> pulumi.Output[str]:
+        """The value as a Pulumi secret Output (one per Secret; a derived one applies to its source's)."""
+        if self._output is None:
+            import pulumi  # the program's, at run time; the rest of this module needs none
+
+            if self._derive is not None:
+                source, fn = self._derive
+                self._output = source.output.apply(fn)
+            else:
+                self._output = pulumi.Output.secret(self._value)
+        return self._output
+
+    def derive(self, fn: Callable[[str], str]) -> Secret:
+        """`fn(value)`, a secret too: its `output` is this one's, applied, so it is made from no revealed value."""
+        return Secret(fn(self._value), (self, fn))
 
     def __repr__(self) -> str:
         return "Secret('[secret]')"

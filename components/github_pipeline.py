@@ -337,7 +337,7 @@ class GitHubPipeline(pulumi.ComponentResource):
             repository=repository,
             environment=environment,
             secret_name=key,
-            value=pulumi.Output.secret(secret.reveal()),
+            value=secret.output,
             opts=child,
         )
 

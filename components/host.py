@@ -46,7 +46,7 @@ class DockerHost(pulumi.ComponentResource):
                 docker.ProviderRegistryAuthArgs(
                     address=args.registry,
                     username=args.registry_username,
-                    password=pulumi.Output.secret(args.registry_password.reveal()),
+                    password=args.registry_password.output,
                 )
             ]
         if host.is_ssh:
@@ -57,7 +57,7 @@ class DockerHost(pulumi.ComponentResource):
                 host=address.strip("[]"),
                 port=port,
                 user=user,
-                private_key=pulumi.Output.secret(host.private_key.reveal()),
+                private_key=host.private_key.output,
                 host_key=host.host_key,
                 dial_error_limit=3,
             )

@@ -58,7 +58,7 @@ class AppImage(pulumi.ComponentResource):
             registry = docker.RegistryArgs(
                 server=image.registry,
                 username=image.registry_username,
-                password=pulumi.Output.secret(image.registry_password.reveal()),
+                password=image.registry_password.output,
             )
         build = docker.DockerBuildArgs(
             context=image.context,

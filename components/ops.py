@@ -626,7 +626,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             if input(restore_warning(cfg, args.backup)).strip() != cfg.postgres.database:
                 print("not restored")
                 return 1
-            print(host.run(script, stdin=password_env(cfg), timeout=3600))
+            print(host.run(script, stdin=password_env(cfg).reveal(), timeout=3600))
     except (OpsError, AgentError, ValueError) as error:
         print(f"cutover: {error}", file=sys.stderr)
         return 1

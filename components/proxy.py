@@ -66,10 +66,21 @@ class EdgeProxy(pulumi.ComponentResource):
         # This container holds the host ports and the edge network; it changes only with the ports (then stop-first,
         # as anything bound to them must). Its image is whatever the proxy's was when it was created: it only
         # runs `sh`, so a new proxy image is no reason to replace it.
+        # It was registered as `<name>-container` before; the alias makes the engine take that resource for this one
+        # (same, no create and delete). An Alias without `parent` or `type_` keeps this resource's own, so it names
+        # `<name>-container` under this EdgeProxy (pulumi/pulumi sdk/python/lib/pulumi/runtime/resource.py
+        # create_alias_spec sends an empty parent and type, which pkg/resource/deploy/step_generator.go
+        # collapseAliasToUrn fills in with the resource's own; getOldResource finds the old state under that URN, and
+        # GenerateDeletes leaves it, as isOperatedOn counts it done; v3.274.1, tests/test_real_engine.py).
         ports = docker.Container(
-            f"{name}-container",
+            f"{name}-ports",
             **ports_container(cfg, image.image_id, network.name),
-            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True, ignore_changes=["image"])),
+            opts=pulumi.ResourceOptions.merge(
+                on_host,
+                pulumi.ResourceOptions(
+                    delete_before_replace=True, ignore_changes=["image"], aliases=[pulumi.Alias(name=f"{name}-container")]
+                ),
+            ),
         )
         # Caddy runs in that container's network namespace. A new image (or any other change) starts a new proxy
         # beside the old one: Pulumi names it anew on a replacement (pulumi/pulumi step_generator.go:2003-2013

@@ -7,7 +7,8 @@ asked for with the environment variable CUTOVER_ROLLBACK_TO for one `pulumi up`
 only, so no configuration is left behind that would make the next ordinary
 deploy roll back again.
 
-`plan_release` is pure; `read_stack_outputs` is the Pulumi-facing read.
+`plan_release` is pure; `read_stack_outputs` is the Pulumi-facing read, awaited in the program's
+async entrypoint (__main__.py, `pulumi.run`).
 """
 
 from __future__ import annotations
@@ -37,14 +38,15 @@ def now_utc() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def read_stack_outputs(resource_name: str, stack: str, names: tuple[str, ...]) -> dict[str, Any]:
-    """The named outputs of a stack, read now (before any resource of this program is registered)."""
-    from pulumi.runtime.sync_await import _sync_await  # the SDK's own way to wait inside a program
-
+async def read_stack_outputs(resource_name: str, stack: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The named outputs of a stack, as plain values. Awaited in the program's async entrypoint (`pulumi.run`,
+    __main__.py) before any resource of the release is registered: StackReference.get_output_details is the SDK's
+    public read of an output's value (pulumi/pulumi sdk/python/lib/pulumi/stack_reference.py), and pulumi.run the
+    public way to await it in a program (sdk/python/lib/pulumi/runtime/stack.py run, awaited by run_in_stack)."""
     ref = pulumi.StackReference(resource_name, stack_name=qualified_stack(stack))
     values: dict[str, Any] = {}
     for name in names:
-        details = _sync_await(ref.get_output_details(name))
+        details = await ref.get_output_details(name)
         values[name] = details.value if details.value is not None else details.secret_value
     return values
 
@@ -138,9 +140,9 @@ def released_tag(tag: str, current: Release | None, history: list[Release]) -> R
     return None
 
 
-def load_release_plan(cfg: StackConfig, env: Mapping[str, str]) -> ReleasePlan:
-    own = read_stack_outputs("previous-outputs", pulumi.get_stack(), ("release", "releases"))
+async def load_release_plan(cfg: StackConfig, env: Mapping[str, str]) -> ReleasePlan:
+    own = await read_stack_outputs("previous-outputs", pulumi.get_stack(), ("release", "releases"))
     promoted = None
     if cfg.releases.promote_from and not env.get(ROLLBACK_ENV, "").strip():
-        promoted = read_stack_outputs("promotion-source", cfg.releases.promote_from, ("release",))["release"]
+        promoted = (await read_stack_outputs("promotion-source", cfg.releases.promote_from, ("release",)))["release"]
     return plan_release(cfg, env, own["release"], own["releases"], promoted)

@@ -2,7 +2,8 @@
 
 Each function returns plain data (keyword arguments of `docker.Container`) so
 tests can read exactly what the provider will be asked for. Values that are
-secrets arrive as `Secret` and are left for the component to wrap. Values the
+secrets stay `Secret` (one made from a secret, like DATABASE_URL, with `Secret.derive`), and the
+component passes on its `output`, never its revealed value. Values the
 provider reads back in its own spelling (CPUs, healthcheck durations) are sent
 in that spelling (components/provider_forms.py). The shell steps run on the
 host are in components/scripts.py.
@@ -41,9 +42,9 @@ def shared_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
     env: list[tuple[str, str | Secret]] = sorted(cfg.web.secret_env.items())
     p = cfg.postgres
     if p.enabled and p.password is not None:
-        env.append(("DATABASE_URL", Secret(f"postgresql://{p.user}:{p.password.reveal()}@postgres:5432/{p.database}")))
+        env.append(("DATABASE_URL", p.password.derive(lambda pw: f"postgresql://{p.user}:{pw}@postgres:5432/{p.database}")))
     if cfg.redis.enabled and cfg.redis.password is not None:
-        env.append(("REDIS_URL", Secret(f"redis://:{cfg.redis.password.reveal()}@redis:6379/0")))
+        env.append(("REDIS_URL", cfg.redis.password.derive(lambda pw: "redis://:" + pw + "@redis:6379/0")))
     return env
 
 

@@ -76,7 +76,7 @@ def env_output(pairs: list[tuple[str, str | Secret]], version: str) -> pulumi.Ou
     items: list[pulumi.Input[str]] = [f"APP_VERSION={version}"]
     for k, v in pairs:
         if isinstance(v, Secret):
-            items.append(pulumi.Output.secret(f"{k}={v.reveal()}"))
+            items.append(pulumi.Output.concat(f"{k}=", v.output))
         else:
             items.append(f"{k}={v}")
     return pulumi.Output.all(*items).apply(list)
@@ -110,7 +110,7 @@ class WebRelease(pulumi.ComponentResource):
             backup = args.host.command(
                 f"{name}-backup",
                 create=pulumi.Output.all(args.private_network, args.backups_volume).apply(lambda v: backup_script(cfg, v[0], args.version)),
-                stdin=pulumi.Output.secret(password_env(cfg)),
+                stdin=password_env(cfg).output,
                 triggers=[pulled.image_id],
                 update=":",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate),

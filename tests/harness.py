@@ -25,7 +25,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.settings import get_root_resource
-from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.config import project_name
@@ -165,6 +165,13 @@ class RecordingMonitor(pmocks.MockMonitor):
                         "delete": request.customTimeouts.delete,
                     },
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                    # the names a resource had before, as the engine receives them (name, type, parent: "" is its own)
+                    "aliases": [
+                        {"urn": a.urn}
+                        if a.urn
+                        else {"name": a.spec.name, "type": a.spec.type, "parent": a.spec.parentUrn, "noParent": a.spec.noParent}
+                        for a in request.aliases
+                    ],
                 },
                 outputs=state,
                 id=reg.id or "",
@@ -247,6 +254,9 @@ def run_program(
     # a new root stack resource each run: its exports are this run's only (set_mocks keeps an existing one)
     pulumi_settings.ROOT.set(None)
     pmocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor, organization="organization")
+    # set_mocks made a root stack and closed it; the program runs in one of its own, as the language host runs it
+    # (sdk/python/cmd/pulumi-language-python-exec: run_in_stack, which awaits the entrypoint pulumi.run registers)
+    pulumi_settings.ROOT.set(None)
     extra = dict(config_extra or {})
     set_all_config({**config_values(config, project), **extra}, [f"{project}:{k}" for k in secret_keys] + list(extra))
     environ = {"CUTOVER_GIT_SHA": "0123456789abcdef0123456789abcdef01234567", **(env or {})}
@@ -255,11 +265,19 @@ def run_program(
     try:
         os.chdir(ROOT)
         with mock.patch.dict(os.environ, {**cleared, **environ}), mock.patch.object(components.ssh, "load_deploy_key", load_deploy_key):
+            stacks: list[Any] = []
+
+            def program() -> None:
+                # the stack run_in_stack made (in the context it runs the program in); pulumi.run's entrypoint,
+                # awaited after this returns, exports into it too
+                stacks.append(get_root_resource())
+                runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
             try:
-                _sync_await(run_pulumi_func(lambda: runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")))
+                _sync_await(run_in_stack(program))
             except (SystemExit, Exception) as error:
                 raise ProgramFailedError(error, monitor.registrations) from error
-            stack_resource = get_root_resource()
+            stack_resource = stacks[0]
             outputs: dict[str, Any] = {}
             secret_outputs: set[str] = set()
             output_resources: dict[str, set[str]] = {}

@@ -107,6 +107,22 @@ class RealStack:
             result = self.stack.up(on_output=lambda _line: None)
         return {k: v.value for k, v in result.outputs.items()}
 
+    def steps(self, preview: bool = False, **env: str | None) -> list[tuple[str, str]]:
+        """`pulumi up` (or `pulumi preview`): each resource's URN and the step the engine took for it
+        (`same`, `create`, `delete`, ...), in the order the engine reported them."""
+        seen: list[tuple[str, str]] = []
+
+        def on_event(event: auto.EngineEvent) -> None:
+            if event.resource_pre_event is not None:
+                seen.append((event.resource_pre_event.metadata.urn, event.resource_pre_event.metadata.op.value))
+
+        with _environment({**self.env, **env}):
+            if preview:
+                self.stack.preview(on_output=lambda _line: None, on_event=on_event)
+            else:
+                self.stack.up(on_output=lambda _line: None, on_event=on_event)
+        return seen
+
     def outputs(self) -> dict[str, Any]:
         with _environment(self.env):
             return {k: v.value for k, v in self.stack.outputs().items()}

@@ -105,7 +105,7 @@ def test_the_proxy_and_accessories_share_attachable_overlays_with_the_tasks(on_c
     assert "attachable" not in on_host.one(NETWORK, "proxy-network").inputs
     # the proxy and the accessories stay containers on the manager
     names = {c.name for c in on_cluster.of_type(CONTAINER)}
-    assert {"proxy-container", "accessories-postgres", "accessories-redis"} <= names, names
+    assert {"proxy-ports", "accessories-postgres", "accessories-redis"} <= names, names
 
 
 def test_the_switch_routes_each_slot_to_the_service_and_watches_its_tasks(on_cluster: ProgramRun) -> None:

@@ -117,17 +117,21 @@ def test_web_containers_are_created_before_the_old_ones_go(full_run: ProgramRun)
         assert web.inputs["healthcheck"]["tests"] == ["CMD-SHELL", default_probe("http://127.0.0.1:8000/health")]
         assert web.inputs["image"].startswith("sha256:"), "containers run the pulled digest's image ID"
     bound = [r.name for r in full_run.of_type(CONTAINER) if r.inputs.get("ports")]
-    assert bound == ["proxy-container"]
-    ports = full_run.one(CONTAINER, "proxy-container")
+    assert bound == ["proxy-ports"]
+    ports = full_run.one(CONTAINER, "proxy-ports")
     assert [p["external"] for p in ports.inputs["ports"]] == [80, 443]
 
 
 def test_a_new_proxy_starts_beside_the_old_one_on_the_same_ports(full_run: ProgramRun) -> None:
-    ports, caddy = full_run.one(CONTAINER, "proxy-container"), full_run.one(CONTAINER, "web-prod-proxy")
+    ports, caddy = full_run.one(CONTAINER, "proxy-ports"), full_run.one(CONTAINER, "web-prod-proxy")
     # the ports container holds the ports and the edge network, runs only sh, and a new proxy image leaves it be
     assert ports.inputs["name"] == "web-prod-ports" and ports.inputs["command"][0] == "sh"
     assert ports.inputs["networksAdvanced"] == [{"name": "web-prod-edge"}]
     assert ports.options["ignoreChanges"] == ["image"] and ports.options["deleteBeforeReplace"] is True
+    # named `proxy-container` before: the alias, under the same parent (the EdgeProxy) and type, makes the engine
+    # take that resource for this one, so the live container stays (tests/test_real_engine.py shows it on the engine)
+    assert ports.options["aliases"] == [{"name": "proxy-container", "type": "", "parent": "", "noParent": False}]
+    assert ports.parent == full_run.one("cutover:index:EdgeProxy", "proxy").urn
     # Caddy in its network namespace, named by Pulumi (anew on a replacement), created before the old one goes
     assert caddy.inputs["networkMode"] == f"container:{ports.id}"
     assert "name" not in caddy.inputs and "ports" not in caddy.inputs and "networksAdvanced" not in caddy.inputs
@@ -194,6 +198,35 @@ def test_web_containers_are_hardened(full_run: ProgramRun) -> None:
         assert labels["cutover.release"] == labels["cutover.git-sha"] == "0123456789abcdef0123456789abcdef01234567"
 
 
+def test_no_component_reveals_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the config is parsed, every secret reaches the resources as its Output (Secret.output), never through
+    reveal: a reveal after the parse fails the program. The deploy key's load into the ssh agent, which needs the
+    plain key and is outside the resources, is the harness's stand-in here."""
+    import components.config
+    from components.config_model import Secret
+
+    parsed: list[Any] = []
+    real_parse, real_reveal = components.config.parse_config, Secret.reveal
+
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        parsed.append(real_parse(*args, **kwargs))
+        return parsed[-1]
+
+    def reveal(self: Secret) -> str:
+        assert not parsed, "a component revealed a secret"
+        return real_reveal(self)
+
+    monkeypatch.setattr(components.config, "parse_config", parse)
+    monkeypatch.setattr(Secret, "reveal", reveal)
+    raw, secrets = full_config()
+    run = run_program(raw, secrets, stack="prod")
+    assert parsed, "the program parsed its config"
+    for r in run.registrations:
+        if any(s in json.dumps(r.inputs) for s in SECRETS):
+            assert r.secret_inputs, f"{r.name} carries a secret in a plain input"
+    assert {"envs"} <= web_containers(run)[0].secret_inputs
+
+
 def test_secret_env_stays_secret_into_the_container(full_run: ProgramRun) -> None:
     web = web_containers(full_run)[0]
     assert "envs" in web.secret_inputs
@@ -222,7 +255,7 @@ def test_accessories_do_not_change_when_only_the_image_changes() -> None:
     assert web_containers(first)[0].inputs["image"] != web_containers(second)[0].inputs["image"] or (
         web_containers(first)[0].inputs["envs"] != web_containers(second)[0].inputs["envs"]
     )
-    for name in ("accessories-postgres", "accessories-redis", "proxy-container"):
+    for name in ("accessories-postgres", "accessories-redis", "proxy-ports"):
         assert next(r for r in first.registrations if r.name == name).options["deleteBeforeReplace"] is True
     volumes = first.of_type("docker:index/volume:Volume")
     assert volumes and all(v.options["retainOnDelete"] for v in volumes)

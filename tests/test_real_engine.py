@@ -3,7 +3,8 @@
 The real CLI (tests/real_engine.py: built by `make tools`, or the one on PATH) runs the parts of the
 program that need no provider plugin: the stack's config read by `load_config`, the release plan read
 from the stack's own previous outputs through a StackReference (`load_release_plan`), and the release
-records exported as __main__.py exports them. The docker and command providers cannot be built here
+records exported as __main__.py exports them; and the alias components/proxy.py renames its ports holder with,
+on a component tree of the same shape. The docker and command providers cannot be built here
 (toolchain/README.md), so nothing in this file creates a container.
 """
 
@@ -18,7 +19,7 @@ import pulumi
 import pytest
 from pulumi import automation as auto
 
-from tests.harness import load_stack_file
+from tests.harness import ROOT, load_stack_file
 from tests.real_engine import RealStack, cli_root
 
 pytestmark = pytest.mark.real_engine
@@ -36,18 +37,22 @@ def digest_of(sha: str) -> str:
 
 
 def release_program() -> None:
-    """What __main__.py does around the resources: config, release plan, the records it exports."""
+    """What __main__.py does around the resources: config, release plan (awaited in the entrypoint pulumi.run
+    registers, as there), the records it exports."""
     from components.config import load_config
     from components.release_plan import load_release_plan, role_summary
 
-    cfg = load_config()
-    plan = load_release_plan(cfg, os.environ)
-    # the image this release runs: a rollback's recorded digest, or (standing in for the build) one per commit
-    image_ref = plan.deploy_ref or digest_of(plan.git_sha)
-    release, history = plan.records(image_ref, cfg.releases.probation_s, role_summary(cfg))
-    pulumi.export("mode", plan.mode)
-    pulumi.export("release", release)
-    pulumi.export("releases", history)
+    async def main() -> None:
+        cfg = load_config()
+        plan = await load_release_plan(cfg, os.environ)
+        # the image this release runs: a rollback's recorded digest, or (standing in for the build) one per commit
+        image_ref = plan.deploy_ref or digest_of(plan.git_sha)
+        release, history = plan.records(image_ref, cfg.releases.probation_s, role_summary(cfg))
+        pulumi.export("mode", plan.mode)
+        pulumi.export("release", release)
+        pulumi.export("releases", history)
+
+    pulumi.run(main)
 
 
 def refs(outputs: dict[str, Any]) -> tuple[str, list[str]]:
@@ -83,6 +88,27 @@ def test_an_impossible_rollback_fails_the_update_and_the_record_stays(tmp_path: 
     assert stack.outputs() == before
 
 
+def main_program() -> None:
+    """__main__.py itself, as the language host runs it (runpy, in the stack run_in_stack makes)."""
+    import runpy
+
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def test_the_program_awaits_the_plan_before_registering_anything_and_an_impossible_one_stops_it(tmp_path: Path) -> None:
+    """__main__.py's entrypoint (pulumi.run) reads the stack's own outputs, awaited, before any resource is
+    registered: an impossible rollback ends the update with the plan's message, and nothing but the stack exists."""
+    stack = RealStack(tmp_path, main_program)
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(CUTOVER_GIT_SHA=SHA["v1"], CUTOVER_ROLLBACK_TO="9" * 12)
+    text = str(failed.value)
+    # (an inline program's server prints the SystemExit with its traceback; the language host, the message alone)
+    assert f"SystemExit: CUTOVER_ROLLBACK_TO={'9' * 12}: no such release" in text, text
+    state = json.loads(stack.cli("stack", "export", "--stack", "dev").stdout)
+    types = [r["type"] for r in state["deployment"].get("resources") or []]
+    assert set(types) <= {"pulumi:pulumi:Stack", "pulumi:providers:pulumi", "pulumi:pulumi:StackReference"}, types
+
+
 def secret_program() -> None:
     from components.config import load_config
     from components.config_model import Secret
@@ -106,6 +132,21 @@ def test_a_secret_set_with_config_set_secret_is_a_secret_in_the_program_and_neve
     assert value not in stack.stack_file() and "secure:" in stack.stack_file()
     state = stack.state()
     assert value not in state and "ciphertext" in state
+
+
+def test_a_key_the_program_does_not_know_fails_the_update_and_a_secret_one_is_not_shown(tmp_path: Path) -> None:
+    """load_config lists the keys the engine sends the program, so a typo is refused, not ignored; its value is
+    shown unless the key is a secret."""
+    value = "hook-" + os.urandom(8).hex()
+    stack = RealStack(tmp_path, secret_program)
+    stack.config("cutover:webb.replicas", "2")
+    stack.config("cutover:notifyWebhok", value, secret=True)
+    with pytest.raises(auto.CommandError) as failed:
+        stack.up(CUTOVER_GIT_SHA=SHA["v1"])
+    text = str(failed.value)
+    # an object arrives as the JSON the stack stores, and is shown so
+    assert 'cutover:webb = "{\\"replicas\\":2}": expected one of the known keys' in text and "(did you mean 'web'?)" in text
+    assert "cutover:notifyWebhok = [secret]: expected one of the known keys" in text and value not in text
 
 
 def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_path: Path) -> None:
@@ -143,3 +184,60 @@ def test_github_stacks_keep_the_deploy_order_as_a_list_and_an_object_of_two_is_r
     # as the program got it: prod first
     assert problem.startswith('cutover:github.stacks = {"prod": "production", "staging": "staging"}: expected a list'), problem
     assert problem.endswith("so this one would deploy prod before staging"), problem
+
+
+class _Edge(pulumi.ComponentResource):
+    """The shape of components/proxy.py EdgeProxy: a component whose child holds the ports and a sibling that needs
+    it. Both children are components here (no provider plugin can run), registered as the engine sees any child."""
+
+    def __init__(self, name: str, ports_name: str, aliases: list[pulumi.Alias]) -> None:
+        super().__init__("cutover:index:EdgeProxy", name, None)
+        ports = pulumi.ComponentResource("cutover:test:PortsHolder", ports_name, None, pulumi.ResourceOptions(parent=self, aliases=aliases))
+        caddy = pulumi.ComponentResource(
+            "cutover:test:Caddy", f"{name}-caddy", None, pulumi.ResourceOptions(parent=self, depends_on=[ports])
+        )
+        self.register_outputs({"ports": ports.urn, "caddy": caddy.urn})
+
+
+PORTS = "urn:pulumi:dev::cutover::cutover:index:EdgeProxy$cutover:test:PortsHolder::"
+
+
+def renamed(tmp_path: Path, aliases: list[pulumi.Alias]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Up with the ports holder named `proxy-container`, then preview and up with it named `proxy-ports`."""
+    shape: dict[str, Any] = {"name": "proxy-container", "aliases": []}
+
+    def program() -> None:
+        _Edge("proxy", shape["name"], shape["aliases"])
+
+    stack = RealStack(tmp_path, program)
+    first = stack.steps()
+    assert (PORTS + "proxy-container", "create") in first
+    shape.update(name="proxy-ports", aliases=aliases)
+    return stack.steps(preview=True), stack.steps()
+
+
+def test_a_child_renamed_with_an_alias_of_its_old_name_is_the_same_resource(tmp_path: Path) -> None:
+    """What components/proxy.py relies on to rename `proxy-container` to `proxy-ports` without replacing it: an Alias with
+    only a name keeps the child's parent and type (pulumi/pulumi sdk/python/lib/pulumi/runtime/resource.py
+    create_alias_spec; pkg/resource/deploy/step_generator.go collapseAliasToUrn), the engine finds the old state under
+    that URN (getOldResource) and, having matched it, does not delete it (GenerateDeletes, isOperatedOn)."""
+    preview, up = renamed(tmp_path, [pulumi.Alias(name="proxy-container")])
+    for steps in (preview, up):
+        assert (PORTS + "proxy-ports", "same") in steps, steps
+        assert not [s for s in steps if s[1] != "same"], steps
+        assert not [u for u, _ in steps if u == PORTS + "proxy-container"], steps
+
+
+def test_a_child_renamed_without_an_alias_is_created_anew_and_the_old_one_deleted(tmp_path: Path) -> None:
+    """The control: the same rename with no alias is a new resource and a delete (so the test above can fail)."""
+    preview, up = renamed(tmp_path, [])
+    for steps in (preview, up):
+        assert (PORTS + "proxy-ports", "create") in steps, steps
+        assert (PORTS + "proxy-container", "delete") in steps, steps
+
+
+def test_an_alias_that_names_the_root_stack_as_parent_misses_a_child(tmp_path: Path) -> None:
+    """An Alias with `parent=ROOT_STACK_RESOURCE` means "it had no parent": for a child of a component it names another
+    URN, so the old child is not found (created anew, the old one deleted). The program's alias gives no parent."""
+    preview, _ = renamed(tmp_path, [pulumi.Alias(name="proxy-container", parent=pulumi.ROOT_STACK_RESOURCE)])
+    assert (PORTS + "proxy-ports", "create") in preview and (PORTS + "proxy-container", "delete") in preview, preview

@@ -210,7 +210,7 @@ def test_3_a_new_proxy_image_starts_beside_the_old_one_and_keeps_the_certificate
     finally:
         edge.engine.before_step = None
     new_proxy = infra.proxy_container(STACK)
-    steps = [(o.name, o.action) for o in result.ops if o.name.startswith(("proxy-container", f"web-{STACK}-proxy"))]
+    steps = [(o.name, o.action) for o in result.ops if o.name.startswith(("proxy-ports", f"web-{STACK}-proxy"))]
     record(
         e2e_results,
         "edge_3_proxy_upgraded",
@@ -222,7 +222,7 @@ def test_3_a_new_proxy_image_starts_beside_the_old_one_and_keeps_the_certificate
         },
     )
     assert new_proxy != old_proxy and both == {old_proxy, new_proxy}, (old_proxy, new_proxy, both)
-    assert ("proxy-container", "same") in steps, "the ports container stays"
+    assert ("proxy-ports", "same") in steps, "the ports container stays"
     assert [a for n, a in steps if n == f"web-{STACK}-proxy"] == ["replace", "delete-replaced"], "Caddy: the new one first"
     assert infra.docker("inspect", "--format", "{{.Id}}", f"web-{STACK}-ports").stdout.strip() == ports
     assert served_certificate(edge.https_port, edge.tls()) == before, "the certificate came back from the /data volume"

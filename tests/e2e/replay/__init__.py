@@ -10,6 +10,8 @@ What it does not model (so the e2e results say nothing about these):
 - `--continue-on-error`, `--target`, `pulumi import`, update plans, and the
   `pulumi:autonaming` config (which can force delete-before-replace);
 - preview: previews are not applied, so nothing here checks what a preview prints;
+- aliases: a state is looked up by URN only (every e2e stack starts empty; the engine's
+  aliases are shown on the real CLI in tests/test_real_engine.py);
 - refresh of resources other than containers and remote images (networks, volumes, images
   and commands are read back unchanged, as their providers' Read mostly does);
 - the image build runs the docker CLI (`buildx build --load`), not the Engine API call the
