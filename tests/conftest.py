@@ -27,11 +27,11 @@ def prod_config() -> tuple[dict[str, Any], set[str]]:
 
 
 def full_config() -> tuple[dict[str, Any], set[str]]:
-    """Every optional part on: accessories, migrations, extra tags, 3 replicas, a domain."""
+    """Every optional part on: accessories, migrations, extra tags, a bounded build cache, 3 replicas, a domain."""
     raw, secrets = prod_config()
     raw = {
         **raw,
-        "image": {**raw["image"], "extraTags": ["stable"]},
+        "image": {**raw["image"], "extraTags": ["stable"], "buildCacheKept": "10g"},
         "web": {**raw["web"], "replicas": 3},
         "postgres": {"enabled": True},
         "redis": {"enabled": True},

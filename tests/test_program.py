@@ -47,8 +47,7 @@ def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any
     assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {
         "switch-traffic",
         "housekeeping-prune-images",
-        "app-build-cache",
-    }
+    }, "the local engine's build cache is not pruned unless the stack asks for it"
     assert run.one("docker:index/image:Image").outputs["repoDigest"].startswith("sha256:")
     web = web_containers(run)[0]
     assert web.inputs["image"] == run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
