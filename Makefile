@@ -56,10 +56,22 @@ else
 SELECT := pulumi stack select $(STACK)
 endif
 
-# An ssh agent for every command that may reach an ssh:// host: yours when SSH_AUTH_SOCK is set,
-# otherwise one that lives exactly as long as the command. The program gives it the deploy key
-# (memory only); the docker provider's ssh logs in with it (components/ssh.py).
+# An ssh agent for the day-to-day commands: yours when SSH_AUTH_SOCK is set, otherwise one that lives
+# exactly as long as the command; components/ops.py gives it the deploy key (memory only).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
+
+# Every pulumi command runs under an ssh agent of its own that lives exactly as long as the command, with
+# the stack's deploy key loaded into it before pulumi starts: the docker provider's ssh logs in with it,
+# and the provider is a process the engine starts, so the program could not hand it the key
+# (components/ssh.py). The key goes from the CLI to ssh-add on a pipe: never into a file, a process
+# argument or the terminal. Your own agent is left as it is, and the program only checks the agent.
+# $(call with_key,COMMAND)
+KEY_LIFETIME := 3600
+load_key = host="$$(pulumi config get --path host.url --stack $(STACK) 2>/dev/null || true)"; \
+  case "$$host" in ssh://*) pulumi config get sshPrivateKey --stack $(STACK) | ssh-add -q -t $(KEY_LIFETIME) - || { \
+    echo "cutover: the deploy key (sshPrivateKey) of stack $(STACK) could not be loaded into the ssh agent of this command" \
+      "(the line above says why); set it with: pulumi config set --secret sshPrivateKey --stack $(STACK) < deploy_key" >&2; exit 1; };; esac
+with_key = ssh-agent $(SHELL) -c 'set -o pipefail; $(load_key); exec $(1)'
 
 # The policy pack (policy/) checks every resource before it changes: a mandatory rule broken fails the
 # preview, and stops `pulumi up` before that resource is created (pulumi/pulumi pkg/resource/deploy/step_generator.go:
@@ -118,11 +130,11 @@ endef
 
 deploy: tools-deploy $(BIN)/.program
 	$(select_stack)
-	$(AGENT) pulumi up $(POLICY) --stack $(STACK)
+	$(call with_key,pulumi up $(POLICY) --stack $(STACK))
 
 preview: tools-program $(BIN)/.program
 	$(select_stack)
-	$(AGENT) pulumi preview --diff $(POLICY) --stack $(STACK)
+	$(call with_key,pulumi preview --diff $(POLICY) --stack $(STACK))
 
 releases: tools-pulumi
 	@echo "current release of $(STACK):"; pulumi stack output release --json --stack $(STACK)
@@ -136,15 +148,15 @@ rollback: tools-program $(BIN)/.program
 	@host="$$(pulumi config get --path host.url --stack $(STACK) 2>/dev/null || true)"; \
 	case "$$host" in ssh://*) export DOCKER_HOST="$$host";; esac; \
 	echo "CUTOVER_ROLLBACK_TO=$(or $(TO),previous) pulumi up $(POLICY) --stack $(STACK)"; \
-	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) $(AGENT) pulumi up $(POLICY) --stack $(STACK)
+	CUTOVER_ROLLBACK_TO=$(or $(TO),previous) $(call with_key,pulumi up $(POLICY) --stack $(STACK))
 
-# --run-program: the program runs first and gives the agent the deploy key, so these work on any
-# machine (without it, pulumi reads every resource before the program runs).
+# --run-program: each resource is read back with the provider as the program declares it now, not as the
+# state recorded it (without it, pulumi reads every resource before the program runs).
 refresh: tools-program $(BIN)/.program
-	$(AGENT) pulumi refresh --run-program --stack $(STACK)
+	$(call with_key,pulumi refresh --run-program --stack $(STACK))
 
 destroy: tools-program $(BIN)/.program
-	$(AGENT) pulumi destroy --run-program --stack $(STACK)
+	$(call with_key,pulumi destroy --run-program --stack $(STACK))
 
 # Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops.py).
 # CMD, SINCE, GREP and LINES reach the command exactly as written: `$(value ...)` is a variable's text with none
@@ -171,7 +183,7 @@ restore: tools-pulumi $(BIN)/.program
 # Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
 # the preview then proposes (components/workflows.py drift_workflow says why refreshes are not counted).
 drift: tools-program $(BIN)/.program
-	$(AGENT) pulumi preview --refresh --run-program --expect-no-changes --diff $(POLICY) --stack $(STACK)
+	$(call with_key,pulumi preview --refresh --run-program --expect-no-changes --diff $(POLICY) --stack $(STACK))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

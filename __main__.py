@@ -6,6 +6,10 @@ go live (health gate, proxy switch, verification through the proxy, probation: o
 release recorded -> old images pruned -> old containers deleted.
 On a Swarm cluster (`cluster.enabled`) each role's containers are one service over the
 nodes instead; the sequence is the same (components/workload.py).
+
+Running the program changes nothing on the machine it runs on: it reads the stack's config, the
+checkout (git reads that write nothing) and which keys the ssh agent holds. What acts is a
+resource, and acts on `pulumi up` only.
 """
 
 import os
@@ -22,7 +26,7 @@ from components.proxy import EdgeProxy, EdgeProxyArgs
 from components.release_plan import ReleasePlan, load_release_plan, role_summary
 from components.releases import ReleaseError
 from components.roles import RoleRelease, RoleReleaseArgs
-from components.ssh import AgentError, load_deploy_key
+from components.ssh import AgentError, check_deploy_key
 from components.switch import TrafficSwitch, TrafficSwitchArgs
 from components.web import WebRelease, WebReleaseArgs
 
@@ -33,9 +37,10 @@ async def main() -> None:
     try:
         cfg = load_config()
         plan = await load_release_plan(cfg, os.environ)
-        load_deploy_key(cfg.host)  # into the ssh agent the docker provider logs in with; never into a file
+        # the ssh agent the docker provider logs in with holds the deploy key: asked, never changed (components/ssh.py)
+        check_deploy_key(cfg.host, pulumi.get_project(), cfg.stack)
     except (ConfigError, ReleaseError, AgentError) as error:
-        # One message, before any resource is registered: nothing changes on the server.
+        # One message, before any resource is registered: nothing changes on the server, nor on this machine.
         raise SystemExit(str(error)) from None
     register_release(cfg, plan)
 

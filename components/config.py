@@ -168,26 +168,33 @@ def parse_config(
 # --------------------------------------------------------------------------- Pulumi-facing
 
 
+# Every git command the program runs only reads. `git status` refreshes the index's stat data and writes
+# .git/index back, unless optional locks are off: git builtin/commit.c cmd_status takes the index lock, and so
+# writes the refreshed index (repo_update_index_if_able), only `if (use_optional_locks())`. `--no-optional-locks`
+# turns them off (GIT_OPTIONAL_LOCKS=0), so a preview leaves the checkout's .git as it was.
+GIT_READ = ("git", "--no-optional-locks")
+
+
 def git_sha(env: Mapping[str, str], cwd: str = ".") -> str | None:
-    """The commit being deployed: CUTOVER_GIT_SHA, then GITHUB_SHA, then `git rev-parse HEAD`."""
+    """The commit being deployed: CUTOVER_GIT_SHA, then GITHUB_SHA, then `git rev-parse HEAD` (a read only)."""
     import subprocess
 
     for var in ("CUTOVER_GIT_SHA", "GITHUB_SHA"):
         if env.get(var):
             return env[var][:40]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run([*GIT_READ, "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
 def uncommitted_changes(path: str, cwd: str = ".") -> bool:
-    """True when `git status` lists changes (untracked files included) under `path`."""
+    """True when `git status` lists changes (untracked files included) under `path`; writes nothing under .git."""
     import subprocess
 
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", path], cwd=cwd, capture_output=True, text=True, timeout=30)
+        out = subprocess.run([*GIT_READ, "status", "--porcelain", "--", path], cwd=cwd, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and bool(out.stdout.strip())

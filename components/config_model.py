@@ -96,8 +96,8 @@ class ImageConfig:
     # A digest-pinned reference to deploy instead of building (rollback, promotion, or by hand).
     ref: str | None = None
     git_sha: str = ""
-    # the build cache kept on the machine that builds, in MB (0: no bound)
-    build_cache_mb: int = 10240
+    # the build cache kept on the machine that builds, in MB (0, the default: the program never prunes it)
+    build_cache_mb: int = 0
 
     @property
     def registry(self) -> str:

@@ -137,7 +137,8 @@ def _parse_image(r: _Reader, git_sha: str | None, uncommitted: Callable[[str], b
         registry_password=password,
         ref=r.value(o, "image", "ref", None, _str(DIGEST_REF), "a digest-pinned reference like 'ghcr.io/acme/web@sha256:<64 hex>'"),
         git_sha=git_sha or "",
-        build_cache_mb=_memory_mb(r, o, "image", "10g", key="buildCacheKept", zero=True),
+        # off unless asked for: the prune trims the whole BuildKit cache of the machine running pulumi (components/image.py)
+        build_cache_mb=_memory_mb(r, o, "image", "0", key="buildCacheKept", zero=True),
     )
 
 

@@ -23,7 +23,13 @@ from components.config import ImageConfig
 
 
 def build_cache_script_for(limit_mb: int) -> str:
-    """BuildKit's cache on this machine cut down to `limit_mb` (`image.buildCacheKept`)."""
+    """BuildKit's cache on this machine cut down to `limit_mb` (`image.buildCacheKept`).
+
+    It trims the whole cache of the engine the docker CLI of the pulumi process talks to, every project's
+    builds and not this one's only: BuildKit keeps no record of which project a cache entry is for
+    (`docker builder prune --filter` knows ages, IDs, types and in-use, no label). So it is off unless a stack
+    asks for it, meant for a machine that builds for nothing else (a self-hosted runner).
+    """
     return f"docker builder prune --force --keep-storage {limit_mb}mb"
 
 
@@ -90,7 +96,10 @@ class AppImage(pulumi.ComponentResource):
             )
         self.ref = primary.repo_digest  # repo@sha256:... when pushed, the built image's ID otherwise
         if image.build_cache_mb > 0:
-            # BuildKit's cache on the machine that builds, cut down after each build
+            # BuildKit's cache on the machine that builds, cut down after each build. It runs on `pulumi up` only:
+            # pulumi-command v1.2.1 provider/pkg/provider/local/commandController.go, Command.Create and
+            # Command.Update return before running anything when req.DryRun (a preview) is set; it has no
+            # `delete`, so a destroy runs nothing either.
             command.local.Command(
                 f"{name}-build-cache",
                 create=build_cache_script_for(image.build_cache_mb),

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,11 +33,11 @@ def prod_config() -> tuple[dict[str, Any], set[str]]:
 
 
 def full_config() -> tuple[dict[str, Any], set[str]]:
-    """Every optional part on: accessories, migrations, extra tags, 3 replicas, a domain."""
+    """Every optional part on: accessories, migrations, extra tags, a bounded build cache, 3 replicas, a domain."""
     raw, secrets = prod_config()
     raw = {
         **raw,
-        "image": {**raw["image"], "extraTags": ["stable"]},
+        "image": {**raw["image"], "extraTags": ["stable"], "buildCacheKept": "10g"},
         "web": {**raw["web"], "replicas": 3},
         "postgres": {"enabled": True},
         "redis": {"enabled": True},
@@ -55,3 +61,32 @@ def prod() -> tuple[dict[str, Any], set[str]]:
 @pytest.fixture
 def full() -> tuple[dict[str, Any], set[str]]:
     return full_config()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real ssh-agent of its own, stopped afterwards: the environment of a shell that started it."""
+    if shutil.which("ssh-agent") is None:
+        pytest.fail("ssh-agent is not installed (the OpenSSH client): the program needs it for ssh:// hosts")
+    sock = tmp_path / "agent.sock"
+    out = subprocess.run(["ssh-agent", "-s", "-a", str(sock)], capture_output=True, text=True, check=True)
+    pid = int(out.stdout.split("SSH_AGENT_PID=", 1)[1].split(";", 1)[0])
+    try:
+        yield {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def new_key(directory: Path, passphrase: str = "", *extra: str) -> tuple[str, str]:
+    """A new ed25519 key (or what `extra` asks ssh-keygen for): the private key's text and the public key's base64."""
+    path = directory / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "cutover-test", *extra, "-f", str(path)], check=True)
+    private, public = path.read_text(), (directory / "key.pub").read_text().split()[1]
+    path.unlink()
+    (directory / "key.pub").unlink()
+    return private, public
+
+
+def agent_keys(env: dict[str, str]) -> str:
+    """What the agent holds, as `ssh-add -L` lists it."""
+    return subprocess.run(["ssh-add", "-L"], capture_output=True, text=True, env=env, check=False).stdout

@@ -197,8 +197,8 @@ class ProgramRun:
     secret_outputs: set[str]
     # the URNs of resources each stack output waits for (the engine stores outputs once they resolve)
     output_resources: dict[str, set[str]] = field(default_factory=dict)
-    # the ssh:// hosts whose deploy key the program handed to the ssh agent
-    deploy_keys: list[str] = field(default_factory=list)
+    # the ssh:// hosts whose deploy key the program looked for in the ssh agent
+    agent_checks: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == typ]
@@ -235,19 +235,21 @@ def run_program(
 
     `config_extra`: secret config keys of other namespaces, by full name (``github:token``).
 
-    The deploy key goes to a real ssh agent only when `ssh_agent_env` names one (the e2e
-    tests); otherwise the program's call is recorded in `deploy_keys` and no agent is touched.
+    The program's check that the ssh agent holds the deploy key asks a real agent only when
+    `ssh_agent_env` names one (the e2e tests, and the unit tests of the check): it finds there
+    what the caller loaded, as make and the workflows load it before pulumi starts. Otherwise
+    the call is recorded in `agent_checks` and no agent is asked.
     """
     import components.ssh
 
-    loaded: list[str] = []
-    real_load = components.ssh.load_deploy_key
+    checked: list[str] = []
+    real_check = components.ssh.check_deploy_key
 
-    def load_deploy_key(host: Any, env: Mapping[str, str] | None = None, lifetime_s: int = components.ssh.KEY_LIFETIME_S) -> None:
+    def check_deploy_key(host: Any, project: str, stack: str, env: Mapping[str, str] | None = None) -> None:
         if host.is_ssh and host.private_key is not None:
-            loaded.append(host.url)
+            checked.append(host.url)
         if ssh_agent_env is not None:
-            real_load(host, ssh_agent_env, lifetime_s)
+            real_check(host, project, stack, ssh_agent_env)
 
     mocks = ProgramMocks(stack_outputs or {})
     monitor = RecordingMonitor(mocks)
@@ -264,7 +266,7 @@ def run_program(
     cwd = os.getcwd()
     try:
         os.chdir(ROOT)
-        with mock.patch.dict(os.environ, {**cleared, **environ}), mock.patch.object(components.ssh, "load_deploy_key", load_deploy_key):
+        with mock.patch.dict(os.environ, {**cleared, **environ}), mock.patch.object(components.ssh, "check_deploy_key", check_deploy_key):
             stacks: list[Any] = []
 
             def program() -> None:
@@ -289,7 +291,7 @@ def run_program(
                 output_resources[name] = {_sync_await(r.urn.future()) for r in _sync_await(out.resources())}
     finally:
         os.chdir(cwd)
-    return ProgramRun(monitor.registrations, outputs, secret_outputs, output_resources, loaded)
+    return ProgramRun(monitor.registrations, outputs, secret_outputs, output_resources, checked)
 
 
 def load_stack_file(stack: str) -> tuple[dict[str, Any], set[str]]:

@@ -639,6 +639,44 @@ def test_uncommitted_changes_are_read_from_git(tmp_path: Any) -> None:
     assert uncommitted_changes("./app", str(tmp_path)) is True
 
 
+def _git_dir_files(repo: Any) -> dict[str, tuple[int, bytes]]:
+    """Every file under .git with its modification time and content."""
+    return {str(f.relative_to(repo)): (f.stat().st_mtime_ns, f.read_bytes()) for f in sorted((repo / ".git").rglob("*")) if f.is_file()}
+
+
+def test_the_programs_git_reads_write_nothing_under_dot_git(tmp_path: Any) -> None:
+    """A preview runs git_sha and uncommitted_changes on the checkout: neither may rewrite .git/index."""
+    import os
+    import subprocess
+    import time
+
+    from components.config import git_sha, uncommitted_changes
+
+    run = {"cwd": tmp_path, "check": True, "capture_output": True}
+    subprocess.run(["git", "init", "-q"], **run)
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("print(1)\n")
+    subprocess.run(["git", "add", "-A"], **run)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"], **run)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
+
+    def touched() -> None:
+        # the same content with a new modification time: stat data the index no longer matches, which a plain
+        # `git status` refreshes and writes back into .git/index
+        later = time.time() + 5
+        os.utime(tmp_path / "app" / "main.py", (later, later))
+        time.sleep(0.01)
+
+    touched()
+    before = _git_dir_files(tmp_path)
+    assert git_sha({}, str(tmp_path)) == head
+    assert uncommitted_changes("./app", str(tmp_path)) is False
+    assert _git_dir_files(tmp_path) == before, "the program's git reads changed files under .git"
+    # what the reads avoid: plain `git status` on the same checkout rewrites the index
+    subprocess.run(["git", "status", "--porcelain", "--", "./app"], **run)
+    assert _git_dir_files(tmp_path) != before
+
+
 def test_probation_settings() -> None:
     cfg = parse(minimal())
     assert (cfg.releases.probation_s, cfg.releases.probation_error_rate) == (30, 10)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import agent_keys, new_key
 from tests.harness import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -103,19 +104,25 @@ def test_missing_docker_engine_is_one_clear_line(tmp_path: Path) -> None:
     assert "pulumi should not run" not in out.stderr
 
 
-def recording_pulumi(bin_dir: Path, host_url: str) -> Path:
-    """A stand-in for the pulumi CLI that records each call with the environment the Makefile gave it."""
+def recording_pulumi(bin_dir: Path, host_url: str, private_key: str = "") -> Path:
+    """A stand-in for the pulumi CLI that records each call with the environment the Makefile gave it, and the keys
+    its ssh agent holds. `config get --path host.url` answers `host_url`, `config get sshPrivateKey` the key."""
     calls = bin_dir.parent / "calls.jsonl"
     script = f"""#!/usr/bin/env python3
 import json, os, subprocess, sys
 args = sys.argv[1:]
 sock = os.environ.get("SSH_AUTH_SOCK")
-agent = subprocess.run(["ssh-add", "-l"], capture_output=True).returncode if sock else None
+agent = subprocess.run(["ssh-add", "-L"], capture_output=True, text=True) if sock else None
 with open({str(calls)!r}, "a") as f:
     f.write(json.dumps({{"args": args, "DOCKER_HOST": os.environ.get("DOCKER_HOST"),
-                         "CUTOVER_ROLLBACK_TO": os.environ.get("CUTOVER_ROLLBACK_TO"), "agent": agent}}) + "\\n")
-if args[:2] == ["config", "get"]:
+                         "CUTOVER_ROLLBACK_TO": os.environ.get("CUTOVER_ROLLBACK_TO"), "SSH_AUTH_SOCK": sock,
+                         "agent": agent.returncode if agent else None, "keys": agent.stdout if agent else None}}) + "\\n")
+if args[:4] == ["config", "get", "--path", "host.url"]:
     print({host_url!r})
+elif args[:3] == ["config", "get", "sshPrivateKey"]:
+    sys.stdout.write({private_key!r})
+elif args[:2] == ["config", "get"]:
+    sys.exit("unexpected")
 """
     path = bin_dir / "pulumi"
     path.write_text(script)
@@ -126,12 +133,12 @@ if args[:2] == ["config", "get"]:
     return calls
 
 
-def make_calls(target: str, tmp_path: Path, host_url: str, **env: str) -> list[dict[str, object]]:
+def make_calls(target: str, tmp_path: Path, host_url: str, private_key: str = "", **env: str) -> list[dict[str, object]]:
     import json
 
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = recording_pulumi(bin_dir, host_url)
+    bin_dir.mkdir(exist_ok=True)
+    calls = recording_pulumi(bin_dir, host_url, private_key or new_key(tmp_path)[0])
     base = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "DOCKER_HOST")}
     out = subprocess.run(
         ["make", "--no-print-directory", target, "STACK=prod", f"BIN={ROOT / '.venv' / 'bin'}"],
@@ -152,7 +159,7 @@ def test_rollback_of_a_remote_stack_needs_no_local_docker_engine(tmp_path: Path)
     assert up["args"] == ["up", "--policy-pack", "policy", "--stack", "prod"] and up["CUTOVER_ROLLBACK_TO"] == "previous"
     # the image build's provider is configured against the server, so it never looks for a local engine
     assert up["DOCKER_HOST"] == "ssh://deploy@203.0.113.10:22"
-    assert up["agent"] == 1, "an ssh agent (empty: the program fills it) lives as long as the command"
+    assert up["agent"] == 0, "an ssh agent that holds the deploy key lives as long as the command"
 
 
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
@@ -164,9 +171,9 @@ def test_rollback_of_a_local_stack_keeps_the_local_engine(tmp_path: Path) -> Non
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
 @pytest.mark.parametrize(("target", "args"), [("refresh", ["refresh", "--run-program"]), ("destroy", ["destroy", "--run-program"])])
 def test_refresh_and_destroy_run_the_program_first(tmp_path: Path, target: str, args: list[str]) -> None:
-    """Without --run-program pulumi reads every container before the program gives the agent the key."""
+    """With --run-program each container is read back with the provider as the program declares it now."""
     call = make_calls(target, tmp_path, "ssh://deploy@203.0.113.10:22")[-1]
-    assert call["args"] == [*args, "--stack", "prod"] and call["agent"] == 1
+    assert call["args"] == [*args, "--stack", "prod"] and call["agent"] == 0
 
 
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
@@ -183,7 +190,7 @@ def test_drift_is_a_preview_that_refreshes_and_expects_no_changes(tmp_path: Path
         "--stack",
         "prod",
     ]
-    assert call["agent"] == 1
+    assert call["agent"] == 0
 
 
 @pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
@@ -197,7 +204,64 @@ def test_deploy_runs_the_policy_pack() -> None:
         ["make", "-n", "--no-print-directory", "deploy", "STACK=prod"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     up = [line for line in out.stdout.splitlines() if "pulumi up" in line]
-    assert up and up[-1].split()[-5:] == ["up", "--policy-pack", "policy", "--stack", "prod"], out.stdout
+    assert up and up[-1].rstrip("'").split()[-5:] == ["up", "--policy-pack", "policy", "--stack", "prod"], out.stdout
+
+
+PULUMI_TARGETS = ["deploy", "preview", "rollback", "refresh", "destroy", "drift"]
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+@pytest.mark.parametrize("target", PULUMI_TARGETS)
+def test_every_pulumi_command_starts_with_the_deploy_key_in_an_agent_of_its_own(target: str, tmp_path: Path, agent: dict[str, str]) -> None:
+    """The key is loaded before pulumi starts (the program only checks), into an agent that lives as long as the
+    command: yours, named by SSH_AUTH_SOCK, is left as it was. The key is in no argument and no file."""
+    private, public = new_key(tmp_path)
+    yours = agent_keys(agent)
+    before = set(tmp_path.rglob("*"))
+    # deploy first checks for a Docker engine: the stand-in answers
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text("#!/bin/sh\nexit 0\n")
+    docker.chmod(0o755)
+    calls = make_calls(target, tmp_path, "ssh://deploy@203.0.113.10:22", private, SSH_AUTH_SOCK=agent["SSH_AUTH_SOCK"])
+    gets = [c["args"] for c in calls if c["args"][:2] == ["config", "get"]]
+    # (rollback reads host.url once more, for DOCKER_HOST)
+    assert gets[-2:] == [["config", "get", "--path", "host.url", "--stack", "prod"], ["config", "get", "sshPrivateKey", "--stack", "prod"]]
+    assert gets.count(["config", "get", "sshPrivateKey", "--stack", "prod"]) == 1
+    run = calls[-1]
+    assert run["args"][0] in ("up", "preview", "refresh", "destroy") and run["agent"] == 0
+    assert public in str(run["keys"]), "pulumi starts with the deploy key in its agent"
+    assert run["SSH_AUTH_SOCK"] != agent["SSH_AUTH_SOCK"], "an agent of the command's own"
+    assert agent_keys(agent) == yours, "your agent was left as it was"
+    assert not any(private.splitlines()[1] in " ".join(map(str, c["args"])) for c in calls)
+    written = set(tmp_path.rglob("*")) - before - {tmp_path / "bin" / "pulumi"}  # the stand-in holds the key it answers
+    assert [p for p in written if p.is_file() and "PRIVATE KEY" in p.read_text()] == [], "the key went into no file"
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_a_local_stack_loads_no_key(tmp_path: Path) -> None:
+    calls = make_calls("preview", tmp_path, "unix:///var/run/docker.sock")
+    assert [c["args"][:3] for c in calls if c["args"][:2] == ["config", "get"]] == [["config", "get", "--path"]]
+    assert calls[-1]["args"][0] == "preview" and calls[-1]["agent"] == 1, "an empty agent: nothing to load"
+
+
+@pytest.mark.skipif(shutil.which("ssh-agent") is None, reason="the OpenSSH client is not installed")
+def test_a_deploy_key_that_cannot_be_loaded_stops_before_pulumi_with_one_line(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = recording_pulumi(bin_dir, "ssh://deploy@203.0.113.10:22", "not a key\n")
+    base = {k: v for k, v in os.environ.items() if k not in ("SSH_AUTH_SOCK", "DOCKER_HOST")}
+    out = subprocess.run(
+        ["make", "--no-print-directory", "preview", "STACK=prod", f"BIN={ROOT / '.venv' / 'bin'}"],
+        cwd=ROOT,
+        env={**base, "PATH": f"{bin_dir}:{base['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert "cutover: the deploy key (sshPrivateKey) of stack prod could not be loaded into the ssh agent of this command" in out.stderr
+    assert "preview" not in [line.split('"args": ["', 1)[1].split('"', 1)[0] for line in calls.read_text().splitlines()]
 
 
 def run_day_to_day(target: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:

@@ -49,14 +49,13 @@ def test_dev_stack_registers_the_whole_sequence_locally(dev: tuple[dict[str, Any
     assert {r.name for r in run.registrations if r.type == "command:local:Command"} == {
         "switch-traffic",
         "housekeeping-prune-images",
-        "app-build-cache",
-    }
+    }, "the local engine's build cache is not pruned unless the stack asks for it"
     assert run.one("docker:index/image:Image").outputs["repoDigest"].startswith("sha256:")
     web = web_containers(run)[0]
     assert web.inputs["image"] == run.one("docker:index/remoteImage:RemoteImage", "web-image").outputs["imageId"]
     remote = run.one("docker:index/remoteImage:RemoteImage", "web-image")
     assert remote.inputs["name"].startswith("sha256:"), "dev runs the built image by its ID, so a rebuild is a new image"
-    assert run.deploy_keys == []
+    assert run.agent_checks == []
     assert len(web_containers(run)) == 1
     assert run.outputs["url"] == "http://localhost:8080"
     assert not [r for r in run.registrations if r.type.startswith("github:")]
@@ -73,7 +72,7 @@ def test_prod_stack_uses_ssh_with_pinned_host_key_and_pushes(prod: tuple[dict[st
     assert "UserKnownHostsFile=/dev/null" in opts and "GlobalKnownHostsFile=/dev/null" in opts
     assert not any(o.startswith(("IdentityFile", "-i")) or o == "-i" for o in opts)
     assert not any("PRIVATE KEY" in o for o in opts), "the key itself never travels in provider options"
-    assert run.deploy_keys == ["ssh://deploy@203.0.113.10:22"], "the program hands the key to the ssh agent"
+    assert run.agent_checks == ["ssh://deploy@203.0.113.10:22"], "the program looks for the key in the ssh agent"
     switch = commands(run, "switch-traffic")
     assert switch.type == "command:remote:Command"
     connection = switch.inputs["connection"]

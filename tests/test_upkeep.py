@@ -14,7 +14,7 @@ import pytest
 from components.backups import backup_script, list_backups_script, restore_script
 from components.config import parse_config
 from components.housekeeping import kept_images, prune_images_script
-from tests.conftest import full_config
+from tests.conftest import full_config, prod_config
 from tests.harness import ProgramRun, Registration, run_program
 
 
@@ -243,10 +243,12 @@ def test_the_prune_script_removes_an_image_built_on_the_server_tag_and_all(tmp_p
     assert (tmp_path / "docker.json.log").read_text().split() == [f"sha256:{n * 64}" for n in "123"], "by ID, each image once"
 
 
-def test_the_build_cache_is_bounded_where_the_image_is_built(full_run: ProgramRun) -> None:
-    cache = command(full_run, "app-build-cache")
+def test_the_build_cache_is_bounded_where_the_image_is_built_only_when_asked(full_run: ProgramRun) -> None:
+    """`docker builder prune` trims the whole BuildKit cache of the machine running pulumi: never by default."""
+    assert not [r for r in run_program(*prod_config(), stack="prod").registrations if r.name == "app-build-cache"]
+    run = full_run  # image.buildCacheKept: 10g
+    cache = command(run, "app-build-cache")
+    # a local Command runs `create` on `pulumi up` only, never in a preview (components/image.py cites the provider)
     assert cache.type == "command:local:Command" and cache.inputs["create"] == "docker builder prune --force --keep-storage 10240mb"
-    assert cache.depends_on(full_run.one("docker:index/image:Image", "app-build"))
-    raw, secrets = full_config()
-    off: dict[str, Any] = {**raw, "image": {**raw["image"], "buildCacheKept": "0"}}
-    assert not [r for r in run_program(off, secrets, stack="prod").registrations if r.name == "app-build-cache"]
+    assert not {"update", "delete"} & set(cache.inputs)
+    assert cache.depends_on(run.one("docker:index/image:Image", "app-build"))

@@ -28,7 +28,7 @@ from components.workflows import (
     workflow_data,
 )
 from tests import lint_tools
-from tests.conftest import prod_config
+from tests.conftest import agent_keys, new_key, prod_config
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / ".github" / "workflows"
@@ -618,6 +618,9 @@ class Bash:
         self.release: str | None = None
         self.url: str | None = None
         self.up_fails = False
+        # what `pulumi config get --path host.url` and `pulumi config get sshPrivateKey` answer
+        self.host_url = ""
+        self.private_key = ""
 
     def _write_pulumi(self) -> None:
         release = self.release or ""
@@ -635,6 +638,15 @@ if args[:2] == ["stack", "output"]:
     sys.exit(0)
 if args[:1] == ["up"]:
     sys.exit(1 if {self.up_fails!r} and os.environ.get("CUTOVER_ROLLBACK_TO") is None else 0)
+if args[:4] == ["config", "get", "--path", "host.url"] and {self.host_url!r}:
+    print({self.host_url!r})
+    sys.exit(0)
+if args[:3] == ["config", "get", "sshPrivateKey"] and {self.private_key!r}:
+    sys.stdout.write({self.private_key!r})
+    sys.exit(0)
+if args[:2] == ["config", "get"]:
+    sys.stderr.write("error: configuration key not found\\n")
+    sys.exit(255)
 sys.exit(0)
 """
         path = self.bin / "pulumi"
@@ -774,13 +786,72 @@ def test_the_ssh_agent_step_names_its_socket_for_the_later_steps(tmp_path: Path)
     sock = tmp_path / "ssh-agent.sock"
     assert env_file.read_text() == f"SSH_AUTH_SOCK={sock}\n"
     listed = subprocess.run(["ssh-add", "-l"], env={**os.environ, "SSH_AUTH_SOCK": str(sock)}, capture_output=True, text=True, check=False)
-    assert listed.returncode == 1 and "no identities" in listed.stdout, "an agent answers, empty until the program fills it"
+    assert listed.returncode == 1 and "no identities" in listed.stdout, "an agent answers, empty until the deploy-key step loads the key"
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):  # stop the agent the step started
         try:
             if str(sock) in cmdline.read_bytes().decode(errors="replace"):
                 os.kill(int(cmdline.parent.name), signal.SIGTERM)
         except OSError:
             continue
+
+
+def _job_steps(settings: WorkflowSettings) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    for name, data in workflow_data(settings).items():
+        for job_id, job in data.get("jobs", {}).items():
+            yield name, job_id, job["steps"]
+
+
+def test_every_job_that_runs_pulumi_loads_the_deploy_key_into_its_agent_before_pulumi_reads_the_server() -> None:
+    """The program only checks the agent: the key must be in it before the first pulumi command that reaches the host."""
+    settings = WorkflowSettings()
+    seen = 0
+    for name, job_id, steps in _job_steps(settings):
+        names = [s.get("name", "") for s in steps]
+        if "Start an ssh agent for the deploy key" not in names:
+            continue
+        seen += 1
+        agent, load = names.index("Start an ssh agent for the deploy key"), names.index("Load the deploy key into the ssh agent")
+        assert agent < load, (name, job_id)
+        reaching = [
+            i
+            for i, s in enumerate(steps)
+            if re.search(r"pulumi (up|preview|refresh|destroy)\b", s.get("run", "")) or "command" in s.get("with", {})
+        ]
+        assert reaching and load < min(reaching), (name, job_id)
+        stack = job_id.split("-", 1)[1]
+        assert steps[load]["run"].splitlines()[2] == (
+            f"  ssh://*) pulumi config get sshPrivateKey --stack {stack} | ssh-add -q -t 3600 - ;;"
+        )
+    assert seen == 4 * len(settings.stacks), "preview, deploy, rollback and drift jobs, for every stack"
+
+
+def test_the_deploy_key_step_loads_the_key_into_the_jobs_agent_and_prints_nothing(
+    bash: Bash, agent: dict[str, str], tmp_path: Path
+) -> None:
+    private, public = new_key(tmp_path)
+    step = _step("deploy.yml", "deploy-prod", "deploy-key")
+    bash.host_url, bash.private_key = "ssh://deploy@203.0.113.10:22", private
+    proc = bash.run(step, {"SSH_AUTH_SOCK": agent["SSH_AUTH_SOCK"]})
+    assert proc.returncode == 0, proc.stderr
+    assert public in agent_keys(agent)
+    assert proc.stdout == "" and "PRIVATE KEY" not in proc.stderr
+    assert [c["args"] for c in bash.pulumi_calls()] == [
+        ["config", "get", "--path", "host.url", "--stack", "prod"],
+        ["config", "get", "sshPrivateKey", "--stack", "prod"],
+    ]
+
+
+def test_the_deploy_key_step_loads_nothing_for_a_local_stack_and_fails_on_a_bad_key(bash: Bash, agent: dict[str, str]) -> None:
+    step = _step("deploy.yml", "deploy-dev", "deploy-key")
+    assert bash.run(step, {"SSH_AUTH_SOCK": agent["SSH_AUTH_SOCK"]}).returncode == 0
+    assert [c["args"][:3] for c in bash.pulumi_calls()] == [["config", "get", "--path"]]
+    assert "no identities" in agent_keys(agent)
+    bash.host_url, bash.private_key = "ssh://deploy@203.0.113.10:22", "not a key\n"
+    failed = bash.run(step, {"SSH_AUTH_SOCK": agent["SSH_AUTH_SOCK"]})
+    assert failed.returncode != 0 and "Error loading key" in failed.stderr
+    bash.private_key = ""  # not set: the job stops, with the CLI's own message
+    unset = bash.run(step, {"SSH_AUTH_SOCK": agent["SSH_AUTH_SOCK"]})
+    assert unset.returncode != 0 and "configuration key not found" in unset.stderr
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,10 @@ Caddy edge proxy, and steady traffic through it:
     9   a release that fails the verification through the proxy: the previous upstreams come
         back; the same containers retried after a passing fault: the retry goes live; a
         fixed release: goes live
-    10  the deploy workflow's sequence on a fresh runner (no SSH files, an empty agent): a
-        failed `pulumi up --refresh --run-program`, then its automatic rollback to the
-        release serving before
+    10  the deploy workflow's sequence on a fresh runner (no SSH files, an empty agent): without
+        the deploy-key step nothing reaches the server (the program refuses the empty agent);
+        with it, a failed `pulumi up --refresh --run-program`, then its automatic rollback to
+        the release serving before
     11  `make rollback` on a machine where no local Docker engine answers
     12  probation: a release that crashes once live, one that turns unhealthy while still
         answering, one whose pages answer 500: each is taken back by itself; a good one
@@ -50,6 +51,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -65,7 +67,7 @@ from tests.e2e.bench import Load
 from tests.e2e.conftest import may_restart_dockerd, record, tools_problem, unavailable
 from tests.e2e.infra import get_json
 from tests.e2e.loadgen import Result
-from tests.e2e.replay.engine import ApplyResult, Engine, UpdateFailedError
+from tests.e2e.replay.engine import ApplyResult, Engine, EngineError, UpdateFailedError
 from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, ensure_app_wheels, fake_sha, remove_leftovers, remove_stack_objects
 from tests.e2e.streams import Streams
 
@@ -795,8 +797,10 @@ def test_9_a_retry_after_a_passing_fault_goes_live(e2e: E2E, e2e_results: dict[s
 
 
 def test_10_the_deploy_workflows_sequence_on_a_fresh_runner(e2e: E2E, e2e_results: dict[str, Any], tmp_path: Path) -> None:
-    """A runner that never ran the program: a new HOME (no ~/.ssh), the job's ssh agent (empty). The
-    workflow runs `pulumi up --yes --refresh --run-program`; this release is unhealthy, so it fails;
+    """A runner that never ran the program: a new HOME (no ~/.ssh), the job's ssh agent (empty). Without
+    the job's deploy-key step, nothing reaches the server: a refresh before the program gets no login,
+    and the program refuses the empty agent. With it, the workflow runs `pulumi up --yes --refresh
+    --run-program`; this release is unhealthy, so it fails;
     the stack still records the release from before, so the job runs `CUTOVER_ROLLBACK_TO=<digest
     before> pulumi up --yes`, which deletes the refused containers and touches nothing that serves."""
     serving = e2e.containers
@@ -809,11 +813,17 @@ def test_10_the_deploy_workflows_sequence_on_a_fresh_runner(e2e: E2E, e2e_result
     with infra.ssh_agent() as runner:
         e2e.engine.use_machine({**runner, "HOME": str(home)})
         try:
-            # Refresh before the program, as `--refresh` alone runs it: every container is read with the
-            # recorded provider before the program hands the agent the key, so the login fails.
+            # A job that skipped the deploy-key step: `--refresh` alone reads every container, with the
+            # recorded provider, before the program runs, and the empty agent gets no login.
             with pytest.raises(UpdateFailedError) as stale:
-                e2e.up("v10", refresh=True)
+                e2e.up("v10", refresh=True, load_key=False)
             assert "Error pinging Docker server" in str(stale.value) and "Permission denied" in str(stale.value), str(stale.value)
+            # with --run-program the program runs first, and stops at the empty agent, saying what to run
+            with pytest.raises(EngineError) as unloaded:
+                e2e.up("v10", refresh=True, run_program=True, load_key=False)
+            assert "does not hold cutover:sshPrivateKey" in str(unloaded.value), str(unloaded.value)
+            assert "| ssh-add -t 3600 -" in str(unloaded.value)
+            assert "no identities" in subprocess.run(["ssh-add", "-L"], env=runner, capture_output=True, text=True).stdout
             assert e2e.containers == serving and e2e.stack.outputs == before
             with Load(e2e.url()) as load:
                 with pytest.raises(UpdateFailedError) as failed:
@@ -834,7 +844,7 @@ def test_10_the_deploy_workflows_sequence_on_a_fresh_runner(e2e: E2E, e2e_result
             "rollback_switched": rollback.ran("switch-traffic"),
         }
     )
-    assert refreshed and all(o.ok for o in refreshed), "with --run-program the program gave the agent the key first"
+    assert refreshed and all(o.ok for o in refreshed), "the job's deploy-key step loaded the key before pulumi started"
     assert "container failed to be in healthy state" in str(failed.value)
     assert not went_live, "the failed release was never recorded: the job rolls back"
     assert len(removed) == 2 and not rollback.ran("switch-traffic") and e2e.containers == serving

@@ -108,8 +108,9 @@ def fake_sha(label: str, salt: str = "") -> str:
 
 class Stack:
     """One stack: its config and its state (the engine), whose outputs the program reads back
-    through its StackReference to itself. The program runs on the engine's machine: the deploy
-    key goes into that machine's ssh agent (SSH_AUTH_SOCK of `engine.env`)."""
+    through its StackReference to itself. The program runs on the engine's machine: before
+    pulumi starts, the deploy key goes into that machine's ssh agent (SSH_AUTH_SOCK of
+    `engine.env`), as `make` and each workflow job load it; the program only checks it is there."""
 
     def __init__(self, engine: Engine, config: Mapping[str, Any], secret_keys: frozenset[str] = SECRET_KEYS, name: str = "e2e") -> None:
         self.engine = engine
@@ -126,11 +127,26 @@ class Stack:
     def outputs(self) -> dict[str, Any]:
         return self.engine.outputs
 
-    def program(self, *, sha: str, rollback_to: str | None = None, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+    def load_key(self, overrides: Mapping[str, Any] | None = None) -> None:
+        """What `make` and the workflows' deploy-key step do before pulumi starts:
+        `pulumi config get sshPrivateKey | ssh-add -t 3600 -` into the machine's agent, for an ssh:// host."""
+        from components.config import HostConfig, Secret
+        from components.ssh import load_deploy_key
+
+        config = merge(self.config, overrides or {})
+        url = str((config.get("host") or {}).get("url", ""))
+        if url.startswith("ssh://") and config.get("sshPrivateKey"):
+            load_deploy_key(HostConfig(url=url, private_key=Secret(str(config["sshPrivateKey"]))), self.engine.env)
+
+    def program(
+        self, *, sha: str, rollback_to: str | None = None, overrides: Mapping[str, Any] | None = None, load_key: bool = True
+    ) -> ProgramRun:
         env = {"CUTOVER_GIT_SHA": sha}
         if rollback_to:
             env["CUTOVER_ROLLBACK_TO"] = rollback_to
         config = merge(self.config, overrides or {})
+        if load_key:
+            self.load_key(overrides)
         try:
             run = run_program(
                 config,
@@ -153,16 +169,20 @@ class Stack:
         overrides: Mapping[str, Any] | None = None,
         refresh: bool = False,
         run_program: bool = False,
+        load_key: bool = True,
     ) -> ApplyResult:
-        """`[CUTOVER_ROLLBACK_TO=...] pulumi up [--refresh [--run-program]]`.
+        """`[CUTOVER_ROLLBACK_TO=...] pulumi up [--refresh [--run-program]]`, after the deploy key was loaded
+        into the machine's agent (`load_key`, as make and the workflows do; False: a shell that skipped it).
 
-        `--refresh` alone reads every resource before the program runs (so before the program
-        gives the agent the deploy key); with `--run-program` each one as the program declares it.
+        `--refresh` alone reads every resource before the program runs, with the provider the state
+        recorded; with `--run-program` each one as the program declares it.
         """
+        if load_key:
+            self.load_key(overrides)
         pre_refresh = None
         if refresh and not run_program:
             pre_refresh = self.engine.refresh()
-        run = self.program(sha=sha, rollback_to=rollback_to, overrides=overrides)
+        run = self.program(sha=sha, rollback_to=rollback_to, overrides=overrides, load_key=False)
         result = self.engine.up(run, refresh=refresh and run_program, run_program=run_program)
         if pre_refresh is not None:
             result.ops[:0] = pre_refresh.ops
