@@ -107,6 +107,11 @@ class RealStack:
             result = self.stack.up(on_output=lambda _line: None)
         return {k: v.value for k, v in result.outputs.items()}
 
+    def preview(self, **env: str | None) -> None:
+        """`pulumi preview`; CommandError when it fails."""
+        with _environment({**self.env, **env}):
+            self.stack.preview(on_output=lambda _line: None)
+
     def outputs(self) -> dict[str, Any]:
         with _environment(self.env):
             return {k: v.value for k, v in self.stack.outputs().items()}
