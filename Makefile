@@ -22,6 +22,7 @@
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
 #   make workflows           regenerate .github/workflows and .github/dependabot.yml from components/
+#   make config-reference    rewrite README's config table from components/config_keys.py
 #   make tools               build the pulumi CLI from its Go modules into .tools/bin (toolchain/README.md)
 #   make lock                write requirements.lock and requirements-dev.lock (hashes) from the requirements files
 
@@ -79,7 +80,7 @@ with_key = ssh-agent $(SHELL) -c 'set -o pipefail; $(load_key); exec $(1)'
 # (policy/PulumiPolicy.yaml).
 POLICY := --policy-pack policy
 
-.PHONY: deploy preview releases rollback refresh destroy status logs exec restart stop start backups restore drift test unit e2e bench bench-restart lint fmt workflows lock tools tools-built tools-pulumi tools-program tools-deploy clean
+.PHONY: deploy preview releases rollback refresh destroy status logs exec restart stop start backups restore drift test unit e2e bench bench-restart lint fmt workflows config-reference lock tools tools-built tools-pulumi tools-program tools-deploy clean
 
 # Every package is installed from a lock with its hashes: pip refuses a file whose hash the lock does not
 # list, and --no-deps installs nothing the lock does not name. `make lock` writes the locks again.
@@ -194,6 +195,10 @@ lint: $(BIN)/.installed
 workflows: $(BIN)/.installed
 	$(BIN)/python -m components.workflows --write .github/workflows
 	$(BIN)/python -m components.dependabot --write .github/dependabot.yml
+
+# README's table of config keys ("Configuration"), between its two marker lines
+config-reference: $(BIN)/.installed
+	$(BIN)/python -m components.config_reference --write README.md
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -123,6 +123,11 @@ class RealStack:
                 self.stack.up(on_output=lambda _line: None, on_event=on_event)
         return seen
 
+    def preview(self, **env: str | None) -> None:
+        """`pulumi preview`; CommandError when it fails."""
+        with _environment({**self.env, **env}):
+            self.stack.preview(on_output=lambda _line: None)
+
     def outputs(self) -> dict[str, Any]:
         with _environment(self.env):
             return {k: v.value for k, v in self.stack.outputs().items()}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 import pytest
+import yaml
 from pulumi import automation as auto
 
 from tests.harness import ROOT, load_stack_file
@@ -150,14 +151,17 @@ def test_a_key_the_program_does_not_know_fails_the_update_and_a_secret_one_is_no
 
 
 def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_path: Path) -> None:
-    """Pulumi.yaml and both stack files load in the real CLI, with the values the unit tests give the program."""
+    """Pulumi.yaml and both stack files load in the real CLI, with the values the unit tests give the program and,
+    for a section a stack leaves out, the project's default (Pulumi.yaml `config:`: {}, nothing set)."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    defaults = {k: v["default"] for k, v in project.items() if "default" in v}
     for name in ("dev", "prod"):
         stack = RealStack(tmp_path / name, lambda: None, stack=name)
         read = {
             k.removeprefix("cutover:"): json.loads(v.value) if v.value[:1] in "{[" else v.value
             for k, v in stack.stack.get_all_config().items()
         }
-        assert read == load_stack_file(name)[0]
+        assert read == {**defaults, **load_stack_file(name)[0]}
 
 
 def stacks_program() -> None:
