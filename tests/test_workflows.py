@@ -842,7 +842,9 @@ def test_the_deploy_key_step_loads_the_key_into_the_jobs_agent_and_prints_nothin
 
 
 def test_the_deploy_key_step_loads_nothing_for_a_local_stack_and_fails_on_a_bad_key(bash: Bash, agent: dict[str, str]) -> None:
-    step = _step("deploy.yml", "deploy-dev", "deploy-key")
+    # a stack on the local engine, as a dev stack is (the default pipeline deploys none; the step is the same)
+    local = WorkflowSettings(stacks=("dev", "prod"), environments={"dev": "dev", "prod": "production"})
+    step = _step("deploy.yml", "deploy-dev", "deploy-key", local)
     assert bash.run(step, {"SSH_AUTH_SOCK": agent["SSH_AUTH_SOCK"]}).returncode == 0
     assert [c["args"][:3] for c in bash.pulumi_calls()] == [["config", "get", "--path"]]
     assert "no identities" in agent_keys(agent)
