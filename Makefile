@@ -22,7 +22,7 @@
 #   make e2e                 only the real-Docker end-to-end scenarios
 #   make bench               the side-by-side deploy benchmark (writes BENCHMARKS.md)
 #   make workflows           regenerate .github/workflows and .github/dependabot.yml from components/
-#   make config-reference    rewrite README's config table from components/config_keys.py
+#   make config-reference    rewrite README's config table from components/config/keys.py
 #   make tools               build the pulumi CLI from its Go modules into .tools/bin (toolchain/README.md)
 #   make lock                write requirements.lock and requirements-dev.lock (hashes) from the requirements files
 
@@ -58,13 +58,13 @@ SELECT := pulumi stack select $(STACK)
 endif
 
 # An ssh agent for the day-to-day commands: yours when SSH_AUTH_SOCK is set, otherwise one that lives
-# exactly as long as the command; components/ops.py gives it the deploy key (memory only).
+# exactly as long as the command; components/ops/commands.py gives it the deploy key (memory only).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
 # Every pulumi command runs under an ssh agent of its own that lives exactly as long as the command, with
 # the stack's deploy key loaded into it before pulumi starts: the docker provider's ssh logs in with it,
 # and the provider is a process the engine starts, so the program could not hand it the key
-# (components/ssh.py). The key goes from the CLI to ssh-add on a pipe: never into a file, a process
+# (components/host/ssh.py). The key goes from the CLI to ssh-add on a pipe: never into a file, a process
 # argument or the terminal. Your own agent is left as it is, and the program only checks the agent.
 # $(call with_key,COMMAND)
 KEY_LIFETIME := 3600
@@ -159,7 +159,7 @@ refresh: tools-program $(BIN)/.program
 destroy: tools-program $(BIN)/.program
 	$(call with_key,pulumi destroy --run-program --stack $(STACK))
 
-# Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops.py).
+# Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops/commands.py).
 # CMD, SINCE, GREP and LINES reach the command exactly as written: `$(value ...)` is a variable's text with none
 # of its `$` expanded by make (GNU make manual, "The value Function"), single-quoted for the shell here. LINES
 # only when given on make's command line: an interactive shell may export its own LINES (the terminal's height).
@@ -182,7 +182,7 @@ restore: tools-pulumi $(BIN)/.program
 	@$(AGENT) $(BIN)/python -m components.ops restore --stack $(STACK) --backup '$(BACKUP)'
 
 # Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
-# the preview then proposes (components/workflows.py drift_workflow says why refreshes are not counted).
+# the preview then proposes (components/github/workflows.py drift_workflow says why refreshes are not counted).
 drift: tools-program $(BIN)/.program
 	$(call with_key,pulumi preview --refresh --run-program --expect-no-changes --diff $(POLICY) --stack $(STACK))
 
@@ -193,12 +193,12 @@ lint: $(BIN)/.installed
 	$(BIN)/hadolint app/Dockerfile examples/static-app/Dockerfile
 
 workflows: $(BIN)/.installed
-	$(BIN)/python -m components.workflows --write .github/workflows
-	$(BIN)/python -m components.dependabot --write .github/dependabot.yml
+	$(BIN)/python -m components.github.workflows --write .github/workflows
+	$(BIN)/python -m components.github.dependabot --write .github/dependabot.yml
 
 # README's table of config keys ("Configuration"), between its two marker lines
 config-reference: $(BIN)/.installed
-	$(BIN)/python -m components.config_reference --write README.md
+	$(BIN)/python -m components.config.reference --write README.md
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

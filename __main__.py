@@ -5,7 +5,7 @@ image -> host pulls the digest -> migration -> new web containers, healthy ->
 go live (health gate, proxy switch, verification through the proxy, probation: one step) ->
 release recorded -> old images pruned -> old containers deleted.
 On a Swarm cluster (`cluster.enabled`) each role's containers are one service over the
-nodes instead; the sequence is the same (components/workload.py).
+nodes instead; the sequence is the same (components/cluster/workload.py).
 
 Running the program changes nothing on the machine it runs on: it reads the stack's config, the
 checkout (git reads that write nothing) and which keys the ssh agent holds. What acts is a
@@ -16,19 +16,20 @@ import os
 
 import pulumi
 
-from components.accessories import Accessories, AccessoriesArgs
-from components.config import ConfigError, StackConfig, load_config
-from components.github_pipeline import GitHubPipeline, GitHubPipelineArgs
-from components.host import DockerHost, DockerHostArgs
-from components.housekeeping import Housekeeping, HousekeepingArgs, kept_images
-from components.image import AppImage, AppImageArgs
-from components.proxy import EdgeProxy, EdgeProxyArgs
-from components.release_plan import ReleasePlan, load_release_plan, role_summary
-from components.releases import ReleaseError
-from components.roles import RoleRelease, RoleReleaseArgs
-from components.ssh import AgentError, check_deploy_key
-from components.switch import TrafficSwitch, TrafficSwitchArgs
-from components.web import WebRelease, WebReleaseArgs
+from components.accessories.databases import Accessories, AccessoriesArgs
+from components.config.load import load_config
+from components.config.model import ConfigError, StackConfig
+from components.edge.proxy import EdgeProxy, EdgeProxyArgs
+from components.github.pipeline import GitHubPipeline, GitHubPipelineArgs
+from components.host.docker_host import DockerHost, DockerHostArgs
+from components.host.ssh import AgentError, check_deploy_key
+from components.release.housekeeping import Housekeeping, HousekeepingArgs, kept_images
+from components.release.image import AppImage, AppImageArgs
+from components.release.plan import ReleasePlan, load_release_plan, role_summary
+from components.release.records import ReleaseError
+from components.release.roles import RoleRelease, RoleReleaseArgs
+from components.release.switch import TrafficSwitch, TrafficSwitchArgs
+from components.release.web import WebRelease, WebReleaseArgs
 
 
 async def main() -> None:
@@ -37,7 +38,7 @@ async def main() -> None:
     try:
         cfg = load_config()
         plan = await load_release_plan(cfg, os.environ)
-        # the ssh agent the docker provider logs in with holds the deploy key: asked, never changed (components/ssh.py)
+        # the ssh agent the docker provider logs in with holds the deploy key: asked, never changed (components/host/ssh.py)
         check_deploy_key(cfg.host, pulumi.get_project(), cfg.stack)
     except (ConfigError, ReleaseError, AgentError) as error:
         # One message, before any resource is registered: nothing changes on the server, nor on this machine.

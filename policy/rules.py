@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from components.config import DIGEST_REF, NAMESPACE, SECRET_KEYS
+from components.config.checks import DIGEST_REF, SECRET_KEYS
+from components.config.model import NAMESPACE
 
 
 class _Unknown:
@@ -60,11 +61,11 @@ GITHUB_VARIABLES: Final = (
 )
 GITHUB_FILE: Final = "github:index/repositoryFile:RepositoryFile"
 
-# The `cutover.role` label of the containers that are not the app's (components/proxy.py, accessories.py).
+# The `cutover.role` label of the containers that are not the app's (components/edge/proxy.py, accessories.py).
 INFRA_ROLES: Final = frozenset({"ports", "proxy", "proxy-keeper", "postgres", "redis"})
 KEEPER_ROLE: Final = "proxy-keeper"
 # The environment variables through which the program hands a container a secret, as a Pulumi secret
-# (components/specs.py shared_env, components/accessories.py), besides the names under `secretEnv`.
+# (components/release/containers.py shared_env, components/accessories/databases.py), besides the names under `secretEnv`.
 SECRET_ENV_NAMES: Final = frozenset({"DATABASE_URL", "REDIS_URL", "POSTGRES_PASSWORD", "REDIS_PASSWORD"})
 # Shorter secret values are not searched for: they cannot be told from ordinary text.
 MIN_SECRET_LENGTH: Final = 8
@@ -250,7 +251,7 @@ def web_healthcheck(r: Resource, facts: StackFacts) -> list[str]:
     if not isinstance(wait, (int, float)) or isinstance(wait, bool):
         return [] if wait is UNKNOWN else [f"{_where(r)}: input `{wait_key}` is {wait!r}; a number of seconds to wait for health"]
     # The app may use all its start period; the first probe after it comes within one interval. The same
-    # bound as the stack's config check of web.waitTimeout (components/config_sections.py), so a config the
+    # bound as the stack's config check of web.waitTimeout (components/config/sections.py), so a config the
     # program accepts is never refused here.
     needed = start + interval
     if wait < needed:
@@ -281,7 +282,7 @@ def _is_engine_socket(path: str) -> bool:
 def no_host_access(r: Resource, facts: StackFacts) -> list[str]:
     """No container gets the host: not privileged, not the host's namespaces, not the engine's socket.
 
-    The one exception is the proxy keeper's socket (components/specs.py proxy_keeper_container): after an
+    The one exception is the proxy keeper's socket (components/edge/containers.py proxy_keeper_container): after an
     engine restart Docker may start Caddy before the container whose network it joins, refuse that start
     and never retry it (moby issue 50326), and only the engine's API, through its socket, can start it
     again. It is allowed the socket alone, with no network (`networkMode` "none"), never privileged; the

@@ -28,7 +28,7 @@ from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config import project_name
+from components.config.load import project_name
 
 ROOT = Path(__file__).resolve().parent.parent
 # the project's name (Pulumi.yaml), which is also the namespace of its config keys
@@ -240,10 +240,10 @@ def run_program(
     what the caller loaded, as make and the workflows load it before pulumi starts. Otherwise
     the call is recorded in `agent_checks` and no agent is asked.
     """
-    import components.ssh
+    import components.host.ssh
 
     checked: list[str] = []
-    real_check = components.ssh.check_deploy_key
+    real_check = components.host.ssh.check_deploy_key
 
     def check_deploy_key(host: Any, project: str, stack: str, env: Mapping[str, str] | None = None) -> None:
         if host.is_ssh and host.private_key is not None:
@@ -266,7 +266,10 @@ def run_program(
     cwd = os.getcwd()
     try:
         os.chdir(ROOT)
-        with mock.patch.dict(os.environ, {**cleared, **environ}), mock.patch.object(components.ssh, "check_deploy_key", check_deploy_key):
+        with (
+            mock.patch.dict(os.environ, {**cleared, **environ}),
+            mock.patch.object(components.host.ssh, "check_deploy_key", check_deploy_key),
+        ):
             stacks: list[Any] = []
 
             def program() -> None:

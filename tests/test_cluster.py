@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_config
-from components.scripts import Probation, go_live_script
+from components.config.load import parse_config
+from components.config.model import ConfigError
+from components.release.go_live import Probation, go_live_script
 from tests.conftest import full_config
 from tests.harness import ProgramRun, Registration, run_program
 
@@ -241,7 +242,7 @@ def test_cluster_probation_fails_on_a_task_stopped_after_going_live_only(tmp_pat
 
 
 def test_status_shows_the_nodes_and_where_each_task_runs() -> None:
-    from components.ops import logs_script, status_report, status_script
+    from components.ops.commands import logs_script, status_report, status_script
 
     raw, secrets = cluster_config()
     cfg = parse_config(raw, secrets, "prod", "a" * 40)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, Secret, StackConfig, duration_seconds, parse_config, registry_of
+from components.config.checks import duration_seconds
+from components.config.load import parse_config
+from components.config.model import ConfigError, Secret, StackConfig, registry_of
 from tests.conftest import SSH_KEY as KEY  # the header of an unencrypted key
 from tests.harness import ROOT, load_stack_file
 
@@ -468,7 +470,7 @@ def test_without_the_github_side_the_stacks_are_not_judged() -> None:
 
 
 def test_the_stack_files_give_each_stack_its_host(tmp_path: Path) -> None:
-    from components.config import stack_file_host
+    from components.config.load import stack_file_host
 
     assert stack_file_host(ROOT, "cutover", "dev") == LOCAL_ENGINE
     assert stack_file_host(ROOT, "cutover", "prod") == "ssh://deploy@203.0.113.10:22"
@@ -577,7 +579,7 @@ def test_committed_prod_file_without_its_secrets_says_what_to_set() -> None:
 
 
 def test_readme_documents_every_config_key() -> None:
-    from components.config import SECRET_KEYS, SECTION_KEYS
+    from components.config.checks import SECRET_KEYS, SECTION_KEYS
     from tests.harness import ROOT
 
     readme = (ROOT / "README.md").read_text()
@@ -623,7 +625,7 @@ def test_a_build_of_uncommitted_changes_is_never_pushed_under_the_commits_tag() 
 def test_uncommitted_changes_are_read_from_git(tmp_path: Any) -> None:
     import subprocess
 
-    from components.config import uncommitted_changes
+    from components.config.load import uncommitted_changes
 
     run = {"cwd": tmp_path, "check": True, "capture_output": True}
     subprocess.run(["git", "init", "-q"], **run)
@@ -650,7 +652,7 @@ def test_the_programs_git_reads_write_nothing_under_dot_git(tmp_path: Any) -> No
     import subprocess
     import time
 
-    from components.config import git_sha, uncommitted_changes
+    from components.config.load import git_sha, uncommitted_changes
 
     run = {"cwd": tmp_path, "check": True, "capture_output": True}
     subprocess.run(["git", "init", "-q"], **run)
@@ -1115,7 +1117,7 @@ def test_the_e2e_stacks_pass_every_check(name: str) -> None:
 
 def test_the_project_name_is_read_as_the_pulumi_cli_finds_it(tmp_path: Path) -> None:
     """The nearest folder upwards with a project file; Pulumi.json before Pulumi.yaml before Pulumi.yml."""
-    from components.config import project_name
+    from components.config.load import project_name
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "Pulumi.yml").write_text("name: outer\n")

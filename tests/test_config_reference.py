@@ -1,4 +1,4 @@
-"""README's config reference table is written from components/config_keys.py, and the rows hold to the readers."""
+"""README's config reference table is written from components/config/keys.py, and the rows hold to the readers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.config import parse_config
-from components.config_keys import KEYS, UNSET, Key
-from components.config_reference import BEGIN, COMMAND, END, coverage, main, render_table, rewrite
+from components.config.keys import KEYS, UNSET, Key
+from components.config.load import parse_config
+from components.config.reference import BEGIN, COMMAND, END, coverage, main, render_table, rewrite
 from tests.harness import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -23,7 +23,7 @@ BASE: dict[str, Any] = {
 
 def test_readmes_table_is_the_one_the_rows_give() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert rewrite(readme) == readme, f"README.md's config table differs from components/config_keys.py: run `{COMMAND}`"
+    assert rewrite(readme) == readme, f"README.md's config table differs from components/config/keys.py: run `{COMMAND}`"
 
 
 def test_every_key_the_readers_know_has_a_row_and_no_row_names_another() -> None:

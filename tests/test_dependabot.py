@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.dependabot import DEPENDABOT_PATH, dependabot_config, main, render_dependabot
-from components.workflows import ACTIONS, WorkflowSettings, render_workflows
+from components.github.dependabot import DEPENDABOT_PATH, dependabot_config, main, render_dependabot
+from components.github.workflows.render import render_workflows
+from components.github.workflows.settings import ACTIONS, WorkflowSettings
 from tests import lint_tools
 from tests.harness import ROOT
 

@@ -1,4 +1,4 @@
-"""The drift workflow (components/workflows.py drift_workflow): its steps run by bash in a real git
+"""The drift workflow (components/github/workflows.py drift_workflow): its steps run by bash in a real git
 checkout, with a stand-in `pulumi` that answers as the CLI does (exit 255 when --expect-no-changes
 finds changes, pkg/cmd/pulumi/operations/preview.go:635)."""
 
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.workflows import WorkflowSettings, workflow_data
+from components.github.workflows.render import workflow_data
+from components.github.workflows.settings import WorkflowSettings
 from tests import lint_tools
 
 DIFF = """Previewing update (prod):

@@ -10,9 +10,10 @@ import pytest
 import yaml
 from pulumi.runtime import mocks as pmocks
 
-from components.config import GitHubConfig, StackConfig, parse_config
-from components.dependabot import render_dependabot
-from components.github_pipeline import (
+from components.config.load import parse_config
+from components.config.model import GitHubConfig, StackConfig
+from components.github.dependabot import render_dependabot
+from components.github.pipeline import (
     check_names,
     environment_secrets,
     environment_variables,
@@ -20,7 +21,8 @@ from components.github_pipeline import (
     repository_files,
     required_checks,
 )
-from components.workflows import SKIP_CI_MARKER, WORKFLOW_FILES, WorkflowSettings, render_workflows
+from components.github.workflows.render import render_workflows
+from components.github.workflows.settings import SKIP_CI_MARKER, WORKFLOW_FILES, WorkflowSettings
 from tests.conftest import KNOWN_HOSTS, PROD_SECRETS, SSH_KEY, prod_config
 from tests.harness import ROOT, ProgramFailedError, ProgramMocks, ProgramRun, Registration, run_program
 from tests.schema import check_registration
@@ -237,7 +239,9 @@ def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
     """So the first `pulumi up` of prod commits nothing new, and the copies in git are the real pipeline."""
     files = repository_files(model(*prod_config()))
     for path, content in files.items():
-        assert (ROOT / path).read_text(encoding="utf-8") == content, f"{path}: run python -m components.workflows --write .github/workflows"
+        assert (ROOT / path).read_text(encoding="utf-8") == content, (
+            f"{path}: run python -m components.github.workflows --write .github/workflows"
+        )
 
 
 def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
@@ -524,7 +528,7 @@ def test_the_check_above_sees_the_hole_it_guards() -> None:
 
 
 def test_the_token_permissions_name_every_resource_the_stack_manages(run: ProgramRun) -> None:
-    from components.github_pipeline import TOKEN_PERMISSIONS
+    from components.github.pipeline import TOKEN_PERMISSIONS
 
     managed = {r.type for r in github_resources(run) if r.type != PROVIDER}
     assert managed == set(TOKEN_PERMISSIONS), "a resource type without its permission, or a permission for none"
@@ -537,7 +541,7 @@ def test_the_token_permissions_name_every_resource_the_stack_manages(run: Progra
 
 
 def test_admin_bypass_and_files_branch_are_checked_and_named() -> None:
-    from components.config import ConfigError
+    from components.config.model import ConfigError
 
     raw, secrets = configured(adminBypass="yes", filesBranch="../x")
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,4 @@
-"""Deploy notifications (components/notifications.py): the workflow steps run by bash, posting with the
+"""Deploy notifications (components/github/notifications.py): the workflow steps run by bash, posting with the
 real curl to a webhook served on loopback, for every outcome a deploy or rollback job can have."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.workflows import WorkflowSettings, workflow_data
+from components.github.workflows.render import workflow_data
+from components.github.workflows.settings import WorkflowSettings
 from tests import lint_tools
 from tests.test_workflows import Bash
 

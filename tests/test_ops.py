@@ -1,4 +1,4 @@
-"""components/ops.py: the stack's config as `pulumi config --json --show-secrets` prints it, the
+"""components/ops/commands.py: the stack's config as `pulumi config --json --show-secrets` prints it, the
 scripts run on the server (run here by sh with a stand-in `docker`), and the reports made of what
 they print. The same commands against a real server over ssh: tests/e2e/test_upkeep.py."""
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from components import ops
-from components.backups import restore_script
-from components.config import ConfigError
+from components.accessories.backups import restore_script
+from components.config.model import ConfigError
+from components.ops import commands as ops
 from tests.conftest import SSH_KEY
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from components.caddyfile import LIVE_DIR, UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
-from components.config_model import HealthcheckConfig
-from components.scripts import Verification, verify_steps
+from components.config.model import HealthcheckConfig
+from components.edge.caddyfile import LIVE_DIR, UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
+from components.release.go_live import Verification, verify_steps
 
 
 def _need(tool: str) -> str:

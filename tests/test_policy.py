@@ -21,9 +21,11 @@ from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-import components.host
-import components.specs
-import components.web
+import components.edge.containers
+import components.edge.proxy
+import components.host.containers
+import components.host.docker_host
+import components.release.web
 import policy.pack
 from policy import rules
 from policy.pack import PACK_NAME, POLICIES, stack_settings
@@ -139,7 +141,7 @@ def test_inputs_unknown_as_a_preview_sends_them_are_not_judged(monkeypatch: pyte
     assert mandatory(found) == []
     assert not [f for f in found if "can't run policy" in f[3]], "an unknown input never aborts a rule"
     # and the same unknown image does not hide a broken log rotation
-    monkeypatch.delitem(components.specs.HARDENING, "log_opts")
+    monkeypatch.delitem(components.host.containers.HARDENING, "log_opts")
     run = run_program(raw, secrets, stack="prod", preview=True)
     for reg in run.of_type(rules.CONTAINER):
         reg.wire["image"] = UNKNOWN_STRING
@@ -164,7 +166,7 @@ def prod_variant(**changes: Any) -> tuple[ProgramRun, dict[str, Any]]:
 
 def test_app_image_by_digest_refuses_a_container_run_by_tag(monkeypatch: pytest.MonkeyPatch) -> None:
     # a program change: the containers run the pushed tag instead of the image pulled by digest
-    monkeypatch.setattr(components.web, "release_image", lambda cfg, ref, pulled: "ghcr.io/acme/web:0123456789ab")
+    monkeypatch.setattr(components.release.web, "release_image", lambda cfg, ref, pulled: "ghcr.io/acme/web:0123456789ab")
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "app-image-by-digest")
     assert {res for res, _ in found} == {r.name for r in web_containers(run)}
@@ -173,8 +175,8 @@ def test_app_image_by_digest_refuses_a_container_run_by_tag(monkeypatch: pytest.
 
 def test_web_healthcheck_refuses_a_start_period_longer_than_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     # the stack's config refuses such a wait first (cutover:web.waitTimeout); a program that sends one anyway
-    real = components.web.web_container
-    monkeypatch.setattr(components.web, "web_container", lambda *a: {**real(*a), "wait_timeout": 5})
+    real = components.release.web.web_container
+    monkeypatch.setattr(components.release.web, "web_container", lambda *a: {**real(*a), "wait_timeout": 5})
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "web-healthcheck")
     assert len(found) == 2  # both web replicas
@@ -182,8 +184,8 @@ def test_web_healthcheck_refuses_a_start_period_longer_than_the_wait(monkeypatch
 
 
 def test_no_host_access_refuses_a_privileged_container(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = components.web.web_container
-    monkeypatch.setattr(components.web, "web_container", lambda *a: {**real(*a), "privileged": True, "network_mode": "host"})
+    real = components.release.web.web_container
+    monkeypatch.setattr(components.release.web, "web_container", lambda *a: {**real(*a), "privileged": True, "network_mode": "host"})
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "no-host-access")
     messages = " ".join(m for _, m in found)
@@ -191,10 +193,10 @@ def test_no_host_access_refuses_a_privileged_container(monkeypatch: pytest.Monke
 
 
 def test_no_host_access_refuses_the_socket_anywhere_but_in_the_keeper(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = components.specs.proxy_container
+    real = components.edge.containers.proxy_container
     socket = [{"host_path": "/var/run/docker.sock", "container_path": "/var/run/docker.sock"}]
-    monkeypatch.setattr(components.specs, "proxy_container", lambda *a: {**(p := real(*a)), "volumes": [*p["volumes"], *socket]})
-    monkeypatch.setattr(components.proxy, "proxy_container", components.specs.proxy_container)
+    monkeypatch.setattr(components.edge.containers, "proxy_container", lambda *a: {**(p := real(*a)), "volumes": [*p["volumes"], *socket]})
+    monkeypatch.setattr(components.edge.proxy, "proxy_container", components.edge.containers.proxy_container)
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "no-host-access")
     assert [res for res, _ in found] == ["web-prod-proxy"]
@@ -202,7 +204,7 @@ def test_no_host_access_refuses_the_socket_anywhere_but_in_the_keeper(monkeypatc
 
 
 def test_log_rotation_refuses_containers_without_a_max_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(components.specs.HARDENING, "log_opts")
+    monkeypatch.delitem(components.host.containers.HARDENING, "log_opts")
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "log-rotation")
     assert len(found) == len(run.of_type(rules.CONTAINER)) >= 5
@@ -219,9 +221,9 @@ def test_secrets_stay_secret_refuses_a_secret_pasted_into_plain_env(monkeypatch:
 
 def test_secrets_stay_secret_refuses_a_secret_in_a_command_or_a_label(monkeypatch: pytest.MonkeyPatch) -> None:
     raw, _ = CONFIGS["prod"]()
-    real = components.web.labels
+    real = components.release.web.labels
     monkeypatch.setattr(
-        components.web, "labels", lambda cfg, role, extra=None: [*real(cfg, role, extra), {"label": "token", "value": SECRET}]
+        components.release.web, "labels", lambda cfg, role, extra=None: [*real(cfg, role, extra), {"label": "token", "value": SECRET}]
     )
     run, raw = prod_variant(web={**raw["web"], "command": ["uvicorn", "main:app", "--token", SECRET]})
     found = refused(run, raw, "prod", monkeypatch, "secrets-stay-secret")
@@ -231,7 +233,7 @@ def test_secrets_stay_secret_refuses_a_secret_in_a_command_or_a_label(monkeypatc
 
 
 def test_ssh_host_key_pinned_refuses_a_provider_that_trusts_any_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(components.host, "docker_ssh_options", lambda host: ["-o", "StrictHostKeyChecking=no"])
+    monkeypatch.setattr(components.host.docker_host, "docker_ssh_options", lambda host: ["-o", "StrictHostKeyChecking=no"])
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "ssh-host-key-pinned")
     assert [res for res, _ in found] == ["host-docker"]
@@ -242,7 +244,7 @@ def test_zero_downtime_replacement_refuses_delete_first_app_containers(monkeypat
     import pulumi
 
     monkeypatch.setattr(
-        components.web, "WEB_CONTAINER_OPTIONS", pulumi.ResourceOptions(delete_before_replace=True, replace_on_changes=["*"])
+        components.release.web, "WEB_CONTAINER_OPTIONS", pulumi.ResourceOptions(delete_before_replace=True, replace_on_changes=["*"])
     )
     run, raw = prod_variant()
     found = refused(run, raw, "prod", monkeypatch, "zero-downtime-replacement")
@@ -478,7 +480,7 @@ def test_serve_builds_the_pack_with_the_stacks_settings(monkeypatch: pytest.Monk
 
 
 def test_a_rule_turned_off_for_a_stack_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(components.specs.HARDENING, "log_opts")
+    monkeypatch.delitem(components.host.containers.HARDENING, "log_opts")
     run, raw = prod_variant()
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config_values(raw)))
     analyzer = servicer()

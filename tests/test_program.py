@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from components.caddyfile import UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
-from components.config import parse_config
-from components.config_model import default_probe
-from components.scripts import Verification, go_live_script, live_restore_note, switch_steps, verify_steps
+from components.config.load import parse_config
+from components.config.model import default_probe
+from components.edge.caddyfile import UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
+from components.host.engine import live_restore_note
+from components.release.go_live import Verification, go_live_script, switch_steps, verify_steps
 from tests.conftest import full_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 
@@ -201,11 +202,11 @@ def test_no_component_reveals_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the config is parsed, every secret reaches the resources as its Output (Secret.output), never through
     reveal: a reveal after the parse fails the program. The deploy key's load into the ssh agent, which needs the
     plain key and is outside the resources, is the harness's stand-in here."""
-    import components.config
-    from components.config_model import Secret
+    import components.config.load
+    from components.config.model import Secret
 
     parsed: list[Any] = []
-    real_parse, real_reveal = components.config.parse_config, Secret.reveal
+    real_parse, real_reveal = components.config.load.parse_config, Secret.reveal
 
     def parse(*args: Any, **kwargs: Any) -> Any:
         parsed.append(real_parse(*args, **kwargs))
@@ -215,7 +216,7 @@ def test_no_component_reveals_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
         assert not parsed, "a component revealed a secret"
         return real_reveal(self)
 
-    monkeypatch.setattr(components.config, "parse_config", parse)
+    monkeypatch.setattr(components.config.load, "parse_config", parse)
     monkeypatch.setattr(Secret, "reveal", reveal)
     raw, secrets = full_config()
     run = run_program(raw, secrets, stack="prod")

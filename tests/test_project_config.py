@@ -21,7 +21,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from components.config_checks import KNOWN_KEYS, SECRET_KEYS, SECTION_KEYS
+from components.config.checks import KNOWN_KEYS, SECRET_KEYS, SECTION_KEYS
 from tests.conftest import SSH_KEY
 from tests.harness import ROOT
 from tests.real_engine import OFFLINE, RealStack, cli_root
@@ -51,7 +51,8 @@ def seen_program(seen: list[str]) -> Any:
     """load_config as the program runs it: the problems it names, or some values it read."""
 
     def program() -> None:
-        from components.config import ConfigError, load_config
+        from components.config.load import load_config
+        from components.config.model import ConfigError
 
         seen.append("ran")
         try:

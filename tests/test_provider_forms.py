@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.provider_forms import decimal_cpus, go_duration, nano_cpus, provider_cpus, swarm_duration
+from components.config.provider_forms import decimal_cpus, go_duration, nano_cpus, provider_cpus, swarm_duration
 
 # input -> what Read stores after Create (Go), and whether sending that is stable
 GO_CPUS = [

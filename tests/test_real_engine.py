@@ -3,7 +3,7 @@
 The real CLI (tests/real_engine.py: built by `make tools`, or the one on PATH) runs the parts of the
 program that need no provider plugin: the stack's config read by `load_config`, the release plan read
 from the stack's own previous outputs through a StackReference (`load_release_plan`), and the release
-records exported as __main__.py exports them; and the alias components/proxy.py renames its ports holder with,
+records exported as __main__.py exports them; and the alias components/edge/proxy.py renames its ports holder with,
 on a component tree of the same shape. The docker and command providers cannot be built here
 (toolchain/README.md), so nothing in this file creates a container.
 """
@@ -40,8 +40,8 @@ def digest_of(sha: str) -> str:
 def release_program() -> None:
     """What __main__.py does around the resources: config, release plan (awaited in the entrypoint pulumi.run
     registers, as there), the records it exports."""
-    from components.config import load_config
-    from components.release_plan import load_release_plan, role_summary
+    from components.config.load import load_config
+    from components.release.plan import load_release_plan, role_summary
 
     async def main() -> None:
         cfg = load_config()
@@ -111,8 +111,8 @@ def test_the_program_awaits_the_plan_before_registering_anything_and_an_impossib
 
 
 def secret_program() -> None:
-    from components.config import load_config
-    from components.config_model import Secret
+    from components.config.load import load_config
+    from components.config.model import Secret
 
     cfg = load_config()
     token = cfg.web.secret_env["API_TOKEN"]
@@ -166,7 +166,8 @@ def test_the_cli_reads_the_projects_own_stack_files_as_the_unit_tests_do(tmp_pat
 
 def stacks_program() -> None:
     """The order of `github.stacks` as load_config reads it, or the problems it names."""
-    from components.config import ConfigError, load_config
+    from components.config.load import load_config
+    from components.config.model import ConfigError
 
     try:
         pulumi.export("stacks", list(load_config().github.stacks))
@@ -191,7 +192,7 @@ def test_github_stacks_keep_the_deploy_order_as_a_list_and_an_object_of_two_is_r
 
 
 class _Edge(pulumi.ComponentResource):
-    """The shape of components/proxy.py EdgeProxy: a component whose child holds the ports and a sibling that needs
+    """The shape of components/edge/proxy.py EdgeProxy: a component whose child holds the ports and a sibling that needs
     it. Both children are components here (no provider plugin can run), registered as the engine sees any child."""
 
     def __init__(self, name: str, ports_name: str, aliases: list[pulumi.Alias]) -> None:
@@ -221,7 +222,7 @@ def renamed(tmp_path: Path, aliases: list[pulumi.Alias]) -> tuple[list[tuple[str
 
 
 def test_a_child_renamed_with_an_alias_of_its_old_name_is_the_same_resource(tmp_path: Path) -> None:
-    """What components/proxy.py relies on to rename `proxy-container` to `proxy-ports` without replacing it: an Alias with
+    """What components/edge/proxy.py relies on to rename `proxy-container` to `proxy-ports` without replacing it: an Alias with
     only a name keeps the child's parent and type (pulumi/pulumi sdk/python/lib/pulumi/runtime/resource.py
     create_alias_spec; pkg/resource/deploy/step_generator.go collapseAliasToUrn), the engine finds the old state under
     that URN (getOldResource) and, having matched it, does not delete it (GenerateDeletes, isOperatedOn)."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.caddyfile import UPSTREAM_HEADER
-from components.releases import ReleaseError, next_state, release_record, resolve_target
+from components.edge.caddyfile import UPSTREAM_HEADER
+from components.release.records import ReleaseError, next_state, release_record, resolve_target
 from tests.conftest import prod_config
 from tests.harness import ProgramFailedError, ProgramRun, Registration, run_program
 

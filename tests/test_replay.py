@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.config import parse_config
-from components.specs import web_container
+from components.config.load import parse_config
+from components.release.containers import web_container
 from tests.e2e.replay import engine as replay_engine
 from tests.e2e.replay import plan, providers
 from tests.e2e.replay.engine import Engine, UpdateFailedError, default_parallelism, force_new

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.scripts import Handover, go_live_script
+from components.release.go_live import Handover, go_live_script
 from tests.conftest import full_config
 from tests.harness import ProgramRun, Registration, run_program
 

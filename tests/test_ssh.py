@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import HostConfig, Secret
-from components.ssh import (
+from components.config.model import HostConfig, Secret
+from components.host.ssh import (
     AgentError,
     check_deploy_key,
     docker_ssh_options,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from components.backups import backup_script, list_backups_script, restore_script
-from components.config import parse_config
-from components.housekeeping import kept_images, prune_images_script
+from components.accessories.backups import backup_script, list_backups_script, restore_script
+from components.config.load import parse_config
+from components.release.housekeeping import kept_images, prune_images_script
 from tests.conftest import full_config, prod_config
 from tests.harness import ProgramRun, Registration, run_program
 
@@ -248,7 +248,7 @@ def test_the_build_cache_is_bounded_where_the_image_is_built_only_when_asked(ful
     assert not [r for r in run_program(*prod_config(), stack="prod").registrations if r.name == "app-build-cache"]
     run = full_run  # image.buildCacheKept: 10g
     cache = command(run, "app-build-cache")
-    # a local Command runs `create` on `pulumi up` only, never in a preview (components/image.py cites the provider)
+    # a local Command runs `create` on `pulumi up` only, never in a preview (components/release/image.py cites the provider)
     assert cache.type == "command:local:Command" and cache.inputs["create"] == "docker builder prune --force --keep-storage 10240mb"
     assert not {"update", "delete"} & set(cache.inputs)
     assert cache.depends_on(run.one("docker:index/image:Image", "app-build"))

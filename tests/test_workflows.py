@@ -16,17 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from components import workflows as wf
-from components.config import parse_config
-from components.github_pipeline import workflow_settings
-from components.workflows import (
-    ACTIONS,
-    HEADER,
-    WorkflowSettings,
-    dump_workflow,
-    render_workflows,
-    workflow_data,
-)
+from components.config.load import parse_config
+from components.github.pipeline import workflow_settings
+from components.github.workflows import render
+from components.github.workflows.render import HEADER, dump_workflow, render_workflows, workflow_data
+from components.github.workflows.settings import ACTIONS, SKIP_CI_MARKER, WORKFLOW_FILES, WorkflowSettings
 from tests import lint_tools
 from tests.conftest import agent_keys, new_key, prod_config
 
@@ -91,13 +85,13 @@ def _loaded(settings: WorkflowSettings) -> dict[str, dict[str, Any]]:
 def test_committed_workflows_equal_the_rendered_ones() -> None:
     rendered = render_workflows(WorkflowSettings())
     committed = {p.name: p.read_text(encoding="utf-8") for p in COMMITTED.iterdir() if p.is_file()}
-    assert sorted(committed) == sorted(rendered), "run: python -m components.workflows --write .github/workflows"
+    assert sorted(committed) == sorted(rendered), "run: python -m components.github.workflows --write .github/workflows"
     pins = set()
     for text in committed.values():
         pins |= set(re.findall(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (\S+)", text))
-    table = {(a.repository, a.sha, a.version) for a in wf.ACTIONS.values()}
+    table = {(a.repository, a.sha, a.version) for a in ACTIONS.values()}
     # an update of an action (a Dependabot pull request) changes the committed pins: the table must follow
-    assert pins <= table, "the workflow files pin actions the ACTIONS table of components/workflows.py does not:\n" + "\n".join(
+    assert pins <= table, "the workflow files pin actions the ACTIONS table of components/github/workflows.py does not:\n" + "\n".join(
         f'    PinnedAction("{repo}", "{sha}", "{version}")' for repo, sha, version in sorted(pins - table)
     )
     for name, text in rendered.items():
@@ -105,14 +99,14 @@ def test_committed_workflows_equal_the_rendered_ones() -> None:
 
 
 def test_the_write_entry_point_writes_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert wf.main(["--write", str(tmp_path / "out")]) == 0
+    assert render.main(["--write", str(tmp_path / "out")]) == 0
     written = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir()}
     assert written == render_workflows(WorkflowSettings())
     assert "deploy.yml" in capsys.readouterr().out
 
 
 def test_without_write_the_files_are_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert wf.main([]) == 0
+    assert render.main([]) == 0
     out = capsys.readouterr().out
     for name, text in render_workflows(WorkflowSettings()).items():
         assert f"--- {name}\n{text}" in out
@@ -120,14 +114,14 @@ def test_without_write_the_files_are_printed(capsys: pytest.CaptureFixture[str])
 
 def test_the_module_runs_as_a_script(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "components.workflows", "--write", str(tmp_path)],
+        [sys.executable, "-m", "components.github.workflows", "--write", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(wf.WORKFLOW_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(WORKFLOW_FILES)
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -135,7 +129,7 @@ def test_the_module_runs_as_a_script(tmp_path: Path) -> None:
 
 def test_every_file_is_rendered_with_the_header_and_loads_back_to_its_data(settings: WorkflowSettings) -> None:
     rendered = render_workflows(settings)
-    assert sorted(rendered) == sorted(wf.WORKFLOW_FILES)
+    assert sorted(rendered) == sorted(WORKFLOW_FILES)
     data = workflow_data(settings)
     for name, text in rendered.items():
         assert text.startswith(HEADER + "\n")
@@ -455,7 +449,7 @@ def test_rollback_workflow_takes_stack_and_target_as_inputs(settings: WorkflowSe
 def test_pipeline_commits_are_skipped_by_github() -> None:
     deploy = render_workflows(WorkflowSettings())["deploy.yml"]
     header = deploy.split("\nname:")[0]
-    assert wf.SKIP_CI_MARKER in header
+    assert SKIP_CI_MARKER in header
 
 
 def test_variant_settings_reach_the_files() -> None:
@@ -953,7 +947,7 @@ def test_every_job_a_pull_request_starts_reads_secrets_only_in_a_preview_environ
     "s", [WorkflowSettings(), VARIANT, THREE_STACKS, STAGING_PROD, OIDC], ids=["default", "variant", "three-stacks", "staging-prod", "oidc"]
 )
 def test_no_secret_is_read_outside_an_environment(s: WorkflowSettings) -> None:
-    """Any branch's workflow may read a repository secret: the pipeline needs none (github_pipeline.py sets none)."""
+    """Any branch's workflow may read a repository secret: the pipeline needs none (components/github/pipeline.py sets none)."""
     allowed = {
         "deploy.yml": {f"deploy-{stack}": s.environment(stack) for stack in s.stacks},
         "rollback.yml": {f"rollback-{stack}": s.environment(stack) for stack in s.stacks},

@@ -9,7 +9,7 @@
                         old containers stopped and removed)
 
 (a) and (b) run behind the same Caddy image and the same Caddyfile (rendered by
-components/caddyfile.py) whose one upstream slot names `app`; (c) behind the edge
+components/edge/caddyfile.py) whose one upstream slot names `app`; (c) behind the edge
 proxy the program declares. Each run measures failed requests, the longest time
 without a successful response, and how long the deploy took (until the new
 release served). A control follows: the edge alone switched between two healthy
@@ -39,8 +39,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.caddyfile import ADMIN, ADMIN_SOCKET, Route, render_caddyfile, slot_path
-from components.config import HealthcheckConfig
+from components.config.model import HealthcheckConfig
+from components.edge.caddyfile import ADMIN, ADMIN_SOCKET, Route, render_caddyfile, slot_path
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen, Result
 from tests.e2e.replay.engine import Engine, UpdateFailedError

@@ -1,7 +1,7 @@
 """Upgrading the proxy itself, side by side: the stop-first replacement any container bound to host ports
 gets (what cutover did before, and what pulumi-docker does by default: stop, remove, create, start), against
 cutover's (a new Caddy started in the network namespace of the container that holds the ports, beside the old
-one, then the old one stopped; components/proxy.py). The same app, the same Caddyfile (the program's, one
+one, then the old one stopped; components/edge/proxy.py). The same app, the same Caddyfile (the program's, one
 slot naming the app), the same load, one run; the e2e scenario tests/e2e/test_edge.py shows that the program
 itself upgrades the proxy this way.
 
@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.caddyfile import ADMIN_SOCKET, Route, render_caddyfile, slot_path
-from components.specs import PORTS_HOLD
+from components.edge.caddyfile import ADMIN_SOCKET, Route, render_caddyfile, slot_path
+from components.edge.containers import PORTS_HOLD
 from tests.e2e import infra
 from tests.e2e.bench import APP, LABEL, NET, Load, _median, start_app
 from tests.e2e.replay.stack import ensure_app_wheels

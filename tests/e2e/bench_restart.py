@@ -1,5 +1,5 @@
 """The edge after an engine restart, side by side: the proxy in the ports container's network namespace
-alone, against the same with cutover's keeper beside it (components/specs.py proxy_keeper_script). Both
+alone, against the same with cutover's keeper beside it (components/edge/containers.py proxy_keeper_script). Both
 edges run on one engine and go through the same restarts: dockerd is stopped (it stops every container, as on
 a reboot) and started again, and each edge is asked for a page until it answers, for at most 30 s.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from components.specs import DOCKER_SOCKET, PORTS_HOLD, proxy_keeper_script
+from components.edge.containers import DOCKER_SOCKET, PORTS_HOLD, proxy_keeper_script
 from tests.e2e import infra
 from tests.e2e.bench import _median
 from tests.e2e.bench_proxy import write_section

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from components.specs import DOCKER_SOCKET
+from components.edge.containers import DOCKER_SOCKET
 from tests.e2e import infra
 from tests.e2e.loadgen import LoadGen
 
@@ -147,7 +147,7 @@ def test_caddy_base_image_serves_and_answers_its_probe(base_images: list[dict]) 
 
 
 def test_docker_cli_base_image_reaches_the_engine_as_the_keeper_runs_it(base_images: list[dict], engine: infra.Engine) -> None:
-    """The proxy keeper's image, run as components/specs.py proxy_keeper_container runs it: no network,
+    """The proxy keeper's image, run as components/edge/containers.py proxy_keeper_container runs it: no network,
     read-only, no capabilities, the engine's socket and DOCKER_HOST; its `sh` and `docker` answer."""
     out = infra.docker(
         "run", "--rm", *E2E_LABEL, "--network", "none", "--read-only", "--cap-drop", "ALL",
@@ -447,14 +447,14 @@ def test_loadgen_sees_an_outage(app_image: tuple[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------
-# How the program's two SSH clients reach the host (components/ssh.py)
+# How the program's two SSH clients reach the host (components/host/ssh.py)
 
 
 def test_the_providers_ssh_logs_in_with_the_agent_and_the_inline_host_key(engine: infra.Engine) -> None:
     """The docker provider's ssh, as docker/cli's connection helper runs it with the program's options:
     it logs in with the key the agent holds and knows the host by the pinned line alone."""
-    from components.config import HostConfig, Secret
-    from components.ssh import docker_ssh_options, load_deploy_key
+    from components.config.model import HostConfig, Secret
+    from components.host.ssh import docker_ssh_options, load_deploy_key
     from tests.e2e.replay.docker_api import DockerAPI, DockerAPIError
 
     with infra.start_sshd() as host, infra.ssh_agent() as machine, tempfile.TemporaryDirectory() as home:

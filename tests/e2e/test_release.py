@@ -60,8 +60,8 @@ from typing import Any
 
 import pytest
 
-from components.config_model import default_probe
-from components.specs import KEEPER_INTERVAL_S
+from components.config.model import default_probe
+from components.edge.containers import KEEPER_INTERVAL_S
 from tests.e2e import infra
 from tests.e2e.bench import Load
 from tests.e2e.conftest import may_restart_dockerd, record, tools_problem, unavailable

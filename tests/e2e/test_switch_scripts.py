@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components.caddyfile import LIVE_DIR, Route, render_caddyfile
-from components.scripts import Probation, Verification, go_live_script
+from components.edge.caddyfile import LIVE_DIR, Route, render_caddyfile
+from components.release.go_live import Probation, Verification, go_live_script
 from tests.e2e import infra
 
 pytestmark = pytest.mark.e2e

@@ -34,14 +34,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.provider_forms import decimal_cpus
+from components.config.provider_forms import decimal_cpus
 
 _MB = 1024 * 1024
 
 
 def go_duration_from_ns(ns: int) -> str:
     """time.Duration(ns).String() for the whole-millisecond durations Docker stores here."""
-    from components.provider_forms import go_duration
+    from components.config.provider_forms import go_duration
 
     if ns % 1_000_000:
         raise ValueError(f"a duration of {ns}ns is not a whole number of milliseconds")

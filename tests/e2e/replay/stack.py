@@ -130,8 +130,8 @@ class Stack:
     def load_key(self, overrides: Mapping[str, Any] | None = None) -> None:
         """What `make` and the workflows' deploy-key step do before pulumi starts:
         `pulumi config get sshPrivateKey | ssh-add -t 3600 -` into the machine's agent, for an ssh:// host."""
-        from components.config import HostConfig, Secret
-        from components.ssh import load_deploy_key
+        from components.config.model import HostConfig, Secret
+        from components.host.ssh import load_deploy_key
 
         config = merge(self.config, overrides or {})
         url = str((config.get("host") or {}).get("url", ""))

@@ -1,0 +1,134 @@
+"""Optional accessories: PostgreSQL and Redis on a private network, with named volumes.
+
+They never depend on the app image, so a release never replaces them or their
+data. Their volumes are retained if the stack is destroyed: nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from components.accessories.backups import backups_volume
+from components.cluster.workload import network_options
+from components.config.model import StackConfig
+from components.host.containers import HARDENING, labels
+from components.host.docker_host import DockerHost
+
+
+@dataclass
+class AccessoriesArgs:
+    config: StackConfig
+    host: DockerHost
+
+
+def postgres_spec(cfg: StackConfig) -> dict[str, Any]:
+    p = cfg.postgres
+    return {
+        "envs_plain": [f"POSTGRES_USER={p.user}", f"POSTGRES_DB={p.database}", "PGDATA=/var/lib/postgresql/data/pgdata"],
+        "data_path": "/var/lib/postgresql/data",
+        "healthcheck": {"tests": ["CMD", "pg_isready", "-U", p.user, "-d", p.database], "interval": "2s", "timeout": "3s", "retries": 15, "start_period": "10s"},
+        "shm_size": 128,
+    }  # fmt: skip
+
+
+def redis_spec() -> dict[str, Any]:
+    return {
+        "command": ["sh", "-c", 'exec redis-server --appendonly yes --requirepass "$REDIS_PASSWORD"'],
+        "data_path": "/data",
+        "healthcheck": {"tests": ["CMD-SHELL", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'], "interval": "2s", "timeout": "3s", "retries": 15, "start_period": "5s"},
+    }  # fmt: skip
+
+
+class Accessories(pulumi.ComponentResource):
+    """Creates the private network when any accessory is on; `containers` are what web must wait for."""
+
+    network: pulumi.Output[str] | None
+    network_id: pulumi.Output[str] | None  # what a cluster's services name it by (components/cluster/workload.py)
+    containers: list[docker.Container]
+    # where the dumps taken before migrations go (PostgreSQL on, and backups kept)
+    backups_volume: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: AccessoriesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cutover:index:Accessories", name, None, opts)
+        cfg = args.config
+        prefix = cfg.resource_prefix
+        self.containers = []
+        self.network = None
+        self.network_id = None
+        self.backups_volume = None
+        on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
+        if not (cfg.postgres.enabled or cfg.redis.enabled):
+            self.register_outputs({})
+            return
+        network = docker.Network(
+            f"{name}-network",
+            name=f"{prefix}-private",
+            internal=True,
+            labels=labels(cfg, "private-network"),
+            **network_options(cfg),
+            opts=on_host,
+        )
+        self.network = network.name
+        self.network_id = network.id
+        if cfg.postgres.enabled and cfg.postgres.password is not None:
+            spec = postgres_spec(cfg)
+            envs = cfg.postgres.password.output.apply(
+                lambda pw, plain=spec["envs_plain"]: [*plain, f"POSTGRES_PASSWORD={pw}"]  # type: ignore[misc]
+            )
+            self.containers.append(self._service(name, "postgres", cfg, cfg.postgres.image, envs, spec, network, on_host))
+            if cfg.postgres.backups_kept > 0 and cfg.migrations.enabled:
+                self.backups_volume = docker.Volume(
+                    f"{name}-backups",
+                    name=backups_volume(cfg),
+                    labels=labels(cfg, "backups-volume"),
+                    # the dumps outlive the stack, like the data they save
+                    opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
+                ).name
+        if cfg.redis.enabled and cfg.redis.password is not None:
+            envs = cfg.redis.password.output.apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
+            self.containers.append(self._service(name, "redis", cfg, cfg.redis.image, envs, redis_spec(), network, on_host))
+        self.register_outputs({"network": self.network})
+
+    def _service(
+        self,
+        name: str,
+        role: str,
+        cfg: StackConfig,
+        image_name: str,
+        envs: pulumi.Output[list[str]],
+        spec: dict[str, Any],
+        network: docker.Network,
+        on_host: pulumi.ResourceOptions,
+    ) -> docker.Container:
+        prefix = cfg.resource_prefix
+        volume = docker.Volume(
+            f"{name}-{role}-data",
+            name=f"{prefix}-{role}-data",
+            labels=labels(cfg, f"{role}-volume"),
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
+        )
+        image = docker.RemoteImage(f"{name}-{role}-image", name=image_name, keep_locally=True, opts=on_host)
+        extra: dict[str, Any] = {"command": spec["command"]} if "command" in spec else {}
+        if "shm_size" in spec:
+            extra["shm_size"] = spec["shm_size"]
+        return docker.Container(
+            f"{name}-{role}",
+            name=f"{prefix}-{role}",
+            image=image.image_id,
+            envs=envs,
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=str(spec["data_path"]))],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[role])],
+            healthcheck=spec["healthcheck"],
+            wait=True,
+            wait_timeout=120,
+            stop_timeout=30,
+            labels=labels(cfg, role),
+            **{k: v for k, v in HARDENING.items() if k != "capabilities"},
+            **extra,
+            # a fixed name and data on a volume: stop the old one before its replacement starts
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),
+        )
