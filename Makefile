@@ -58,7 +58,7 @@ SELECT := pulumi stack select $(STACK)
 endif
 
 # An ssh agent for the day-to-day commands: yours when SSH_AUTH_SOCK is set, otherwise one that lives
-# exactly as long as the command; components/ops/commands.py gives it the deploy key (memory only).
+# exactly as long as the command; components/ops/ gives it the deploy key (memory only).
 AGENT := $(if $(SSH_AUTH_SOCK),,ssh-agent)
 
 # Every pulumi command runs under an ssh agent of its own that lives exactly as long as the command, with
@@ -159,7 +159,7 @@ refresh: tools-program $(BIN)/.program
 destroy: tools-program $(BIN)/.program
 	$(call with_key,pulumi destroy --run-program --stack $(STACK))
 
-# Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops/commands.py).
+# Day to day: over the stack's own host connection, with the deploy key in the agent (components/ops/).
 # CMD, SINCE, GREP and LINES reach the command exactly as written: `$(value ...)` is a variable's text with none
 # of its `$` expanded by make (GNU make manual, "The value Function"), single-quoted for the shell here. LINES
 # only when given on make's command line: an interactive shell may export its own LINES (the terminal's height).

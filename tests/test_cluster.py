@@ -242,7 +242,8 @@ def test_cluster_probation_fails_on_a_task_stopped_after_going_live_only(tmp_pat
 
 
 def test_status_shows_the_nodes_and_where_each_task_runs() -> None:
-    from components.ops.commands import logs_script, status_report, status_script
+    from components.ops.logs import logs_script
+    from components.ops.status import status_report, status_script
 
     raw, secrets = cluster_config()
     cfg = parse_config(raw, secrets, "prod", "a" * 40)

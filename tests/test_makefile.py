@@ -1,5 +1,5 @@
 """The Makefile: `make deploy` stops with one clear line when the pulumi CLI or a Docker engine is missing; the
-day-to-day targets hand their variables to components/ops/commands.py as given (stand-in `pulumi` and `docker` on PATH)."""
+day-to-day targets hand their variables to components/ops/ as given (stand-in `pulumi` and `docker` on PATH)."""
 
 from __future__ import annotations
 
@@ -325,7 +325,7 @@ def test_each_lock_pins_what_its_requirements_pin_every_package_with_hashes(requ
 
 def run_ops_target(tmp_path: Path, *args: str, docker_body: str = "") -> tuple[subprocess.CompletedProcess[str], list[str]]:
     """`make <args>` against a local stack of a stand-in pulumi (its config and release) and a stand-in docker that
-    records each call: the variables as the Makefile hands them to components/ops/commands.py."""
+    records each call: the variables as the Makefile hands them to components/ops/."""
     import json
 
     bin_dir = tmp_path / "bin"

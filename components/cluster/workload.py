@@ -4,7 +4,7 @@ What is declared differs here and only here (`cluster.enabled`): the workload of
 networks' driver and the image the roles run. The release sequence — the image, the backup and
 the migration, the proxy and the accessories, the go-live step — is the same on both; the
 go-live step and `make status` ask the same flag how to gate, watch and show what runs
-(components/release/go_live.py `service_gate`, `cluster_watch_loop`; components/ops/commands.py).
+(components/release/go_live.py `service_gate`, `cluster_watch_loop`; components/ops/).
 
 - on a host, each role of a release is `replicas` containers (`<role>-<release>-<n>`);
 - on a cluster, it is one Swarm service (`<role>-<release>-<7 hex>`, autonamed) with `replicas` tasks spread over

@@ -32,7 +32,7 @@ class Secret:
     Inside the program a component takes `output`, the one Pulumi secret Output of this value, made on
     first use, as pulumi.Config.get_secret makes one (pulumi/pulumi sdk/python/lib/pulumi/config.py
     Config.get_secret: `return Output.secret(v)`). `reveal` is for the config checks and for what runs
-    outside a Pulumi program (components/ops/commands.py, the ssh agent); `derive` makes a value from this one
+    outside a Pulumi program (components/ops/, the ssh agent); `derive` makes a value from this one
     that stays a secret both ways."""
 
     __slots__ = ("_derive", "_output", "_value")

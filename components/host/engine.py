@@ -1,7 +1,7 @@
 """What the program asks of the host's Docker engine itself. Pure.
 
 `live-restore` keeps containers running while the engine restarts (README: live-restore); the
-deploy output (components/release/switch.py) and `make status` (components/ops/status.py) say
+deploy output (the go-live step, components/release/go_live.py) and `make status` (components/ops/status.py) say
 when it is off.
 """
 

@@ -32,7 +32,7 @@ The program itself changes nothing on the machine it runs on, in a preview or an
 it only asks the agent which keys it holds (`check_deploy_key`: `ssh-add -L`, a read) and,
 when the configured key is not among them, stops before registering anything, saying what
 to run. `load_deploy_key` is the loading step for the day-to-day commands
-(components/ops/commands.py), which are not the program.
+(components/ops/), which are not the program.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def check_deploy_key(host: HostConfig, project: str, stack: str, env: Mapping[st
 def load_deploy_key(host: HostConfig, env: Mapping[str, str] | None = None, lifetime_s: int = KEY_LIFETIME_S) -> None:
     """Hand sshPrivateKey to the agent at SSH_AUTH_SOCK (`ssh-add -t LIFETIME -`, the key on stdin).
 
-    For the day-to-day commands (components/ops/commands.py); the program never calls it (check_deploy_key)."""
+    For the day-to-day commands (components/ops/); the program never calls it (check_deploy_key)."""
     if not host.is_ssh or host.private_key is None:
         return
     environ = dict(os.environ if env is None else env)

@@ -1,7 +1,7 @@
-"""`python -m components.ops`: the day-two commands (components/ops/commands.py)."""
+"""`python -m components.ops`: the day-two commands (components/ops/)."""
 
 import sys
 
-from components.ops.commands import main
+from components.ops.cli import main
 
 sys.exit(main())

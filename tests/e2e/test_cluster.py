@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from components.config.load import parse_config
-from components.ops.commands import status_report, status_script
+from components.ops.status import status_report, status_script
 from tests.e2e import cluster as swarm
 from tests.e2e import infra
 from tests.e2e.bench import Load

@@ -78,7 +78,7 @@ ITEMS_SQL = (
 RELEASES = 15
 CODE_BYTES = 2 * 1024 * 1024  # what each release of scenario 6 adds of its own (random, so incompressible)
 
-# A stand-in for the pulumi CLI: the two commands components/ops/commands.py runs, answered from the stack's config and
+# A stand-in for the pulumi CLI: the two commands components/ops/ runs, answered from the stack's config and
 # outputs (written by the test to STATE) in the CLI's formats; anything else is an error, as for an unknown command.
 PULUMI = """#!{python}
 import json, sys
