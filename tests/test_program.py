@@ -482,6 +482,7 @@ def test_the_public_site_probes_each_slot_and_the_verify_listener_does_not() -> 
     probe = ["health_uri /ready", "health_interval 500ms", "health_timeout 750ms", "health_fails 2", "health_passes 1"]
     assert all(f"\t\t{line}\n" in public for line in probe), public
     assert "health_" not in private, "the verification reaches a new container whatever the probe thinks of its slot"
+    assert "health_port" not in public and "health_port 9000\n" in render_caddyfile(Route(slots=1, port=8000, health_port=9000))
 
 
 def test_the_probe_asks_for_the_configured_health_path_within_the_configured_timeout(prod: tuple[dict[str, Any], set[str]]) -> None:

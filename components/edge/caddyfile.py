@@ -46,6 +46,7 @@ class Route:
     acme_ca: str | None = None  # the ACME directory (Caddy's default issuers when None)
     acme_ca_root: bool = False  # trust ACME_CA_ROOT for that directory's HTTPS
     health_path: str = "/health"  # what the proxy's own probe of each slot asks for (healthcheck.path)
+    health_port: int | None = None  # the port it asks on, when not the app's (healthcheck.port)
     upstream_timeout_ms: int = 1000  # how long that probe may take (proxy.upstreamTimeout)
 
 
@@ -104,6 +105,7 @@ def render_caddyfile(route: Route) -> str:
     # (Host.countHealthFail, keyed by the slot's placeholder).
     probe = [
         f"health_uri {route.health_path}",
+        *([f"health_port {route.health_port}"] if route.health_port not in (None, route.port) else []),
         f"health_interval {UPSTREAM_CHECK_INTERVAL_MS}ms",
         f"health_timeout {route.upstream_timeout_ms}ms",
         f"health_fails {UPSTREAM_FAILS}",

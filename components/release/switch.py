@@ -75,6 +75,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                         acme_ca=cfg.proxy.acme_ca,
                         acme_ca_root=cfg.proxy.acme_ca_root is not None,
                         health_path=cfg.healthcheck.path,
+                        health_port=cfg.healthcheck.port,
                         upstream_timeout_ms=cfg.proxy.upstream_timeout_ms,
                     )
                 )
