@@ -476,24 +476,6 @@ def test_probation_can_be_turned_off(prod: tuple[dict[str, Any], set[str]]) -> N
     assert "probation" not in script and run.outputs["release"]["probation"] == "0s"
 
 
-def test_the_public_site_probes_each_slot_and_the_verify_listener_does_not() -> None:
-    text = render_caddyfile(Route(slots=2, port=8000, health_path="/ready", upstream_timeout_ms=750))
-    public, private = text.split(f"http://:{VERIFY_PORT} {{")
-    probe = ["health_uri /ready", "health_interval 500ms", "health_timeout 750ms", "health_fails 2", "health_passes 1"]
-    assert all(f"\t\t{line}\n" in public for line in probe), public
-    assert "health_" not in private, "the verification reaches a new container whatever the probe thinks of its slot"
-    assert "health_port" not in public and "health_port 9000\n" in render_caddyfile(Route(slots=1, port=8000, health_port=9000))
-
-
-def test_the_probe_asks_for_the_configured_health_path_within_the_configured_timeout(prod: tuple[dict[str, Any], set[str]]) -> None:
-    raw, secrets = prod
-    run = run_program(
-        {**raw, "healthcheck": {"path": "/up"}, "proxy": {**raw.get("proxy", {}), "upstreamTimeout": "1500ms"}}, secrets, stack="prod"
-    )
-    caddyfile = commands(run, "switch-traffic").inputs["stdin"]
-    assert "health_uri /up\n" in caddyfile and "health_timeout 1500ms\n" in caddyfile, caddyfile
-
-
 def test_the_access_log_probation_counts_is_written_by_the_public_site_only() -> None:
     text = render_caddyfile(Route(slots=2, port=8000))
     public, private = text.split(f"http://:{VERIFY_PORT} {{")

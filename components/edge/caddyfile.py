@@ -45,15 +45,6 @@ class Route:
     grace_period_s: int = 30
     acme_ca: str | None = None  # the ACME directory (Caddy's default issuers when None)
     acme_ca_root: bool = False  # trust ACME_CA_ROOT for that directory's HTTPS
-    health_path: str = "/health"  # what the proxy's own probe of each slot asks for (healthcheck.path)
-    health_port: int | None = None  # the port it asks on, when not the app's (healthcheck.port)
-    upstream_timeout_ms: int = 1000  # how long that probe may take (proxy.upstreamTimeout)
-
-
-# The proxy probes each slot this often; UPSTREAM_FAILS probes in a row that fail or take longer than the
-# route's upstream timeout set it aside until one passes.
-UPSTREAM_CHECK_INTERVAL_MS = 500
-UPSTREAM_FAILS = 2
 
 
 def _block(lines: list[str], indent: int = 1) -> list[str]:
@@ -91,27 +82,7 @@ def render_caddyfile(route: Route) -> str:
         "\tdial_timeout 500ms",
         "}",
     ]
-    # A container that hangs (frozen, deadlocked, its node cut off) still accepts connections in the kernel, so
-    # its dials succeed and nothing above sets it aside: each request sent to it waits for its client to give
-    # up. The proxy's own probe finds it: every UPSTREAM_CHECK_INTERVAL_MS each slot is asked for the health
-    # path, and UPSTREAM_FAILS failed or late answers in a row take the slot out of rotation until one passes
-    # (a hung slot is out within interval x fails + timeout: 2 s by default). The probe fills the slot's
-    # placeholder itself, so it asks whichever container the slot names now (caddy
-    # modules/caddyhttp/reverseproxy/healthchecks.go doActiveHealthCheckForAllHosts: caddy.NewReplacer,
-    # whose global placeholders include {file.*}, then ReplaceOrErr on Upstream.Dial), and the state it sets
-    # is the slot's, per handler (Upstream.setHealthy). It runs beside the requests: a slow request in flight
-    # is never cut by it. Only the public site probes: the verify listener reaches a new container whatever
-    # the probe thinks of its slot, and two probing handlers would add their failures on one shared counter
-    # (Host.countHealthFail, keyed by the slot's placeholder).
-    probe = [
-        f"health_uri {route.health_path}",
-        *([f"health_port {route.health_port}"] if route.health_port not in (None, route.port) else []),
-        f"health_interval {UPSTREAM_CHECK_INTERVAL_MS}ms",
-        f"health_timeout {route.upstream_timeout_ms}ms",
-        f"health_fails {UPSTREAM_FAILS}",
-        "health_passes 1",
-    ]
-    proxy = [f"reverse_proxy {dials} {{", *_block([*options[:-3], *probe, *options[-3:]]), "}"]
+    proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
     # Caddy sets {http.reverse_proxy.upstream.hostport} to the dial address once it has picked an upstream, before
     # the round trip, and applies header_down to that upstream's answer with the same replacer (caddy
     # modules/caddyhttp/reverseproxy/reverseproxy.go proxyLoopIteration, then reverseProxy: Headers.Response).

@@ -74,9 +74,6 @@ class TrafficSwitch(pulumi.ComponentResource):
                         grace_period_s=cfg.web.stop_timeout_s,
                         acme_ca=cfg.proxy.acme_ca,
                         acme_ca_root=cfg.proxy.acme_ca_root is not None,
-                        health_path=cfg.healthcheck.path,
-                        health_port=cfg.healthcheck.port,
-                        upstream_timeout_ms=cfg.proxy.upstream_timeout_ms,
                     )
                 )
             )
