@@ -126,7 +126,8 @@ def on_swarm(docker_engine: infra.Engine, e2e_results: dict[str, Any]) -> Iterat
                     "proxy": {"bindAddress": None},
                     # the first pull of a release on three nodes at once takes its time on 2 cores, and a task
                     # that fails there under load (Docker 20.10: "network sandbox does not exist", a health
-                    # check timed out) is started again by Swarm after its restart delay: 90 s was once too short
+                    # check timed out) is started again by Swarm after its default restart delay of 5 s
+                    # (see test 4): 90 s was once too short
                     "cluster": {"enabled": True, "convergeTimeout": "150s"},
                     "redis": {"enabled": True, "image": "redis:7"},
                     "redisPassword": password,
@@ -257,7 +258,9 @@ def test_4_a_release_that_crashes_on_probation_is_taken_back(on_swarm: Swarm, e2
     env = on_swarm
     # Each task crashes 30 s after it starts: long enough for all three to run at once (the service converges,
     # then probation sees the crash), where 10 s was not on a loaded machine: a task restarted after its
-    # crash (Swarm's restart delay, 5 s) came up as another one went down, and the service never converged.
+    # crash (Swarm's default restart delay, 5 s: swarmkit api/defaults/service.go Service.Task.Restart; the
+    # program sets no restart policy, components/cluster/service.py) came up as another one went down, and
+    # the service never converged.
     crashing = {"web": {"env": {"APP_CRASH_AFTER": "30"}}, "releases": {"probation": "50s"}}
     with env.load() as load:
         with pytest.raises(UpdateFailedError) as failed:
