@@ -20,9 +20,10 @@ from components.accessories.databases import Accessories, AccessoriesArgs
 from components.config.load import load_config
 from components.config.model import ConfigError, StackConfig
 from components.edge.proxy import EdgeProxy, EdgeProxyArgs
-from components.github.pipeline import GitHubPipeline, GitHubPipelineArgs
+from components.github.pipeline import GitHubPipeline, pipeline_args
 from components.host.docker_host import DockerHost, DockerHostArgs
 from components.host.ssh import AgentError, check_deploy_key
+from components.release.go_live import Probation
 from components.release.housekeeping import Housekeeping, HousekeepingArgs, kept_images
 from components.release.image import AppImage, AppImageArgs
 from components.release.plan import ReleasePlan, load_release_plan, role_summary
@@ -48,17 +49,27 @@ async def main() -> None:
 
 def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
     """Every resource of the release, in the order above, and the stack's outputs."""
+    identity = cfg.identity  # what every name and label on the host starts from
     image = AppImage("app", AppImageArgs(cfg.image, deploy_ref=plan.deploy_ref, cache_from=plan.cache_from))
     host = DockerHost("host", DockerHostArgs(cfg.host, cfg.image.registry, cfg.image.registry_username, cfg.image.registry_password))
-    proxy = EdgeProxy("proxy", EdgeProxyArgs(cfg, host)) if cfg.web.enabled else None  # no web role: nothing to route
-    accessories = Accessories("accessories", AccessoriesArgs(cfg, host))
+    proxy = (
+        EdgeProxy("proxy", EdgeProxyArgs(identity, host, cfg.proxy, cfg.cluster)) if cfg.web.enabled else None
+    )  # no web role: nothing to route
+    accessories = Accessories(
+        "accessories",
+        AccessoriesArgs(
+            identity, host, cfg.postgres, cfg.redis, cfg.cluster,
+            backups=cfg.postgres.backups_kept > 0 and cfg.migrations.enabled,
+        ),
+    )  # fmt: skip
     web = WebRelease(
         "web",
         WebReleaseArgs(
-            cfg, host, image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
+            identity, host, cfg.web, cfg.healthcheck, cfg.migrations, cfg.cluster,
+            image_ref=image.ref, release_key=plan.key, version=plan.version, git_sha=plan.git_sha,
             migrate=plan.mode not in ("rollback", "redeploy"),  # an image already released ran its migrations then
             edge_network=proxy.network if proxy else None, private_network=accessories.network, accessories=accessories.containers,
-            backups_volume=accessories.backups_volume,
+            connections=accessories.env, backups_volume=accessories.backups_volume, database=cfg.postgres,
             network_ids=[i for i in (proxy.network_id if proxy else None, accessories.network_id) if i is not None],
         ),
     )  # fmt: skip
@@ -66,20 +77,24 @@ def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
         RoleRelease(
             role.name,
             RoleReleaseArgs(
-                cfg, host, role, web.run_image, plan.key, plan.version, plan.git_sha, web.gate, accessories.network, accessories.network_id
+                identity, host, role, cfg.web, cfg.cluster,
+                image=web.run_image, release_key=plan.key, version=plan.version, git_sha=plan.git_sha, gate=web.gate,
+                private_network=accessories.network, private_network_id=accessories.network_id, connections=accessories.env,
             ),
         )
         for role in cfg.roles
-    ]
+    ]  # fmt: skip
     switch = TrafficSwitch(
         "switch",
         TrafficSwitchArgs(
-            cfg, host, proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
+            identity, host, cfg.web, cfg.proxy, health_path=cfg.healthcheck.path, verify=cfg.verify,
+            probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate), on_cluster=cfg.cluster.enabled,
+            proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
             after=[*web.containers, *(c for r in roles for c in r.containers), *([proxy.container] if proxy else [])],
         ),
     )  # fmt: skip
     if cfg.github.enabled:
-        GitHubPipeline("github", GitHubPipelineArgs(cfg))
+        GitHubPipeline("github", pipeline_args(cfg))
 
     # Recorded only once the release went live, was verified and passed its probation.
     records = pulumi.Output.all(image.ref, switch.done.id).apply(lambda a: plan.records(a[0], cfg.releases.probation_s, role_summary(cfg)))
@@ -88,7 +103,9 @@ def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
     # The images older releases no longer need leave the server.
     Housekeeping(
         "housekeeping",
-        HousekeepingArgs(cfg, host, records.apply(lambda r: kept_images(r[0], r[1], cfg.releases.images_kept)), after=[switch.done]),
+        HousekeepingArgs(
+            cfg.image.repository, host, records.apply(lambda r: kept_images(r[0], r[1], cfg.releases.images_kept)), after=[switch.done]
+        ),
     )
     if cfg.web.enabled:
         pulumi.export("url", cfg.public_url)

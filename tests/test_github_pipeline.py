@@ -17,6 +17,7 @@ from components.github.pipeline import (
     check_names,
     environment_secrets,
     environment_variables,
+    pipeline_args,
     pipeline_secrets,
     repository_files,
     required_checks,
@@ -237,7 +238,7 @@ def test_repository_files_are_the_rendered_workflows_committed_with_skip_ci(run:
 
 def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
     """So the first `pulumi up` of prod commits nothing new, and the copies in git are the real pipeline."""
-    files = repository_files(model(*prod_config()))
+    files = repository_files(model(*prod_config()).github)
     for path, content in files.items():
         assert (ROOT / path).read_text(encoding="utf-8") == content, (
             f"{path}: run python -m components.github.workflows --write .github/workflows"
@@ -246,7 +247,7 @@ def test_the_committed_workflow_files_are_what_the_prod_stack_commits() -> None:
 
 def test_repository_files_follow_the_configured_stacks_and_branch() -> None:
     raw, secrets = configured(stacks=[{"staging": "staging"}, {"prod": "production"}], branch="trunk")
-    files = repository_files(model(raw, secrets))
+    files = repository_files(model(raw, secrets).github)
     deploy = yaml.safe_load(files[".github/workflows/deploy.yml"])
     assert [j for j in deploy["jobs"] if j != "test"] == ["deploy-staging", "deploy-prod"]
     assert deploy["jobs"]["deploy-staging"]["environment"]["name"] == "staging"
@@ -269,7 +270,7 @@ def test_a_pipeline_without_dev_renders_every_workflow_for_its_stacks(stacks: An
     stacks_of = {"staging": "staging", "prod": "production"}
     run = run_program(raw, secrets, stack="prod")
     files = {r.inputs["file"]: r.inputs["content"] for r in run.of_type(FILE)}
-    assert files == repository_files(model(raw, secrets))
+    assert files == repository_files(model(raw, secrets).github)
     workflows = {path.rsplit("/", 1)[-1]: yaml.safe_load(text) for path, text in files.items() if path.startswith(".github/workflows/")}
     assert sorted(workflows) == sorted(WORKFLOW_FILES)
     for name, prefix in (("deploy.yml", "deploy"), ("preview.yml", "preview"), ("rollback.yml", "rollback"), ("drift.yml", "drift")):
@@ -316,7 +317,7 @@ def test_the_pulumi_credentials_are_secrets_of_each_environment_of_the_stack(run
 def test_pipeline_secrets_not_given_are_not_created(prod: tuple[dict[str, Any], set[str]]) -> None:
     run = run_program(*prod, stack="prod")
     assert sorted(secrets_of(run, "production-preview")) == ["PULUMI_CONFIG_PASSPHRASE"]
-    assert pipeline_secrets(model(*prod)).keys() == {"PULUMI_CONFIG_PASSPHRASE"}
+    assert pipeline_secrets(model(*prod).github).keys() == {"PULUMI_CONFIG_PASSPHRASE"}
 
 
 def test_previews_wait_for_a_reviewer_who_did_not_start_the_run(run: ProgramRun) -> None:
@@ -413,10 +414,10 @@ def test_every_github_resource_matches_the_provider_schema(run: ProgramRun) -> N
 
 def test_environment_variables_and_secrets_of_the_model() -> None:
     cfg = model(*configured(variables={"SENTRY_ENV": "production"}))
-    variables = environment_variables(cfg)
+    variables = environment_variables(pipeline_args(cfg))
     assert set(GitHubConfig.RESERVED_VARIABLES) <= set(variables)
     assert variables["SENTRY_ENV"] == "production" and variables["PUBLIC_URL"] == cfg.public_url
-    secrets = environment_secrets(cfg)
+    secrets = environment_secrets(pipeline_args(cfg))
     assert secrets["SSH_PRIVATE_KEY"].reveal() == SSH_KEY
     assert SSH_KEY not in repr(secrets)
 
@@ -425,9 +426,9 @@ def test_the_notify_webhook_is_an_environment_secret_of_its_stack() -> None:
     raw, secrets = prod_config()
     hook = "https://hooks.slack.com/services/T000/B000/xyz-for-tests"
     cfg = parse_config({**raw, "notifyWebhook": hook}, secrets | {"notifyWebhook"}, "prod", git_sha=SHA)
-    assert environment_secrets(cfg)["NOTIFY_WEBHOOK"].reveal() == hook
-    assert hook not in repr(environment_secrets(cfg))
-    assert "NOTIFY_WEBHOOK" not in environment_secrets(parse_config(raw, secrets, "prod", git_sha=SHA))
+    assert environment_secrets(pipeline_args(cfg))["NOTIFY_WEBHOOK"].reveal() == hook
+    assert hook not in repr(environment_secrets(pipeline_args(cfg)))
+    assert "NOTIFY_WEBHOOK" not in environment_secrets(pipeline_args(parse_config(raw, secrets, "prod", git_sha=SHA)))
 
 
 def test_required_checks_come_from_pull_request_workflows_only() -> None:
@@ -469,7 +470,7 @@ def test_check_names_refuse_other_expressions() -> None:
 
 
 def test_the_workflows_directory_of_this_repository_is_what_repository_files_name() -> None:
-    names = {Path(p).name for p in repository_files(model(*prod_config()))}
+    names = {Path(p).name for p in repository_files(model(*prod_config()).github)}
     assert names == {p.name for p in (ROOT / ".github" / "workflows").glob("*.yml")} | {"dependabot.yml"}
 
 

@@ -205,7 +205,7 @@ def test_backups_report() -> None:
 def test_restore_refuses_a_name_that_is_not_a_dump(name: str) -> None:
     cfg = ops_remote.config_from_pulumi_json(cli_json(**LOCAL, postgresPassword="x"), "dev")
     with pytest.raises(ValueError, match="expected the name of a dump as `make backups` lists it"):
-        restore_script(cfg, "shop-dev-private", name)
+        restore_script(cfg.identity, cfg.postgres, "shop-dev-private", name)
 
 
 # --------------------------------------------------------------------------- the command line, with a stand-in pulumi

@@ -223,7 +223,9 @@ def test_secrets_stay_secret_refuses_a_secret_in_a_command_or_a_label(monkeypatc
     raw, _ = CONFIGS["prod"]()
     real = components.release.web.labels
     monkeypatch.setattr(
-        components.release.web, "labels", lambda cfg, role, extra=None: [*real(cfg, role, extra), {"label": "token", "value": SECRET}]
+        components.release.web,
+        "labels",
+        lambda identity, role, extra=None: [*real(identity, role, extra), {"label": "token", "value": SECRET}],
     )
     run, raw = prod_variant(web={**raw["web"], "command": ["uvicorn", "main:app", "--token", SECRET]})
     found = refused(run, raw, "prod", monkeypatch, "secrets-stay-secret")

@@ -29,7 +29,7 @@ MB = 1024 * 1024
 def web_inputs(**web: Any) -> dict[str, Any]:
     """The program's own web container spec, as the engine receives it (camelCase)."""
     cfg = parse_config({"appName": "web", "image": {"repository": "ghcr.io/acme/web", "push": False}, "web": web}, set(), "dev", "a" * 40)
-    spec = web_container(cfg, "sha256:" + "1" * 64, ["web-dev-edge"])
+    spec = web_container(cfg.web, cfg.healthcheck, "sha256:" + "1" * 64, ["web-dev-edge"])
     camel = {"".join(w.capitalize() if i else w for i, w in enumerate(k.split("_"))): v for k, v in spec.items()}
     camel["healthcheck"] = {
         "tests": spec["healthcheck"]["tests"],

@@ -56,11 +56,15 @@ def test_no_backup_without_postgres_a_migration_or_kept_dumps() -> None:
 def test_the_scripts_keep_the_password_out_and_refuse_odd_names() -> None:
     raw, secrets = full_config()
     cfg = parse_config(raw, secrets, "prod", "a" * 40)
-    assert "before-restore" in restore_script(cfg, "web-prod-private", "20261129T010203Z-aaaaaaaaaaaa.dump")
+    assert "before-restore" in restore_script(cfg.identity, cfg.postgres, "web-prod-private", "20261129T010203Z-aaaaaaaaaaaa.dump")
     for bad in ("../etc/passwd", "x.sql", "a b.dump", "-rf.dump"):
         with pytest.raises(ValueError, match="expected the name of a dump"):
-            restore_script(cfg, "web-prod-private", bad)
-    for script in (backup_script(cfg, "net", "v1"), list_backups_script(cfg), restore_script(cfg, "net", "x.dump")):
+            restore_script(cfg.identity, cfg.postgres, "web-prod-private", bad)
+    for script in (
+        backup_script(cfg.identity, cfg.postgres, "net", "v1"),
+        list_backups_script(cfg.identity, cfg.postgres),
+        restore_script(cfg.identity, cfg.postgres, "net", "x.dump"),
+    ):
         assert "pg-password" not in script
 
 
@@ -97,10 +101,10 @@ def run_script(tmp_path: Path, script: str, *, fail: bool = False) -> tuple[subp
 def test_a_dump_that_fails_fails_the_step_and_leaves_no_file(tmp_path: Path) -> None:
     raw, secrets = full_config()
     cfg = parse_config(raw, secrets, "prod", "a" * 40)
-    done, files = run_script(tmp_path, backup_script(cfg, "net", "0123456789abcdef"), fail=True)
+    done, files = run_script(tmp_path, backup_script(cfg.identity, cfg.postgres, "net", "0123456789abcdef"), fail=True)
     assert done.returncode != 0, "no migration may run without its dump"
     assert "pg_dump: error" in done.stderr and files == []
-    done, files = run_script(tmp_path, backup_script(cfg, "net", "0123456789abcdef"))
+    done, files = run_script(tmp_path, backup_script(cfg.identity, cfg.postgres, "net", "0123456789abcdef"))
     assert done.returncode == 0, done.stderr
     assert len(files) == 1 and files[0].endswith("-0123456789ab.dump"), files
 
@@ -112,7 +116,7 @@ def test_the_newest_dumps_are_kept(tmp_path: Path) -> None:
     for age, name in enumerate(["c.dump", "b.dump", "a.dump"], 1):
         (tmp_path / "backups" / name).write_text("old")
         os.utime(tmp_path / "backups" / name, (time.time() - 100 * age, time.time() - 100 * age))
-    done, files = run_script(tmp_path, backup_script(cfg, "net", "v1"))
+    done, files = run_script(tmp_path, backup_script(cfg.identity, cfg.postgres, "net", "v1"))
     assert done.returncode == 0, done.stderr
     assert len(files) == 2 and "c.dump" in files and any(f.endswith("-v1.dump") for f in files), files
 
@@ -122,7 +126,7 @@ def test_no_restore_without_a_dump_of_what_is_there_now(tmp_path: Path) -> None:
     cfg = parse_config(raw, secrets, "prod", "a" * 40)
     (tmp_path / "backups").mkdir()
     (tmp_path / "backups" / "20261129T010203Z-0123456789ab.dump").write_text("dump")
-    script = restore_script(cfg, "net", "20261129T010203Z-0123456789ab.dump")
+    script = restore_script(cfg.identity, cfg.postgres, "net", "20261129T010203Z-0123456789ab.dump")
     done, files = run_script(tmp_path, script, fail=True)
     assert done.returncode != 0 and not (tmp_path / "restored").exists(), "nothing restored over a database not saved first"
     assert files == ["20261129T010203Z-0123456789ab.dump"]
@@ -197,7 +201,7 @@ def run_prune(
     state = tmp_path / "docker.json"
     state.write_text(json.dumps(images))
     done = subprocess.run(
-        ["/bin/sh", "-c", prune_images_script(cfg, keep)],
+        ["/bin/sh", "-c", prune_images_script(cfg.image.repository, keep)],
         capture_output=True,
         text=True,
         env={"PATH": f"{tmp_path}:/usr/bin:/bin"},

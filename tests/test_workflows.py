@@ -51,7 +51,7 @@ THREE_STACKS = WorkflowSettings(stacks=("qa", "staging", "prod"), environments={
 def _from_config(**github: Any) -> WorkflowSettings:
     """The settings the owning stack renders from its config: Pulumi.prod.yaml with more `github.*` keys."""
     raw, secrets = prod_config()
-    return workflow_settings(parse_config({**raw, "github": {**raw["github"], **github}}, secrets, "prod", "0" * 40))
+    return workflow_settings(parse_config({**raw, "github": {**raw["github"], **github}}, secrets, "prod", "0" * 40).github)
 
 
 # The pipeline of a team with a staging server before production, as `github.stacks` gives it.

@@ -13,20 +13,25 @@ import pulumi
 import pulumi_docker as docker
 
 from components.accessories.backups import backups_volume
+from components.accessories.connections import connection_env
 from components.cluster.workload import network_options
-from components.config.model import StackConfig
+from components.config.model import ClusterConfig, PostgresConfig, RedisConfig, Secret, StackIdentity
 from components.host.containers import HARDENING, labels
 from components.host.docker_host import DockerHost
 
 
 @dataclass
 class AccessoriesArgs:
-    config: StackConfig
+    identity: StackIdentity
     host: DockerHost
+    postgres: PostgresConfig
+    redis: RedisConfig
+    cluster: ClusterConfig  # on a cluster the private network is an overlay the services' tasks join
+    # a volume for the dumps taken before each migration (PostgreSQL on, `postgres.backupsKept` above 0, migrations on)
+    backups: bool = False
 
 
-def postgres_spec(cfg: StackConfig) -> dict[str, Any]:
-    p = cfg.postgres
+def postgres_spec(p: PostgresConfig) -> dict[str, Any]:
     return {
         "envs_plain": [f"POSTGRES_USER={p.user}", f"POSTGRES_DB={p.database}", "PGDATA=/var/lib/postgresql/data/pgdata"],
         "data_path": "/var/lib/postgresql/data",
@@ -44,71 +49,74 @@ def redis_spec() -> dict[str, Any]:
 
 
 class Accessories(pulumi.ComponentResource):
-    """Creates the private network when any accessory is on; `containers` are what web must wait for."""
+    """Creates the private network when any accessory is on; `containers` are what web must wait for, `env` how
+    every role reaches them."""
 
     network: pulumi.Output[str] | None
     network_id: pulumi.Output[str] | None  # what a cluster's services name it by (components/cluster/workload.py)
     containers: list[docker.Container]
     # where the dumps taken before migrations go (PostgreSQL on, and backups kept)
     backups_volume: pulumi.Output[str] | None
+    env: list[tuple[str, str | Secret]]
 
     def __init__(self, name: str, args: AccessoriesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:Accessories", name, None, opts)
-        cfg = args.config
-        prefix = cfg.resource_prefix
+        identity, postgres, redis = args.identity, args.postgres, args.redis
+        prefix = identity.resource_prefix
+        self.env = connection_env(postgres, redis)
         self.containers = []
         self.network = None
         self.network_id = None
         self.backups_volume = None
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
-        if not (cfg.postgres.enabled or cfg.redis.enabled):
+        if not (postgres.enabled or redis.enabled):
             self.register_outputs({})
             return
         network = docker.Network(
             f"{name}-network",
             name=f"{prefix}-private",
             internal=True,
-            labels=labels(cfg, "private-network"),
-            **network_options(cfg),
+            labels=labels(identity, "private-network"),
+            **network_options(args.cluster),
             opts=on_host,
         )
         self.network = network.name
         self.network_id = network.id
-        if cfg.postgres.enabled and cfg.postgres.password is not None:
-            spec = postgres_spec(cfg)
-            envs = cfg.postgres.password.output.apply(
+        if postgres.enabled and postgres.password is not None:
+            spec = postgres_spec(postgres)
+            envs = postgres.password.output.apply(
                 lambda pw, plain=spec["envs_plain"]: [*plain, f"POSTGRES_PASSWORD={pw}"]  # type: ignore[misc]
             )
-            self.containers.append(self._service(name, "postgres", cfg, cfg.postgres.image, envs, spec, network, on_host))
-            if cfg.postgres.backups_kept > 0 and cfg.migrations.enabled:
+            self.containers.append(self._service(name, "postgres", identity, postgres.image, envs, spec, network, on_host))
+            if args.backups:
                 self.backups_volume = docker.Volume(
                     f"{name}-backups",
-                    name=backups_volume(cfg),
-                    labels=labels(cfg, "backups-volume"),
+                    name=backups_volume(identity),
+                    labels=labels(identity, "backups-volume"),
                     # the dumps outlive the stack, like the data they save
                     opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
                 ).name
-        if cfg.redis.enabled and cfg.redis.password is not None:
-            envs = cfg.redis.password.output.apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
-            self.containers.append(self._service(name, "redis", cfg, cfg.redis.image, envs, redis_spec(), network, on_host))
+        if redis.enabled and redis.password is not None:
+            envs = redis.password.output.apply(lambda pw: [f"REDIS_PASSWORD={pw}"])
+            self.containers.append(self._service(name, "redis", identity, redis.image, envs, redis_spec(), network, on_host))
         self.register_outputs({"network": self.network})
 
     def _service(
         self,
         name: str,
         role: str,
-        cfg: StackConfig,
+        identity: StackIdentity,
         image_name: str,
         envs: pulumi.Output[list[str]],
         spec: dict[str, Any],
         network: docker.Network,
         on_host: pulumi.ResourceOptions,
     ) -> docker.Container:
-        prefix = cfg.resource_prefix
+        prefix = identity.resource_prefix
         volume = docker.Volume(
             f"{name}-{role}-data",
             name=f"{prefix}-{role}-data",
-            labels=labels(cfg, f"{role}-volume"),
+            labels=labels(identity, f"{role}-volume"),
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
         )
         image = docker.RemoteImage(f"{name}-{role}-image", name=image_name, keep_locally=True, opts=on_host)
@@ -126,7 +134,7 @@ class Accessories(pulumi.ComponentResource):
             wait=True,
             wait_timeout=120,
             stop_timeout=30,
-            labels=labels(cfg, role),
+            labels=labels(identity, role),
             **{k: v for k, v in HARDENING.items() if k != "capabilities"},
             **extra,
             # a fixed name and data on a volume: stop the old one before its replacement starts

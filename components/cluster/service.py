@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.config.model import StackConfig
+from components.config.model import ClusterConfig
 from components.config.provider_forms import nano_cpus, swarm_duration
 from components.host.containers import LOG_OPTS, TMPFS_MB
 
@@ -18,7 +18,7 @@ def _tmpfs_mounts(tmpfs: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def service_spec(
-    cfg: StackConfig, container: dict[str, Any], replicas: int, service_labels: list[Any], network_ids: list[Any]
+    cluster: ClusterConfig, container: dict[str, Any], replicas: int, service_labels: list[Any], network_ids: list[Any]
 ) -> dict[str, Any]:
     """The keyword arguments of a `docker.Service` that runs `replicas` tasks as `container` (web_container's or
     role_container's spec) would run on one host: the same image, command, user, read-only root, tmpfs, probe,
@@ -37,7 +37,7 @@ def service_spec(
     change, hence a replacement, on every update). The stop grace period is always set: unset, the provider
     sends 0, and every task would be killed at once instead of getting SIGTERM and time to finish.
     Environment variables are added by the component (they may hold secrets)."""
-    c = cfg.cluster
+    c = cluster
     h = container["healthcheck"]
     container_spec: dict[str, Any] = {
         "image": container["image"],

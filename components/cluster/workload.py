@@ -27,7 +27,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.cluster.service import service_spec
-from components.config.model import StackConfig
+from components.config.model import ClusterConfig
 
 # How Pulumi must replace a service.
 SERVICE_OPTIONS = pulumi.ResourceOptions(
@@ -57,24 +57,24 @@ class Running:
     names: pulumi.Output[list[str]]
 
 
-def network_options(cfg: StackConfig, on_host: dict[str, Any] | None = None) -> dict[str, Any]:
+def network_options(cluster: ClusterConfig, on_host: dict[str, Any] | None = None) -> dict[str, Any]:
     """A network the release's roles, the proxy and the accessories share: on one host as `on_host` says (a bridge,
     the default); on a cluster an overlay (VXLAN between the nodes), attachable so that the manager's plain
     containers can join it."""
-    if cfg.cluster.enabled:
+    if cluster.enabled:
         return {"driver": "overlay", "attachable": True}
     return dict(on_host or {})
 
 
-def release_image(cfg: StackConfig, image_ref: pulumi.Input[str], pulled_id: pulumi.Input[str]) -> pulumi.Input[str]:
+def release_image(cluster: ClusterConfig, image_ref: pulumi.Input[str], pulled_id: pulumi.Input[str]) -> pulumi.Input[str]:
     """The image the release's roles run: the image the host pulled (by its ID); on a cluster the digest-pinned
     reference, which every node pulls from the registry."""
-    return image_ref if cfg.cluster.enabled else pulled_id
+    return image_ref if cluster.enabled else pulled_id
 
 
 def run_role(
     name: str,
-    cfg: StackConfig,
+    cluster: ClusterConfig,
     container: dict[str, Any],
     *,
     replicas: int,
@@ -88,8 +88,8 @@ def run_role(
     networks `network_ids` name, the same ones as the container's)."""
     if replicas == 0:
         return Running([], pulumi.Output.from_input([]))  # a role that does not run (web.enabled false)
-    if cfg.cluster.enabled:
-        spec = service_spec(cfg, container, replicas, labels, network_ids)
+    if cluster.enabled:
+        spec = service_spec(cluster, container, replicas, labels, network_ids)
         # NAME=value lines (a secret when any value is) as the service's map of variables
         spec["task_spec"]["container_spec"]["env"] = env.apply(lambda lines: dict(line.split("=", 1) for line in lines))
         service = docker.Service(name, **spec, opts=pulumi.ResourceOptions.merge(opts, SERVICE_OPTIONS))

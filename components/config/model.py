@@ -339,6 +339,19 @@ class GitHubConfig:
 
 
 @dataclass(frozen=True)
+class StackIdentity:
+    """Which app and stack a thing on the host belongs to: what its labels say and what its name starts with.
+    Two stacks on one host never collide."""
+
+    app_name: str
+    stack: str
+
+    @property
+    def resource_prefix(self) -> str:
+        return f"{self.app_name}-{self.stack}"
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     app_name: str
@@ -359,9 +372,13 @@ class StackConfig:
     notify_webhook: Secret | None = None
 
     @property
+    def identity(self) -> StackIdentity:
+        return StackIdentity(self.app_name, self.stack)
+
+    @property
     def resource_prefix(self) -> str:
         """Prefix of names on the host: two stacks on one host never collide."""
-        return f"{self.app_name}-{self.stack}"
+        return self.identity.resource_prefix
 
     @property
     def public_url(self) -> str:

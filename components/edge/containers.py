@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from components.config.model import StackConfig
+from components.config.model import ProxyConfig, StackIdentity
 from components.edge.caddyfile import ADMIN_SOCKET
 from components.host.containers import HARDENING, labels
 
@@ -18,9 +18,8 @@ from components.host.containers import HARDENING, labels
 PORTS_HOLD = ["sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 
 
-def ports_container(cfg: StackConfig, image_id: Any, network: Any) -> dict[str, Any]:
+def ports_container(identity: StackIdentity, p: ProxyConfig, image_id: Any, network: Any) -> dict[str, Any]:
     """The one container bound to host ports: it holds them, and the edge network, for the proxy."""
-    p = cfg.proxy
     ports: list[dict[str, Any]] = [{"internal": 80, "external": p.http_port}]
     if p.https_port is not None:
         ports.append({"internal": 443, "external": p.https_port})
@@ -32,14 +31,14 @@ def ports_container(cfg: StackConfig, image_id: Any, network: Any) -> dict[str, 
     # (kreuzwerker#909): the proxy is IPv4-only, as README says.
     return {
         "image": image_id,
-        "name": f"{cfg.resource_prefix}-ports",
+        "name": f"{identity.resource_prefix}-ports",
         "command": PORTS_HOLD,
         "ports": ports,
         "read_only": True,
         "networks_advanced": [{"name": network}],
         "stop_timeout": 5,
         "destroy_grace_seconds": 10,
-        "labels": labels(cfg, "ports"),
+        "labels": labels(identity, "ports"),
         **HARDENING,
     }  # fmt: skip
 
@@ -58,14 +57,13 @@ KEEPER_INTERVAL_S = 2
 JOIN_REFUSED = ('*"cannot join network"*', '*"is restarting, wait until the container is running"*')
 
 
-def keeper_socket(cfg: StackConfig) -> str:
+def keeper_socket(url: str) -> str:
     """The engine's socket on the server: the one `host.url` names when it is a unix:// socket (the engine is on
     the machine running Pulumi), DOCKER_SOCKET over ssh://."""
-    url = cfg.host.url
     return url.removeprefix("unix://") if url.startswith("unix://") else DOCKER_SOCKET
 
 
-def proxy_keeper_script(cfg: StackConfig) -> str:
+def proxy_keeper_script(identity: StackIdentity) -> str:
     """The keeper's loop: every KEEPER_INTERVAL_S, while the ports container runs, start each of this stack's
     proxies that the engine refused to start because the ports container was not running yet.
 
@@ -85,10 +83,10 @@ def proxy_keeper_script(cfg: StackConfig) -> str:
     an update); that update failed, and the keeper starts that proxy once the ports run, as the engine would
     have. An error of the keeper's own (no engine on the socket, no permission) is printed once, when it
     changes: `docker logs <app>-<stack>-proxy-keeper`."""
-    ports = shlex.quote(f"{cfg.resource_prefix}-ports")
+    ports = shlex.quote(f"{identity.resource_prefix}-ports")
     filters = " ".join(
         f"--filter {shlex.quote(f)}"
-        for f in (f"label=cutover.app={cfg.app_name}", f"label=cutover.stack={cfg.stack}", "label=cutover.role=proxy")
+        for f in (f"label=cutover.app={identity.app_name}", f"label=cutover.stack={identity.stack}", "label=cutover.role=proxy")
     )
     return f"""trap 'exit 0' TERM INT
 echo "starting the proxies of {ports} that the engine refused to start, every {KEEPER_INTERVAL_S} s"
@@ -117,30 +115,30 @@ done
 """
 
 
-def proxy_keeper_container(cfg: StackConfig, image_id: Any) -> dict[str, Any]:
+def proxy_keeper_container(identity: StackIdentity, host_url: str, image_id: Any) -> dict[str, Any]:
     """The proxy's keeper (proxy_keeper_script): the Docker CLI with the engine's socket and no network at all,
     so that its own start depends on no other container. DOCKER_HOST is set, so an image's entrypoint (the
     official docker:cli's picks a socket or tcp://docker:2375 when it is unset) has no choice to make."""
-    socket = keeper_socket(cfg)
+    socket = keeper_socket(host_url)
     return {
         "image": image_id,
-        "name": f"{cfg.resource_prefix}-proxy-keeper",
-        "command": ["sh", "-c", proxy_keeper_script(cfg)],
+        "name": f"{identity.resource_prefix}-proxy-keeper",
+        "command": ["sh", "-c", proxy_keeper_script(identity)],
         "envs": [f"DOCKER_HOST=unix://{DOCKER_SOCKET}"],
         "network_mode": "none",
         "read_only": True,
         "volumes": [{"host_path": socket, "container_path": DOCKER_SOCKET}],
         "stop_timeout": 5,
         "destroy_grace_seconds": 10,
-        "labels": labels(cfg, "proxy-keeper"),
+        "labels": labels(identity, "proxy-keeper"),
         **HARDENING,
     }  # fmt: skip
 
 
-def proxy_container(cfg: StackConfig, image_id: Any, network_mode: Any, volumes: dict[str, Any]) -> dict[str, Any]:
+def proxy_container(identity: StackIdentity, image_id: Any, network_mode: Any, volumes: dict[str, Any]) -> dict[str, Any]:
     """Caddy, in the ports container's network namespace (network_mode `container:<its id>`): it listens on the
     ports that one holds and reaches the app over the edge network. No name: Pulumi names it (<resource>-<7 hex>)
-    and names a replacement anew, so a new proxy starts beside the old one (see components/proxy.py)."""
+    and names a replacement anew, so a new proxy starts beside the old one (see components/edge/proxy.py)."""
     return {
         "image": image_id,
         "network_mode": network_mode,
@@ -157,6 +155,6 @@ def proxy_container(cfg: StackConfig, image_id: Any, network_mode: Any, volumes:
         "wait_timeout": 60,
         "stop_timeout": 40,
         "destroy_grace_seconds": 40,
-        "labels": labels(cfg, "proxy"),
+        "labels": labels(identity, "proxy"),
         **{**HARDENING, "capabilities": {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}},
     }  # fmt: skip

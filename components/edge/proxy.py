@@ -21,7 +21,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.cluster.workload import network_options
-from components.config.model import StackConfig
+from components.config.model import ClusterConfig, ProxyConfig, StackIdentity
 from components.edge.containers import ports_container, proxy_container, proxy_keeper_container
 from components.host.containers import labels
 from components.host.docker_host import DockerHost
@@ -29,8 +29,10 @@ from components.host.docker_host import DockerHost
 
 @dataclass
 class EdgeProxyArgs:
-    config: StackConfig
+    identity: StackIdentity
     host: DockerHost
+    proxy: ProxyConfig
+    cluster: ClusterConfig  # on a cluster the edge network is an overlay the web service's tasks join
 
 
 class EdgeProxy(pulumi.ComponentResource):
@@ -43,27 +45,27 @@ class EdgeProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EdgeProxyArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:EdgeProxy", name, None, opts)
-        cfg = args.config
-        prefix = cfg.resource_prefix
+        identity, edge = args.identity, args.proxy
+        prefix = identity.resource_prefix
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         network = docker.Network(
             f"{name}-network",
             name=f"{prefix}-edge",
-            labels=labels(cfg, "edge-network"),
-            **network_options(cfg, {"driver": "bridge"}),
+            labels=labels(identity, "edge-network"),
+            **network_options(args.cluster, {"driver": "bridge"}),
             opts=on_host,
         )
         volumes = {
             path: docker.Volume(
                 f"{name}-{suffix}",
                 name=f"{prefix}-proxy-{suffix}",
-                labels=labels(cfg, "proxy-volume"),
+                labels=labels(identity, "proxy-volume"),
                 # certificates and config outlive the stack: `pulumi destroy` leaves them on the host
                 opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(retain_on_delete=True)),
             ).name
             for path, suffix in (("/data", "data"), ("/config", "config"), ("/etc/caddy", "etc"))
         }
-        image = docker.RemoteImage(f"{name}-image", name=cfg.proxy.image, keep_locally=True, opts=on_host)
+        image = docker.RemoteImage(f"{name}-image", name=edge.image, keep_locally=True, opts=on_host)
         # This container holds the host ports and the edge network; it changes only with the ports (then stop-first,
         # as anything bound to them must). Its image is whatever the proxy's was when it was created: it only
         # runs `sh`, so a new proxy image is no reason to replace it.
@@ -75,7 +77,7 @@ class EdgeProxy(pulumi.ComponentResource):
         # GenerateDeletes leaves it, as isOperatedOn counts it done; v3.274.1, tests/test_real_engine.py).
         ports = docker.Container(
             f"{name}-ports",
-            **ports_container(cfg, image.image_id, network.name),
+            **ports_container(identity, edge, image.image_id, network.name),
             opts=pulumi.ResourceOptions.merge(
                 on_host,
                 pulumi.ResourceOptions(
@@ -92,16 +94,16 @@ class EdgeProxy(pulumi.ComponentResource):
         # answers with `Connection: close` for `shutdown_delay`, so keep-alive clients move over, then stops.
         self.container = docker.Container(
             f"{prefix}-proxy",
-            **proxy_container(cfg, image.image_id, ports.id.apply(lambda i: f"container:{i}"), volumes),
+            **proxy_container(identity, image.image_id, ports.id.apply(lambda i: f"container:{i}"), volumes),
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=False, depends_on=[ports])),
         )
         # Its own container with no network, so that nothing it depends on can be missing when the engine starts
         # it. It starts only a proxy whose start the engine refused for want of the ports container; a proxy
         # Pulumi stops or deletes has no such error (components/edge/containers.py proxy_keeper_script says what else).
-        keeper_image = docker.RemoteImage(f"{name}-keeper-image", name=cfg.proxy.keeper_image, keep_locally=True, opts=on_host)
+        keeper_image = docker.RemoteImage(f"{name}-keeper-image", name=edge.keeper_image, keep_locally=True, opts=on_host)
         self.keeper = docker.Container(
             f"{name}-keeper",
-            **proxy_keeper_container(cfg, keeper_image.image_id),
+            **proxy_keeper_container(identity, args.host.url, keeper_image.image_id),
             opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(delete_before_replace=True)),  # it has a name
         )
         self.ports = ports

@@ -78,64 +78,78 @@ _MATRIX_EXPRESSION = re.compile(r"\$\{\{\s*matrix\.([A-Za-z0-9_-]+)\s*\}\}")
 # --- pure functions ----------------------------------------------------------------------------
 
 
-def workflow_settings(cfg: StackConfig) -> WorkflowSettings:
+def workflow_settings(gh: GitHubConfig) -> WorkflowSettings:
     """The workflow settings of this configuration: its stacks, their environments and the default branch."""
     return WorkflowSettings(
-        stacks=tuple(cfg.github.stacks),
-        environments=dict(cfg.github.stacks),
-        default_branch=cfg.github.branch,
+        stacks=tuple(gh.stacks),
+        environments=dict(gh.stacks),
+        default_branch=gh.branch,
     )
 
 
-def repository_files(cfg: StackConfig) -> dict[str, str]:
+def repository_files(gh: GitHubConfig) -> dict[str, str]:
     """Path in the repository -> content of every file the owning stack commits."""
-    settings = workflow_settings(cfg)
+    settings = workflow_settings(gh)
     files = {f"{WORKFLOWS_DIRECTORY}/{name}": text for name, text in render_workflows(settings).items()}
     files[DEPENDABOT_PATH] = render_dependabot(settings)
     return files
 
 
-def commit_message(cfg: StackConfig, path: str) -> str:
+def commit_message(stack: str, path: str) -> str:
     """Message of the commit that updates `path`; the marker keeps GitHub from starting a run for it."""
-    return f"Update {path} from stack {cfg.stack} {SKIP_CI_MARKER}"
+    return f"Update {path} from stack {stack} {SKIP_CI_MARKER}"
 
 
-def environment_variables(cfg: StackConfig) -> dict[str, str]:
+def pipeline_args(cfg: StackConfig) -> GitHubPipelineArgs:
+    """The pipeline's args, from the stack's config: its `github` section, and where the stack deploys."""
+    return GitHubPipelineArgs(
+        stack=cfg.stack,
+        github=cfg.github,
+        host_url=cfg.host.url,
+        image_repository=cfg.image.repository,
+        public_url=cfg.public_url,
+        known_hosts=cfg.host.known_hosts,
+        ssh_private_key=cfg.host.private_key if cfg.host.is_ssh else None,
+        notify_webhook=cfg.notify_webhook,
+    )
+
+
+def environment_variables(args: GitHubPipelineArgs) -> dict[str, str]:
     """The deployment environment's variables: what the stack deploys where, then `github.variables`."""
     variables = {
-        "PULUMI_STACK": cfg.stack,
-        "DEPLOY_HOST": cfg.host.url,
-        "IMAGE_REPOSITORY": cfg.image.repository,
-        "PUBLIC_URL": cfg.public_url,
-        "SSH_KNOWN_HOSTS": cfg.host.known_hosts,
+        "PULUMI_STACK": args.stack,
+        "DEPLOY_HOST": args.host_url,
+        "IMAGE_REPOSITORY": args.image_repository,
+        "PUBLIC_URL": args.public_url,
+        "SSH_KNOWN_HOSTS": args.known_hosts or "",
     }
     result = {name: value for name, value in variables.items() if value}
-    result.update(cfg.github.variables)
+    result.update(args.github.variables)
     return result
 
 
-def environment_secrets(cfg: StackConfig) -> dict[str, Secret]:
+def environment_secrets(args: GitHubPipelineArgs) -> dict[str, Secret]:
     """The deployment environment's secrets: the SSH key of an ssh:// host, the webhook deploys are announced
     to (components/github/notifications.py), then every `githubSecrets` entry."""
     secrets: dict[str, Secret] = {}
-    if cfg.host.is_ssh and cfg.host.private_key is not None:
-        secrets["SSH_PRIVATE_KEY"] = cfg.host.private_key
-    if cfg.notify_webhook is not None:
-        secrets[NOTIFY_SECRET] = cfg.notify_webhook
-    secrets.update(cfg.github.secrets)
+    if args.ssh_private_key is not None:
+        secrets["SSH_PRIVATE_KEY"] = args.ssh_private_key
+    if args.notify_webhook is not None:
+        secrets[NOTIFY_SECRET] = args.notify_webhook
+    secrets.update(args.github.secrets)
     return secrets
 
 
-def pipeline_secrets(cfg: StackConfig, settings: WorkflowSettings | None = None) -> dict[str, Secret]:
+def pipeline_secrets(gh: GitHubConfig, settings: WorkflowSettings | None = None) -> dict[str, Secret]:
     """The secrets the workflows' pulumi steps read (backend URL, this stack's passphrase, extra secrets), those
     `githubSecrets` gives: secrets of each of the stack's three environments, never of the repository."""
-    s = settings or workflow_settings(cfg)
+    s = settings or workflow_settings(gh)
     names = (s.backend_url_secret, s.passphrase_secret, *s.extra_secrets)
-    return {name: cfg.github.secrets[name] for name in names if name in cfg.github.secrets}
+    return {name: gh.secrets[name] for name in names if name in gh.secrets}
 
 
-def repository_variables(cfg: StackConfig) -> dict[str, str]:
-    return {STACKS_VARIABLE: json.dumps(list(cfg.github.stacks))}
+def repository_variables(gh: GitHubConfig) -> dict[str, str]:
+    return {STACKS_VARIABLE: json.dumps(list(gh.stacks))}
 
 
 def _triggers(data: Mapping[Any, Any]) -> set[str]:
@@ -200,7 +214,17 @@ def _resource_suffix(name: str) -> str:
 
 @dataclass
 class GitHubPipelineArgs:
-    config: StackConfig
+    """What the pipeline is declared from: the `github` section, and what the deploy environment's variables and
+    secrets tell the workflows about where the stack deploys."""
+
+    stack: str
+    github: GitHubConfig
+    host_url: str  # host.url
+    image_repository: str  # image.repository
+    public_url: str
+    known_hosts: str | None = None  # host.knownHosts of an ssh:// host
+    ssh_private_key: Secret | None = None  # host.privateKey of an ssh:// host
+    notify_webhook: Secret | None = None
 
 
 class GitHubPipeline(pulumi.ComponentResource):
@@ -215,8 +239,7 @@ class GitHubPipeline(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GitHubPipelineArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:GitHubPipeline", name, None, opts)
-        cfg = args.config
-        gh = cfg.github
+        gh = args.github
         if not (gh.enabled and gh.owner and gh.repository and gh.environment):
             raise ValueError("GitHubPipeline needs github.enabled with github.owner, github.repository and github.environment")
         repository = gh.repository
@@ -234,7 +257,7 @@ class GitHubPipeline(pulumi.ComponentResource):
             users = [github.get_user_output(username=login, opts=lookup).id for login in gh.reviewers]
             ids = pulumi.Output.all(*users).apply(lambda found: [int(i) for i in found])
             reviewers = [github.RepositoryEnvironmentReviewerArgs(users=ids)]
-        settings = workflow_settings(cfg)
+        settings = workflow_settings(gh)
         # named as the workflows name them (WorkflowSettings.preview_environment, drift_environment)
         preview_name = gh.environment + PREVIEW_SUFFIX
         self.environment = self._environment(
@@ -254,11 +277,11 @@ class GitHubPipeline(pulumi.ComponentResource):
         self.drift_environment = self._environment(f"{name}-drift-environment", repository, gh.environment + DRIFT_SUFFIX, gh.branch, child)
         if not reviewers:
             pulumi.log.warn(
-                f"{NAMESPACE}:github.reviewers is empty: pull requests get no preview of stack {cfg.stack}"
+                f"{NAMESPACE}:github.reviewers is empty: pull requests get no preview of stack {args.stack}"
                 f" (environment {preview_name} admits {gh.branch} only); name reviewers to approve them",
                 self,
             )
-        for key, value in environment_variables(cfg).items():
+        for key, value in environment_variables(args).items():
             github.ActionsEnvironmentVariable(
                 f"{name}-env-var-{_resource_suffix(key)}",
                 repository=repository,
@@ -267,18 +290,18 @@ class GitHubPipeline(pulumi.ComponentResource):
                 value=value,
                 opts=child,
             )
-        for key, secret in environment_secrets(cfg).items():
+        for key, secret in environment_secrets(args).items():
             self._secret(f"{name}-env-secret-{_resource_suffix(key)}", repository, environment, key, secret, child)
         # The pulumi steps' credentials, in the two other environments too (the deploy environment has them above).
         for prefix, env in (("preview", self.preview_environment), ("drift", self.drift_environment)):
-            for key, secret in pipeline_secrets(cfg, settings).items():
+            for key, secret in pipeline_secrets(gh, settings).items():
                 self._secret(f"{name}-{prefix}-secret-{_resource_suffix(key)}", repository, env.environment, key, secret, child)
 
         self.files = {}
         self.ruleset = None
         checks: list[str] = []
         if gh.manage_repository_files:
-            checks = self._repository_level(name, cfg, repository, child)
+            checks = self._repository_level(name, args, repository, child)
         self.register_outputs(
             {
                 "environment": environment,
@@ -342,11 +365,11 @@ class GitHubPipeline(pulumi.ComponentResource):
             opts=child,
         )
 
-    def _repository_level(self, name: str, cfg: StackConfig, repository: str, child: pulumi.ResourceOptions) -> list[str]:
+    def _repository_level(self, name: str, args: GitHubPipelineArgs, repository: str, child: pulumi.ResourceOptions) -> list[str]:
         """What the owning stack manages for the whole repository; returns the required checks."""
-        gh = cfg.github
-        settings = workflow_settings(cfg)
-        for key, value in repository_variables(cfg).items():
+        gh = args.github
+        settings = workflow_settings(gh)
+        for key, value in repository_variables(gh).items():
             github.ActionsVariable(
                 f"{name}-repo-var-{_resource_suffix(key)}", repository=repository, variable_name=key, value=value, opts=child
             )
@@ -373,14 +396,14 @@ class GitHubPipeline(pulumi.ComponentResource):
                 ),
                 self,
             )
-        for path, content in repository_files(cfg).items():
+        for path, content in repository_files(gh).items():
             self.files[path] = github.RepositoryFile(
                 f"{name}-file-{_resource_suffix(path.rsplit('/', 1)[-1])}",
                 repository=repository,
                 file=path,
                 content=content,
                 branch=gh.files_branch,
-                commit_message=commit_message(cfg, path),
+                commit_message=commit_message(args.stack, path),
                 overwrite_on_create=True,
                 opts=files_opts,
             )

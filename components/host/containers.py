@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.config.model import StackConfig
+from components.config.model import StackIdentity
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 
@@ -29,7 +29,7 @@ HARDENING: dict[str, Any] = {
 }
 
 
-def labels(cfg: StackConfig, role: str, extra: dict[str, str] | None = None) -> list[Any]:
+def labels(identity: StackIdentity, role: str, extra: dict[str, str] | None = None) -> list[Any]:
     """Labels telling which app, stack and role a container belongs to (and which release, for web)."""
-    values = {"cutover.app": cfg.app_name, "cutover.stack": cfg.stack, "cutover.role": role, **(extra or {})}
+    values = {"cutover.app": identity.app_name, "cutover.stack": identity.stack, "cutover.role": role, **(extra or {})}
     return [{"label": k, "value": v} for k, v in sorted(values.items())]

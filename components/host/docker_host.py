@@ -35,10 +35,12 @@ class DockerHost(pulumi.ComponentResource):
 
     provider: docker.Provider
     connection: command.remote.ConnectionArgs | None
+    url: str  # host.url: the engine's socket (unix://) or the server (ssh://)
 
     def __init__(self, name: str, args: DockerHostArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:DockerHost", name, None, opts)
         host = args.host
+        self.url = host.url
         self.connection = None
         provider_args: dict[str, Any] = {"host": host.url}
         if args.registry and args.registry_username and args.registry_password is not None:

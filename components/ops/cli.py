@@ -114,15 +114,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         elif not cfg.postgres.enabled:
             raise OpsError(f"stack {args.stack} has no PostgreSQL accessory (postgres.enabled), so no dumps")
         elif args.command == "backups":
-            print(backups_report(host.run(list_backups_script(cfg))))
+            print(backups_report(host.run(list_backups_script(cfg.identity, cfg.postgres))))
         else:
             if not args.backup:
                 raise OpsError("BACKUP=<name> is missing: `make backups` lists the names")
-            script = restore_script(cfg, f"{cfg.resource_prefix}-private", args.backup)
+            script = restore_script(cfg.identity, cfg.postgres, f"{cfg.resource_prefix}-private", args.backup)
             if input(restore_warning(cfg, args.backup)).strip() != cfg.postgres.database:
                 print("not restored")
                 return 1
-            print(host.run(script, stdin=password_env(cfg).reveal(), timeout=3600))
+            print(host.run(script, stdin=password_env(cfg.postgres).reveal(), timeout=3600))
     except (OpsError, AgentError, ValueError) as error:
         print(f"cutover: {error}", file=sys.stderr)
         return 1

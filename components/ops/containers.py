@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from components.accessories.connections import connection_env
 from components.config.model import RoleConfig, Secret, StackConfig
 from components.ops.remote import IMAGE, NAME, N, OpsError, sh_join
 from components.release.containers import role_env, web_env
@@ -70,7 +71,8 @@ def exec_script(cfg: StackConfig, role: str, tag: str, command: Sequence[str], *
 def one_off_env(cfg: StackConfig, role: str, tag: str) -> list[tuple[str, str | Secret]]:
     """The environment the role's containers of release `tag` have (components/release/web.py env_output), secrets included."""
     own = role_of(cfg, role)
-    pairs = web_env(cfg) if own is None else role_env(cfg, own)
+    connections = connection_env(cfg.postgres, cfg.redis)
+    pairs = web_env(cfg.web, connections) if own is None else role_env(cfg.web, own, connections)
     return [("APP_VERSION", tag), *pairs]
 
 

@@ -15,34 +15,30 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from components.config.model import RoleConfig, Secret, StackConfig
+from components.config.model import HealthcheckConfig, MigrationsConfig, RoleConfig, Secret, StackIdentity, WebConfig
 from components.config.provider_forms import go_duration
 from components.host.containers import HARDENING, TMPFS_OPTIONS
 
-
-def shared_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
-    """What every role gets: the secret env and the accessories' URLs (secrets as Secret values)."""
-    env: list[tuple[str, str | Secret]] = sorted(cfg.web.secret_env.items())
-    p = cfg.postgres
-    if p.enabled and p.password is not None:
-        env.append(("DATABASE_URL", p.password.derive(lambda pw: f"postgresql://{p.user}:{pw}@postgres:5432/{p.database}")))
-    if cfg.redis.enabled and cfg.redis.password is not None:
-        env.append(("REDIS_URL", cfg.redis.password.derive(lambda pw: "redis://:" + pw + "@redis:6379/0")))
-    return env
+Env = list[tuple[str, str | Secret]]
 
 
-def web_env(cfg: StackConfig) -> list[tuple[str, str | Secret]]:
+def shared_env(web: WebConfig, connections: Env) -> Env:
+    """What every role gets: the secret env, then `connections` (how it reaches the accessories:
+    components/accessories/databases.py connection_env), secrets as Secret values."""
+    return [*sorted(web.secret_env.items()), *connections]
+
+
+def web_env(web: WebConfig, connections: Env) -> Env:
     """The web containers' environment (APP_VERSION aside), secrets included as Secret values."""
-    return [("PORT", str(cfg.web.port)), *sorted(cfg.web.env.items()), *shared_env(cfg)]
+    return [("PORT", str(web.port)), *sorted(web.env.items()), *shared_env(web, connections)]
 
 
-def role_env(cfg: StackConfig, role: RoleConfig) -> list[tuple[str, str | Secret]]:
+def role_env(web: WebConfig, role: RoleConfig, connections: Env) -> Env:
     """A role's environment: its own variables, then what every role gets."""
-    return [*sorted(role.env.items()), *shared_env(cfg)]
+    return [*sorted(role.env.items()), *shared_env(web, connections)]
 
 
-def healthcheck(cfg: StackConfig) -> dict[str, Any]:
-    h = cfg.healthcheck
+def healthcheck(h: HealthcheckConfig) -> dict[str, Any]:
     return {
         "tests": h.test(),
         "interval": go_duration(h.interval),
@@ -52,9 +48,8 @@ def healthcheck(cfg: StackConfig) -> dict[str, Any]:
     }
 
 
-def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[str, Any]:
+def web_container(w: WebConfig, probe: HealthcheckConfig, image_id: Any, networks: list[Any]) -> dict[str, Any]:
     """A web container: no fixed name and no host port, so a new release is created beside the old one."""
-    w = cfg.web
     spec: dict[str, Any] = {
         "image": image_id,
         "user": w.user,
@@ -67,7 +62,7 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
         "stop_signal": "SIGTERM",
         "stop_timeout": w.stop_timeout_s,
         "destroy_grace_seconds": w.stop_timeout_s,
-        "healthcheck": healthcheck(cfg),
+        "healthcheck": healthcheck(probe),
         "wait": True,
         "wait_timeout": w.wait_timeout_s,
         "must_run": True,
@@ -79,8 +74,9 @@ def web_container(cfg: StackConfig, image_id: Any, networks: list[Any]) -> dict[
     return spec
 
 
-def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: list[Any]) -> dict[str, Any]:
-    """A container of a role beside web: the release's image with the role's command and probe.
+def role_container(w: WebConfig, role: RoleConfig, image_id: Any, networks: list[Any]) -> dict[str, Any]:
+    """A container of a role beside web: the release's image with the role's command and probe, and web's
+    user, read-only root and tmpfs (`w`), which every role of the app shares.
 
     A rolling role's container starts at once and is waited for until healthy, like web's. A
     single-instance role's is only created (`start` false): the go-live step stops the old one,
@@ -88,7 +84,7 @@ def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: 
     It must not be `must_run` either: Read reports a created container as not running, which
     would be a change on every update (kreuzwerker v4.5.0 resource_docker_container_funcs.go:812-824).
     """
-    w, h = cfg.web, role.healthcheck
+    h = role.healthcheck
     spec: dict[str, Any] = {
         "image": image_id,
         "command": list(role.command),
@@ -118,11 +114,11 @@ def role_container(cfg: StackConfig, role: RoleConfig, image_id: Any, networks: 
     return spec
 
 
-def migration_script(cfg: StackConfig, image: str, network: str | None) -> str:
-    """Run the migration once in a container of the new image; its env file arrives on stdin."""
-    argv = ["docker", "run", "--rm", "--env-file", "/dev/stdin", "--user", cfg.web.user, "--read-only",
+def migration_script(identity: StackIdentity, user: str, migrations: MigrationsConfig, image: str, network: str | None) -> str:
+    """Run the migration once in a container of the new image, as the app's `user`; its env file arrives on stdin."""
+    argv = ["docker", "run", "--rm", "--env-file", "/dev/stdin", "--user", user, "--read-only",
             "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
-            "--label", f"cutover.app={cfg.app_name}", "--label", f"cutover.stack={cfg.stack}", "--label", "cutover.role=migration"]  # fmt: skip
+            "--label", f"cutover.app={identity.app_name}", "--label", f"cutover.stack={identity.stack}", "--label", "cutover.role=migration"]  # fmt: skip
     if network:
         argv += ["--network", network]
-    return "set -eu\n" + shlex.join([*argv, image, *cfg.migrations.command])
+    return "set -eu\n" + shlex.join([*argv, image, *migrations.command])

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.config.model import StackConfig
 from components.host.docker_host import DockerHost
 from components.release.records import Release, digest_of
 
@@ -31,8 +30,8 @@ def kept_images(current: Release, history: list[Release], keep: int) -> list[str
     return refs[:keep]
 
 
-def prune_images_script(cfg: StackConfig, keep: list[str]) -> str:
-    """Remove the app's images on the server but those in `keep` (repo@sha256:… or, for dev, an image ID).
+def prune_images_script(repository: str, keep: list[str]) -> str:
+    """Remove the app's images (`repository`'s) on the server but those in `keep` (repo@sha256:… or, for dev, an image ID).
 
     An image is kept when any of its names is: its digest in the repository, or its ID. The others are
     removed by ID, so every name the image has in the repository goes with it: on a server that also
@@ -41,7 +40,6 @@ def prune_images_script(cfg: StackConfig, keep: list[str]) -> str:
     an image a container still uses, or one another repository names too, and the script goes on.
     """
     keep_ids = " ".join(sorted({digest_of(ref) for ref in keep}))
-    repository = cfg.image.repository
     listing = f"docker images --digests --no-trunc --format '{{{{.Digest}}}}={{{{.ID}}}}' {shlex.quote(repository)}"
     return "\n".join(
         [
@@ -66,7 +64,7 @@ def prune_images_script(cfg: StackConfig, keep: list[str]) -> str:
 
 @dataclass
 class HousekeepingArgs:
-    config: StackConfig
+    repository: str  # the app image's (image.repository)
     host: DockerHost
     # the images this release keeps on the server, known once it is recorded
     keep: pulumi.Input[list[str]]
@@ -78,11 +76,10 @@ class Housekeeping(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HousekeepingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:Housekeeping", name, None, opts)
-        cfg = args.config
         keep = pulumi.Output.from_input(args.keep)
         args.host.command(
             f"{name}-prune-images",
-            create=keep.apply(lambda refs: prune_images_script(cfg, list(refs))),
+            create=keep.apply(lambda refs: prune_images_script(args.repository, list(refs))),
             # runs again exactly when the set of images to keep changes (a new release)
             triggers=[keep],
             update=":",

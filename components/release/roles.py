@@ -15,23 +15,25 @@ Both are replaced create-first on any change, for the reasons WEB_CONTAINER_OPTI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components.cluster.workload import run_role
-from components.config.model import RoleConfig, StackConfig
+from components.config.model import ClusterConfig, RoleConfig, StackIdentity, WebConfig
 from components.host.containers import labels
 from components.host.docker_host import DockerHost
-from components.release.containers import role_container, role_env
+from components.release.containers import Env, role_container, role_env
 from components.release.web import WEB_CONTAINER_OPTIONS, env_output
 
 
 @dataclass
 class RoleReleaseArgs:
-    config: StackConfig
+    identity: StackIdentity
     host: DockerHost
     role: RoleConfig
+    web: WebConfig  # the user, read-only root and tmpfs every role shares, and the secret env
+    cluster: ClusterConfig
     image: pulumi.Input[str]  # what the release's roles run (WebRelease.run_image: an image ID, or a digest on a cluster)
     release_key: str
     version: str
@@ -39,6 +41,7 @@ class RoleReleaseArgs:
     gate: list[pulumi.Resource]
     private_network: pulumi.Input[str] | None = None
     private_network_id: pulumi.Input[str] | None = None
+    connections: Env = field(default_factory=list)  # how every role reaches the accessories (Accessories.env)
 
 
 class RoleRelease(pulumi.ComponentResource):
@@ -48,16 +51,16 @@ class RoleRelease(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RoleReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:RoleRelease", name, None, opts)
-        cfg, role = args.config, args.role
+        role = args.role
         self.role = role
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
-        env = env_output(role_env(cfg, role), args.version)
+        env = env_output(role_env(args.web, role, args.connections), args.version)
         networks = [args.private_network] if args.private_network is not None else []
-        role_labels = labels(cfg, role.name, {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
+        role_labels = labels(args.identity, role.name, {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
         running = run_role(
             f"{name}-{args.release_key}",
-            cfg,
-            role_container(cfg, role, args.image, networks),
+            args.cluster,
+            role_container(args.web, role, args.image, networks),
             replicas=role.replicas,
             env=env,
             labels=role_labels,

@@ -37,7 +37,7 @@ from typing import Any
 
 import pulumi
 
-from components.config.model import StackConfig
+from components.config.model import ProxyConfig, StackIdentity, VerifyConfig, WebConfig
 from components.edge.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.host.docker_host import DockerHost
 from components.release.go_live import Handover, Probation, Verification, go_live_script
@@ -46,8 +46,14 @@ from components.release.roles import RoleRelease
 
 @dataclass
 class TrafficSwitchArgs:
-    config: StackConfig
+    identity: StackIdentity
     host: DockerHost
+    web: WebConfig  # its slots, port, grace period and wait
+    proxy: ProxyConfig  # the site, its certificates and the drain
+    health_path: str  # what the verification asks the proxy for
+    verify: VerifyConfig
+    probation: Probation
+    on_cluster: bool  # the upstreams are Swarm services (components/cluster/workload.py)
     proxy_name: pulumi.Input[str] | None  # None: no web role, nothing to route
     upstreams: pulumi.Input[list[str]]
     version: pulumi.Input[str]
@@ -57,23 +63,23 @@ class TrafficSwitchArgs:
 
 class TrafficSwitch(pulumi.ComponentResource):
     caddyfile: pulumi.Output[str] | None
-    done: pulumi.Resource
+    done: pulumi.CustomResource  # the go-live step: its id exists once it succeeded
 
     def __init__(self, name: str, args: TrafficSwitchArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:TrafficSwitch", name, None, opts)
-        cfg = args.config
+        web, edge = args.web, args.proxy
         self.caddyfile = None
         if args.proxy_name is not None:
             self.caddyfile = pulumi.Output.from_input(
                 render_caddyfile(
                     Route(
-                        slots=cfg.web.replicas,
-                        port=cfg.web.port,
-                        domain=cfg.proxy.domain,
-                        email=cfg.proxy.email,
-                        grace_period_s=cfg.web.stop_timeout_s,
-                        acme_ca=cfg.proxy.acme_ca,
-                        acme_ca_root=cfg.proxy.acme_ca_root is not None,
+                        slots=web.replicas,
+                        port=web.port,
+                        domain=edge.domain,
+                        email=edge.email,
+                        grace_period_s=web.stop_timeout_s,
+                        acme_ca=edge.acme_ca,
+                        acme_ca_root=edge.acme_ca_root is not None,
                     )
                 )
             )
@@ -83,24 +89,24 @@ class TrafficSwitch(pulumi.ComponentResource):
         role_names = pulumi.Output.all(*[r.names for r in roles]).apply(lambda names: [list(n) for n in names])
 
         def script(proxy_name: str | None, web_names: list[str], per_role: list[list[str]], version: str) -> str:
-            v = cfg.verify
-            check = Verification(VERIFY_PORT, cfg.healthcheck.path, version if v.expect_version else None, v.attempts, v.interval_s)
+            v = args.verify
+            check = Verification(VERIFY_PORT, args.health_path, version if v.expect_version else None, v.attempts, v.interval_s)
             handovers = [
-                Handover(cfg.app_name, cfg.stack, r.role.name, names[0], r.role.stop_timeout_s, r.role.wait_timeout_s)
+                Handover(args.identity.app_name, args.identity.stack, r.role.name, names[0], r.role.stop_timeout_s, r.role.wait_timeout_s)
                 for r, names in zip(roles, per_role, strict=True)
                 if not r.role.overlap
             ]
             return go_live_script(
                 proxy_name,
                 web_names,
-                drain_s=cfg.proxy.drain_s,
-                wait_healthy_s=cfg.web.wait_timeout_s,
+                drain_s=edge.drain_s,
+                wait_healthy_s=web.wait_timeout_s,
                 verification=check if v.enabled else None,
-                probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate),
+                probation=args.probation,
                 handovers=handovers,
                 watched=[*web_names, *(n for names in per_role for n in names)],
-                acme_ca_root=cfg.proxy.acme_ca_root,
-                on_cluster=cfg.cluster.enabled,
+                acme_ca_root=edge.acme_ca_root,
+                on_cluster=args.on_cluster,
             )
 
         triggers: list[pulumi.Input[Any]] = [upstreams, role_names]

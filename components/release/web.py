@@ -20,6 +20,7 @@ pkg/resource/deploy/step.go:467-473, step_generator.go:2390-2423).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -27,10 +28,10 @@ import pulumi_docker as docker
 
 from components.accessories.backups import backup_script, password_env
 from components.cluster.workload import release_image, run_role
-from components.config.model import Secret, StackConfig
+from components.config.model import ClusterConfig, HealthcheckConfig, MigrationsConfig, PostgresConfig, Secret, StackIdentity, WebConfig
 from components.host.containers import labels
 from components.host.docker_host import DockerHost
-from components.release.containers import migration_script, shared_env, web_container, web_env
+from components.release.containers import Env, migration_script, shared_env, web_container, web_env
 
 # How Pulumi must replace a web container: these options override what the docker
 # provider asks for, and each one is there because the provider alone would drop requests.
@@ -57,17 +58,24 @@ WEB_CONTAINER_OPTIONS = pulumi.ResourceOptions(
 
 @dataclass
 class WebReleaseArgs:
-    config: StackConfig
+    identity: StackIdentity
     host: DockerHost
+    web: WebConfig
+    healthcheck: HealthcheckConfig
+    migrations: MigrationsConfig
+    cluster: ClusterConfig
     image_ref: pulumi.Input[str]
     release_key: str  # names this release's containers
     version: str
     git_sha: str
     edge_network: pulumi.Input[str] | None  # None: no web role (web.enabled false)
     private_network: pulumi.Input[str] | None = None
-    accessories: list[pulumi.Resource] = field(default_factory=list)
+    accessories: Sequence[pulumi.Resource] = field(default_factory=list)
+    connections: Env = field(default_factory=list)  # how every role reaches the accessories (Accessories.env)
     migrate: bool = True  # a rollback never runs the older image's migrations
-    backups_volume: pulumi.Input[str] | None = None  # set: the database is dumped before the migration
+    # both set: this database is dumped into this volume before the migration
+    backups_volume: pulumi.Input[str] | None = None
+    database: PostgresConfig | None = None
     network_ids: list[pulumi.Input[str]] = field(default_factory=list)  # the edge and private networks' IDs
 
 
@@ -97,27 +105,33 @@ class WebRelease(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: WebReleaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cutover:index:WebRelease", name, None, opts)
-        cfg = args.config
+        web = args.web
         on_host = pulumi.ResourceOptions(parent=self, provider=args.host.provider)
         pulled = docker.RemoteImage(f"{name}-image", name=args.image_ref, keep_locally=True, opts=on_host)
         self.image_id = pulled.image_id
-        env = env_output(web_env(cfg) if cfg.web.enabled else shared_env(cfg), args.version)
+        env = env_output(web_env(web, args.connections) if web.enabled else shared_env(web, args.connections), args.version)
 
+        migrate = args.migrations.enabled and args.migrate
+        database = args.database
         gate: list[pulumi.Resource] = [pulled, *args.accessories]
-        if cfg.migrations.enabled and args.migrate and args.backups_volume is not None and cfg.postgres.password is not None:
+        if migrate and args.backups_volume is not None and database is not None and database.password is not None:
             # a dump of the database, kept on the server, before the migration changes it: a failed dump
             # fails the release before the migration runs (components/accessories/backups.py)
             backup = args.host.command(
                 f"{name}-backup",
-                create=pulumi.Output.all(args.private_network, args.backups_volume).apply(lambda v: backup_script(cfg, v[0], args.version)),
-                stdin=password_env(cfg).output,
+                create=pulumi.Output.all(args.private_network, args.backups_volume).apply(
+                    lambda v: backup_script(args.identity, database, v[0], args.version)
+                ),
+                stdin=password_env(database).output,
                 triggers=[pulled.image_id],
                 update=":",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=gate),
             )
             gate = [backup]
-        if cfg.migrations.enabled and args.migrate:
-            script = pulumi.Output.all(pulled.image_id, args.private_network).apply(lambda v: migration_script(cfg, v[0], v[1]))
+        if migrate:
+            script = pulumi.Output.all(pulled.image_id, args.private_network).apply(
+                lambda v: migration_script(args.identity, web.user, args.migrations, v[0], v[1])
+            )
             migration = args.host.command(
                 f"{name}-migrate",
                 create=script,
@@ -133,14 +147,14 @@ class WebRelease(pulumi.ComponentResource):
         self.gate = gate
 
         networks: list[pulumi.Input[str]] = [n for n in (args.edge_network, args.private_network) if n is not None]
-        release_labels = labels(cfg, "web", {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
+        release_labels = labels(args.identity, "web", {"cutover.release": args.version, "cutover.git-sha": args.git_sha})
         # what every role of the release runs: the pulled image on a host, its digest on a cluster
-        self.run_image = release_image(cfg, args.image_ref, pulled.image_id)
+        self.run_image = release_image(args.cluster, args.image_ref, pulled.image_id)
         running = run_role(
             f"{name}-{args.release_key}",
-            cfg,
-            web_container(cfg, self.run_image, networks),
-            replicas=cfg.web.replicas if cfg.web.enabled and args.edge_network is not None else 0,
+            args.cluster,
+            web_container(web, args.healthcheck, self.run_image, networks),
+            replicas=web.replicas if web.enabled and args.edge_network is not None else 0,
             env=env,
             labels=release_labels,
             network_ids=args.network_ids,

@@ -18,9 +18,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from components.config.model import StackIdentity
 from components.edge.containers import DOCKER_SOCKET, PORTS_HOLD, proxy_keeper_script
 from tests.e2e import infra
 from tests.e2e.bench import _median
@@ -62,12 +62,12 @@ def start_edge(edge: Edge) -> None:
     """The ports container and Caddy (its default site on :80) as the program runs them; and the keeper."""
     common = ["--label", LABEL, "--restart", "unless-stopped", "--init", "--security-opt", "no-new-privileges:true"]
     infra.docker("run", "-d", "--name", edge.ports, *common, "--read-only", "-p", f"127.0.0.1:{edge.port}:80", "caddy:2", *PORTS_HOLD)
-    labels = ["--label", "cutover.app=bench", "--label", f"cutover.stack={edge.flow}", "--label", "cutover.role=proxy"]
+    identity = StackIdentity("cutover-bench-restart", edge.flow)  # its prefix is edge.prefix
+    labels = ["--label", f"cutover.app={identity.app_name}", "--label", f"cutover.stack={edge.flow}", "--label", "cutover.role=proxy"]
     infra.docker("run", "-d", "--name", edge.proxy, *common, *labels, "--network", f"container:{edge.ports}", "caddy:2")
     if edge.flow == "keeper":
-        cfg = SimpleNamespace(resource_prefix=edge.prefix, app_name="bench", stack=edge.flow)
         infra.docker("run", "-d", "--name", edge.keeper, *common, "--read-only", "--cap-drop", "ALL", "--network", "none",
-                     "-v", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", "docker:28-cli", "sh", "-c", proxy_keeper_script(cfg))  # type: ignore[arg-type]  # fmt: skip
+                     "-v", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}", "docker:28-cli", "sh", "-c", proxy_keeper_script(identity))  # fmt: skip
 
 
 def answers(port: int) -> bool:
