@@ -81,3 +81,28 @@ def test_the_layout_test_sees_an_import_that_runs_back_up(tmp_path: Path) -> Non
     assert imported_packages(bad) == {"release"}
     order = package_order()
     assert order.index("release") > order.index("config")
+
+
+def whole_config_fields(source: str) -> list[str]:
+    """`Class.field` for each field of an `...Args` class whose type names the whole StackConfig."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and node.name.endswith("Args"):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and "StackConfig" in ast.unparse(item.annotation):
+                    found.append(f"{node.name}.{ast.unparse(item.target)}")
+    return found
+
+
+def test_components_take_narrow_args_not_the_whole_config() -> None:
+    """Each component's Args name the sections and values it uses (the release sequence in __main__.py picks them
+    from the stack's config), so a component reads only what it declares from."""
+    args = [m for m in modules() if "Args" in m.read_text()]
+    assert len(args) >= 9, "the nine components' Args are where this test looks"
+    wide = {str(m.relative_to(COMPONENTS)): f for m in args if (f := whole_config_fields(m.read_text()))}
+    assert wide == {}
+
+
+def test_the_narrow_args_test_sees_a_whole_config_field() -> None:
+    source = "@dataclass\nclass EdgeArgs:\n    config: StackConfig\n    host: DockerHost\n"
+    assert whole_config_fields(source) == ["EdgeArgs.config"]
