@@ -189,7 +189,7 @@ drift: tools-program $(BIN)/.program
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy components policy
+	$(BIN)/mypy components policy __main__.py
 	$(BIN)/hadolint app/Dockerfile examples/static-app/Dockerfile
 
 workflows: $(BIN)/.installed
