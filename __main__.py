@@ -23,7 +23,7 @@ from components.edge.proxy import EdgeProxy, EdgeProxyArgs
 from components.github.pipeline import GitHubPipeline, pipeline_args
 from components.host.docker_host import DockerHost, DockerHostArgs
 from components.host.ssh import AgentError, check_deploy_key
-from components.release.go_live import Probation
+from components.release.go_live import Canary, Probation
 from components.release.housekeeping import Housekeeping, HousekeepingArgs, kept_images
 from components.release.image import AppImage, AppImageArgs
 from components.release.plan import ReleasePlan, load_release_plan, role_summary
@@ -89,6 +89,7 @@ def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
         TrafficSwitchArgs(
             identity, host, cfg.web, cfg.proxy, health_path=cfg.healthcheck.path, verify=cfg.verify,
             probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate), on_cluster=cfg.cluster.enabled,
+            canary=Canary(cfg.releases.canary_s, cfg.releases.probation_error_rate),
             proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,
             after=[*web.containers, *(c for r in roles for c in r.containers), *([proxy.container] if proxy else [])],
         ),

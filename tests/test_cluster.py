@@ -114,7 +114,7 @@ def test_the_switch_routes_each_slot_to_the_service_and_watches_its_tasks(on_clu
     script = switch.inputs["create"]
     web = service(on_cluster, "web").outputs["name"]
     worker = service(on_cluster, "worker").outputs["name"]
-    assert f"sh {web} {web} {web}" in script, "three slots, each the service's name (dnsrr: all its tasks)"
+    assert 'sh "${canaried:-}" ' + f"{web} {web} {web}" in script, "three slots, each the service's name (dnsrr: all its tasks)"
     assert "docker service ps --filter desired-state=running --format '{{.CurrentState}}' \"$s\"" in script
     assert f"for s in {web} {worker}; do" in script, "both services gated, once each"
     assert "docker events" not in script, "another node's containers have no events on the manager"

@@ -685,6 +685,11 @@ def test_probation_settings() -> None:
     cfg = parse(minimal(releases={"probation": "2m", "probationErrorRate": 25}))
     assert (cfg.releases.probation_s, cfg.releases.probation_error_rate) == (120, 25)
     assert parse(minimal(releases={"probation": "0s"})).releases.probation_s == 0
+    assert parse(minimal()).releases.canary_s == 0, "no canary unless asked"
+    assert parse(minimal(releases={"canary": "15s"})).releases.canary_s == 15
+    assert problems(minimal(releases={"canary": "ten"})) == [
+        "cutover:releases.canary = \"ten\": expected a duration with a unit, like '500ms', '10s', '1m' or '1m30s' (0s: no canary)"
+    ]
     found = problems(minimal(releases={"probation": "30", "probationErrorRate": 0}))
     assert found == [
         "cutover:releases.probation = \"30\": expected a duration with a unit, like '500ms', '10s', '1m' or '1m30s' (0s: no probation)",
@@ -873,6 +878,11 @@ HC = {"command": ["python", "-m", "heartbeat", "30"]}
             minimal(releases={"probation": "2500ms"}),
             'cutover:releases.probation = "2500ms": expected a whole number of seconds',
             id="probation-fraction",
+        ),
+        pytest.param(
+            minimal(releases={"canary": "1500ms"}),
+            'cutover:releases.canary = "1500ms": expected a whole number of seconds',
+            id="canary-fraction",
         ),
         pytest.param(
             minimal(verify={"interval": "1500ms"}),

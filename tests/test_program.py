@@ -287,7 +287,8 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     script = switch.inputs["create"]
     # the names go to the slot files, as arguments of one exec in the proxy
     assert f"for c in {' '.join(names)}; do" in script, "the health gate checks each new container"
-    assert f"sh {' '.join(names)}" in script and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
+    # (the first argument says whether a canary saved the previous slots already)
+    assert 'sh "${canaried:-}" ' + " ".join(names) in script and "mv /etc/caddy/live/$n.next /etc/caddy/live/$n" in script
     # the health gate comes first: the proxy is never pointed at a container not healthy now
     gate = script.index("refusing to route to $c")
     assert gate < script.index("cp -a /etc/caddy/live /etc/caddy/live.prev") and "running/healthy" in script
@@ -462,11 +463,37 @@ def test_the_live_release_is_on_probation_before_the_old_one_goes(full_run: Prog
     assert all(f"--filter container={n}" in script for n in names), "Docker's events of exactly the new containers"
     assert "--filter event=die" in script and "--filter event=health_status" in script
     assert "-gt $((total * 10))" in script, "more than 10% 5xx fails it"
+    proxy = full_run.one(CONTAINER, "web-prod-proxy").outputs["name"]
+    assert f'docker logs --since "$since" --tail 2000 {proxy} ' in script, "a judgement reads the log's end, not all of it"
     failed = script[script.index('if [ -n "$verdict" ]; then') :]
     assert failed.index("revert") < failed.index("docker logs --tail 15") < failed.index("exit 1")
     assert "the proxy routes to the previous release again" in script[: script.index("\n}\n")]
     release = full_run.outputs["release"]
     assert release["probation"] == "30s"
+
+
+def test_a_canary_slot_goes_live_and_is_watched_before_the_full_switch(prod: tuple[dict[str, Any], set[str]]) -> None:
+    raw, secrets = prod
+    run = run_program({**raw, "releases": {"canary": "12s"}}, secrets, stack="prod")
+    script = commands(run, "switch-traffic").inputs["create"]
+    first, *_ = names = run.outputs["containers"]
+    canary = script.index(f"canary: the proxy routes 1 of {len(names)} slots to {first}")
+    full = script.index("proxy now routes to " + " ".join(names))
+    assert script.index("refusing to route to") < canary < script.index("canary: watching") < full, "gated, canary, then all"
+    assert script.index("canary: watching") < script.index('while [ "$(date +%s)" -le $((went_live + 12)) ]') < full
+    assert script.index("canaried=yes") < full < script.index("probation: watching")
+    assert f'/"upstream":"{first}:/' in script, "the canary's error rate counts its own answers"
+    assert f"for ask in $(seq 1 {len(names)}); do" in script, "its verification asks once per slot before it waits"
+    assert 'if [ "$new_config" = "$(docker exec' in script, "only when the proxy's settings stay as they are"
+    assert "canary" not in commands(run_program(raw, secrets, stack="prod"), "switch-traffic").inputs["create"].replace("canaried", "")
+
+
+def test_with_one_web_replica_there_is_no_canary_and_the_step_says_why(prod: tuple[dict[str, Any], set[str]]) -> None:
+    raw, secrets = prod
+    run = run_program({**raw, "web": {**raw["web"], "replicas": 1}, "releases": {"canary": "12s"}}, secrets, stack="prod")
+    script = commands(run, "switch-traffic").inputs["create"]
+    assert "canary: none, with one web container one slot is all the traffic" in script
+    assert "canary: watching" not in script
 
 
 def test_probation_can_be_turned_off(prod: tuple[dict[str, Any], set[str]]) -> None:

@@ -235,7 +235,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "postgres": frozenset({"enabled", "image", "database", "user", "backupsKept"}),
     "redis": frozenset({"enabled", "image"}),
     "migrations": frozenset({"command"}),
-    "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate", "imagesKept"}),
+    "releases": frozenset({"historySize", "promoteFrom", "probation", "probationErrorRate", "canary", "imagesKept"}),
     "verify": frozenset({"enabled", "expectVersion", "attempts", "interval"}),
     "cluster": frozenset({"enabled", "placement", "spread", "convergeTimeout"}),
     "github": frozenset({"enabled", "owner", "repository", "environment", "manageRepositoryFiles", "branch", "reviewers", "waitTimer", "protectBranch", "publicUrl", "variables", "stacks", "adminBypass", "filesBranch"}),

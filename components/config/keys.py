@@ -229,6 +229,11 @@ KEYS: tuple[Key, ...] = (
         "during probation, more than this percentage of 5xx answers over 10 s (at least 10 answers) takes the release back",
         default=10,
     ),
+    Key(
+        "releases.canary",
+        "before the full switch, one web slot (1 of `web.replicas`) alone routes to the release this long, watched as on probation with its own answers' error rate (`0s`: no canary; whole seconds); see [Canary](#canary)",
+        default="0s",
+    ),
     Key("verify.enabled", "check through the proxy after the switch", default=True),
     Key(
         "verify.expectVersion",

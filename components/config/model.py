@@ -280,6 +280,8 @@ class ReleasesConfig:
     probation_s: int = 30
     # During probation, more than this share of 5xx answers (in percent) in a 10 s window fails it.
     probation_error_rate: int = 10
+    # Before the full switch, one web slot alone routes to the release this long, on probation of its own (0: no canary).
+    canary_s: int = 0
     # the app images kept on the host: the current release's and those of the releases before it
     images_kept: int = 5
 

@@ -458,6 +458,9 @@ def _parse_releases(r: _Reader) -> ReleasesConfig:
             )
         ),
         probation_error_rate=r.value(o, "releases", "probationErrorRate", 10, _int(1, 100), "a whole percentage from 1 to 100"),
+        canary_s=int(
+            duration_seconds(r.duration(o, "releases", "canary", "0s", whole="seconds", expected=DURATION_EXPECTED + " (0s: no canary)"))
+        ),
         images_kept=r.value(o, "releases", "imagesKept", 5, _int(2, 100), "a whole number of images from 2 to 100"),
     )
 

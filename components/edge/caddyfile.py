@@ -101,8 +101,11 @@ def render_caddyfile(route: Route) -> str:
     if route.domain is None:
         globals_.append("auto_https off")
     site = route.domain if route.domain else ":80"
-    # one JSON line per answer on the container's stdout: probation counts the 5xx among them
-    access_log = ["log {", "\toutput stdout", "\tformat json", "}"]
+    # one JSON line per answer on the container's stdout: probation counts the 5xx among them, and a canary
+    # those of one upstream, named in the line's `upstream` field (`<container>:<port>`). log_append adds it
+    # "late", once reverse_proxy has answered, so the placeholder holds the upstream it picked (caddy
+    # modules/caddyhttp/logging/logadd.go LogAppend.ServeHTTP: next handler first, then the field)
+    access_log = ["log {", "\toutput stdout", "\tformat json", "}", "log_append upstream {http.reverse_proxy.upstream.hostport}"]
     # While this proxy is stopping ({http.shutting_down}, during shutdown_delay: caddy modules/caddyhttp/app.go
     # Stop, replacer.go), every answer closes its connection (Go's server honours a handler's Connection: close),
     # so no keep-alive connection is left idle on it to be closed under a client sending its next request.

@@ -5,7 +5,8 @@ the Docker host (over SSH, or locally for the dev stack), so tests can read and 
 exactly what the host runs:
 
 - `go_live_script`: the release goes live. It refuses containers that are not
-  healthy at that moment, points the edge proxy at them, checks through the proxy
+  healthy at that moment, points the edge proxy at them (with a canary, one slot
+  first, watched on its own: `canary_steps`), checks through the proxy
   that the new version answers, watches the live release on probation, puts the
   previous routes back if anything fails, and lets the old routes drain. One script, so one Pulumi step: a failed check means
   the step failed and was not recorded (pulumi-go-provider v1.3.0
@@ -119,11 +120,12 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     Only when the Caddyfile differs from the proxy's (its own settings changed) is it
     validated first and installed with one `caddy reload`; a release itself only
     rewrites the slot files, each by an atomic rename, which Caddy reads per request.
-    What it replaces is kept (live.prev, Caddyfile.prev) for the check to put back.
+    What it replaces is kept (live.prev, Caddyfile.prev) for the check to put back; after a
+    canary ($canaried set) live.prev already holds the slots as they were before it, and stays.
     """
     _check_names(upstreams)
     write_slots = (
-        f"mkdir -p {LIVE_DIR} && rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE} && n=0 && "
+        f'keep="$1"; shift; mkdir -p {LIVE_DIR} && {{ [ -n "$keep" ] || {{ rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE}; }}; }} && n=0 && '
         f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
     )
     prune = f"n={len(upstreams)}; while [ -e {LIVE_DIR}/$n ]; do rm -f {LIVE_DIR}/$n; n=$((n+1)); done"
@@ -136,7 +138,7 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
         "  " + "printf '%s\\n' \"$new_config\" | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {_NEXT_CADDYFILE}"]),
         "  " + container_exec(proxy, "caddy", "validate", "--config", _NEXT_CADDYFILE, "--adapter", "caddyfile"),
         "fi",
-        container_exec(proxy, "sh", "-c", write_slots, "sh", *upstreams),
+        container_exec(proxy, "sh", "-c", write_slots, "sh", "${canaried:-}", *upstreams).replace("'${canaried:-}'", '"${canaried:-}"'),
         f"echo {shlex.quote('proxy now routes to ' + ' '.join(upstreams))}",
         'if [ "$new_config" != "$current_config" ]; then',
         "  " + container_exec(proxy, "sh", "-c", install),
@@ -144,6 +146,48 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
         "  echo 'the proxy settings changed: Caddy reloaded its configuration'",
         "fi",
         container_exec(proxy, "sh", "-c", prune),
+    ]
+
+
+@dataclass(frozen=True)
+class Canary:
+    """Before the full switch, the first slot alone routes to the release's first web container for `seconds`,
+    on probation of its own: its containers watched as on probation, and the 5xx among the answers that
+    container gave, judged every CHECK_EVERY_TICKS ticks. The other slots keep the previous release, so a bad
+    release answers 1 in `slots` requests until it is taken back."""
+
+    seconds: int
+    max_error_rate: int
+    CHECK_EVERY_TICKS = 1  # every 0.2 s: the canary is short, and its failures cost less the sooner they are seen
+
+
+def canary_steps(proxy: str, upstreams: list[str], canary: Canary, verification: Verification | None, watched: list[str]) -> list[str]:
+    """Slot 0 to the first new web container, checked through the proxy and watched; on a failure, revert and
+    fail. Only when the proxy's settings stay as they are: a new Caddyfile (another number of slots, a domain)
+    is installed with every slot at once by switch_steps, so that release goes live without a canary."""
+    _check_names(upstreams)
+    first = upstreams[0]
+    others = len(upstreams) - 1
+    save_and_write = (
+        f'rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE} && printf %s "$1" > {LIVE_DIR}/0.next && mv {LIVE_DIR}/0.next {LIVE_DIR}/0'
+    )
+    watch = Probation(canary.seconds, canary.max_error_rate)
+    steps = [
+        container_exec(proxy, "sh", "-c", save_and_write, "sh", first),
+        "switched=yes",
+        f"echo {shlex.quote(f'canary: the proxy routes 1 of {len(upstreams)} slots to {first}; {others} still to the previous release')}",
+        'went_live="$(date +%s)"',
+        *(verify_steps(proxy, verification, [first], tries=len(upstreams)) if verification is not None else []),
+        *probation_steps(proxy, watched, watch, phase="canary", answers_of=first, check_every_ticks=Canary.CHECK_EVERY_TICKS),
+        "canaried=yes",
+    ]
+    current = container_exec(proxy, "cat", CADDYFILE)
+    return [
+        f'if [ "$new_config" = "$({current} 2>/dev/null || true)" ]; then',
+        *("  " + line for line in steps),
+        "else",
+        "  echo 'canary: none, the proxy settings change with this release: every slot switches at once'",
+        "fi",
     ]
 
 
@@ -164,13 +208,15 @@ def restore_steps(proxy: str) -> list[str]:
     ]
 
 
-def verify_steps(proxy: str, check: Verification, upstreams: list[str]) -> list[str]:
+def verify_steps(proxy: str, check: Verification, upstreams: list[str], tries: int = 1) -> list[str]:
     """Ask the proxy until one of `upstreams` (the new release) answers 200, with the new version when the
     check wants one; if none does, restore and fail.
 
     Which container answered is read from the header the proxy's verify listener adds to every answer
     (components/edge/caddyfile.py UPSTREAM_HEADER), so the check needs nothing of the app but a 200: no JSON, no
     version field. The old containers are still running: Pulumi deletes nothing before this succeeds.
+    `tries`: asks per attempt before it waits the interval; a canary, one slot of N that the listener's
+    round robin reaches once in N requests, asks N times, so it is not left serving for an interval longer.
     """
     url = f"http://127.0.0.1:{check.port}{check.path}"
     # -S: the status line and the headers go to stderr, read with the body (2>&1), so the check sees which
@@ -184,13 +230,18 @@ def verify_steps(proxy: str, check: Verification, upstreams: list[str]) -> list[
         pattern = '"version": ?"' + re.escape(check.version) + '"'
         test += f" && printf '%s' \"$body\" | grep -Eq {shlex.quote(pattern)}"
     want = "200 from a new container" + (f" with version {check.version}" if check.version is not None else "")
+    ask = [
+        f"  if body=$({fetch} 2>&1) && {test}; then",
+        '    echo "verified through the proxy on attempt $attempt: $body"; verified=yes; break',
+        "  fi",
+    ]
+    if tries > 1:
+        ask = [f"  for ask in $(seq 1 {tries}); do", *("  " + line for line in ask), "  done", '  if [ -n "$verified" ]; then break; fi']
     return [
         "body=''",
         "verified=''",
         f"for attempt in $(seq 1 {check.attempts}); do",
-        f"  if body=$({fetch} 2>&1) && {test}; then",
-        '    echo "verified through the proxy on attempt $attempt: $body"; verified=yes; break',
-        "  fi",
+        *ask,
         f"  sleep {check.interval_s}",
         "done",
         'if [ -z "$verified" ]; then',
@@ -213,14 +264,34 @@ class Probation:
     min_requests: int = 10
 
 
+# How many of the proxy's last log lines a judgement of the error rate reads. `docker logs --tail N --since T`
+# seeks back N lines from the end and then drops what is older than T (moby daemon/logger/loggerutils/
+# logfile.go, readLogsLocked -> tailFiles, then forwarder.Do); with no --tail it decodes the whole log from
+# its first line, which on a proxy that has served for days takes seconds per judgement, and every one of
+# those seconds a bad release keeps answering.
+LOG_LINES_JUDGED = 2000
+
 # What ends a probation at once: Docker's events for the new containers (`health_status` matches
 # "health_status: <status>", moby daemon/events/filter.go), read as they come.
 _BAD_EVENTS = "^(die|oom|kill|restart|health_status: unhealthy) "
 
 
-def probation_steps(proxy: str | None, watched: list[str], probation: Probation, on_cluster: bool = False) -> list[str]:
+def probation_steps(
+    proxy: str | None,
+    watched: list[str],
+    probation: Probation,
+    on_cluster: bool = False,
+    *,
+    phase: str = "probation",
+    answers_of: str | None = None,
+    check_every_ticks: int = 5,
+) -> list[str]:
     """Watch the new release's containers (on a cluster, its services' tasks) from the moment it went live
-    (and, behind a proxy, its answers); on a failure, revert, explain, fail."""
+    (and, behind a proxy, its answers); on a failure, revert, explain, fail.
+
+    `answers_of` (a canary): only the answers that upstream gave are counted, told by the access log's
+    `upstream` field (components/edge/caddyfile.py). The error rate is judged every `check_every_ticks`
+    ticks of 0.2 s (each judgement reads the proxy's log of the window, at most its last LOG_LINES_JUDGED lines)."""
     _check_names(watched)
     watched = list(dict.fromkeys(watched))
     names = " ".join(shlex.quote(u) for u in watched)
@@ -234,22 +305,28 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
     p = probation
     error_rate: list[str] = []
     if proxy is not None:
+        of = ""
+        if answers_of is not None:
+            _check_names([answers_of])
+            of = ' && /"upstream":"' + answers_of.replace(".", "\\.") + ":/"
         count = (
-            f'docker logs --since "$since" {shlex.quote(proxy)} 2>/dev/null | '
-            """awk '/"logger":"http.log.access/ { n++; if ($0 ~ /"status":5[0-9][0-9]/) e++ } END { printf "%d %d", n, e }'"""
+            f'docker logs --since "$since" --tail {LOG_LINES_JUDGED} {shlex.quote(proxy)} 2>/dev/null | '
+            f"""awk '/"logger":"http.log.access/{of} {{ n++; if ($0 ~ /"status":5[0-9][0-9]/) e++ }} END {{ printf "%d %d", n, e }}'"""
         )
         error_rate = [
             "  ticks=$((ticks+1))",
-            "  if [ $((ticks % 5)) -eq 0 ]; then",
+            f"  if [ $((ticks % {check_every_ticks})) -eq 0 ]; then",
             f'    since=$(( $(date +%s) - {p.window_s} )); if [ "$since" -lt "$went_live" ]; then since="$went_live"; fi',
             f'    counts="$({count})"',
             '    total="${counts% *}"; errors="${counts#* }"',
             f'    if [ "$total" -ge {p.min_requests} ] && [ $((errors * 100)) -gt $((total * {p.max_error_rate})) ]; then',
-            f'      verdict="the proxy answered $errors of its last $total requests with a 5xx in {p.window_s}s (more than {p.max_error_rate}%)"; break',
+            f'      verdict="{"the proxy answered" if answers_of is None else answers_of + " answered"} $errors of its last $total requests with a 5xx in {p.window_s}s (more than {p.max_error_rate}%)"; break',
             "    fi",
             "  fi",
         ]
-    answers = " and the answers through the proxy" if proxy is not None else ""
+    answers = ""
+    if proxy is not None:
+        answers = f" and the answers of {answers_of} through the proxy" if answers_of is not None else " and the answers through the proxy"
     watcher = [
         'probation_events="$(mktemp)"',
         f'{events} > "$probation_events" 2>&1 &',
@@ -264,7 +341,7 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
     # `docker service logs` can hang on a task of a lost node (moby#38640): bounded, after the revert
     logs = "timeout 10 docker service logs --tail 15" if on_cluster else "docker logs --tail 15"
     return [
-        f"echo 'probation: watching {' '.join(watched)}{answers} for {p.seconds}s'",
+        f"echo '{phase}: watching {' '.join(watched)}{answers} for {p.seconds}s'",
         *([] if on_cluster else watcher),
         "verdict=''",
         "ticks=0",
@@ -276,7 +353,7 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
         "  sleep 0.2",
         "done",
         'if [ -n "$verdict" ]; then',
-        '  echo "probation failed $(( $(date +%s) - went_live ))s after going live: $verdict" >&2',
+        f'  echo "{phase} failed $(( $(date +%s) - went_live ))s after going live: $verdict" >&2',
         "  revert",
         f"  for c in {names}; do",
         '    echo "--- the last lines of the log of $c:" >&2',
@@ -284,7 +361,8 @@ def probation_steps(proxy: str | None, watched: list[str], probation: Probation,
         "  done",
         "  exit 1",
         "fi",
-        f"echo 'probation passed: {p.seconds}s without a crash, a restart, an unhealthy container{' or too many 5xx' if proxy is not None else ''}'",
+        f"echo '{phase} passed: {p.seconds}s without a crash, a restart, an unhealthy container{' or too many 5xx' if proxy is not None else ''}'",
+        *([] if on_cluster else ['kill "$probation_watcher" 2>/dev/null || true']),
     ]
 
 
@@ -398,13 +476,15 @@ def go_live_script(
     watched: list[str] | None = None,
     acme_ca_root: str | None = None,
     on_cluster: bool = False,
+    canary: Canary | None = None,
 ) -> str:
     """Health gate, single-instance handovers, switch, verification and probation (reverting all of it on
     a failure), then the old routes' drain. Without a proxy (no web role) nothing is switched.
 
     `upstreams` are the new web containers; `watched`, every new container (the web ones when not given):
     those not handed over are health-gated, all are watched on probation. `on_cluster`: they are Swarm
-    services (components/cluster/workload.py), gated and watched by their tasks."""
+    services (components/cluster/workload.py), gated and watched by their tasks. `canary`: one slot goes
+    first (canary_steps), with two web containers or more, on a host."""
     handovers = handovers or []
     watched = list(watched) if watched is not None else list(upstreams)
     if proxy is not None:
@@ -412,7 +492,7 @@ def go_live_script(
     lines = ["set -eu"]
     if proxy is not None:
         lines.append('new_config="$(cat)"')  # the Caddyfile, on stdin
-    lines += ["switched=''", *(f"handed_{i}=''; old_{i}=''" for i in range(len(handovers)))]
+    lines += ["switched=''", "canaried=''", *(f"handed_{i}=''; old_{i}=''" for i in range(len(handovers)))]
     lines += revert_function(proxy, handovers)
     handed = {h.container for h in handovers}
     gated = [*upstreams, *(w for w in watched if w not in upstreams and w not in handed)]
@@ -426,6 +506,13 @@ def go_live_script(
         lines.append(
             f"printf '%s\\n' {shlex.quote(acme_ca_root.strip())} | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", write])
         )
+    if proxy is not None and canary is not None and canary.seconds > 0:
+        if len(upstreams) < 2:
+            lines.append("echo 'canary: none, with one web container one slot is all the traffic'")
+        elif on_cluster:
+            lines.append("echo 'canary: none on a cluster: every slot names the one web service'")
+        else:
+            lines += canary_steps(proxy, upstreams, canary, verification, watched)
     if proxy is not None:
         lines += [*switch_steps(proxy, upstreams), "switched=yes"]
     if on_cluster and probation is not None and probation.seconds > 0 and watched:

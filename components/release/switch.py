@@ -8,7 +8,9 @@ is one Pulumi step that either succeeded and is recorded, or failed and is not:
    nothing changes; each single-instance role's old container stops, then its new one starts
    and must pass its probe;
 2. the proxy's upstream files are rewritten to name them (no reload, no connection
-   closed; Caddy reloads only when its own settings change);
+   closed; Caddy reloads only when its own settings change); with `releases.canary`, the
+   first slot alone first, verified and watched on its own (components/release/go_live.py
+   `canary_steps`), the rest only once it passed;
 3. the proxy is asked for the health path and must answer with the new version; if it
    never does, the previous upstreams are put back and the step fails;
 4. probation (`releases.probation`): the live release is watched, the containers of every role through
@@ -40,7 +42,7 @@ import pulumi
 from components.config.model import ProxyConfig, StackIdentity, VerifyConfig, WebConfig
 from components.edge.caddyfile import VERIFY_PORT, Route, render_caddyfile
 from components.host.docker_host import DockerHost
-from components.release.go_live import Handover, Probation, Verification, go_live_script
+from components.release.go_live import Canary, Handover, Probation, Verification, go_live_script
 from components.release.roles import RoleRelease
 
 
@@ -54,6 +56,7 @@ class TrafficSwitchArgs:
     verify: VerifyConfig
     probation: Probation
     on_cluster: bool  # the upstreams are Swarm services (components/cluster/workload.py)
+    canary: Canary | None  # one slot first, before the full switch
     proxy_name: pulumi.Input[str] | None  # None: no web role, nothing to route
     upstreams: pulumi.Input[list[str]]
     version: pulumi.Input[str]
@@ -107,6 +110,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 watched=[*web_names, *(n for names in per_role for n in names)],
                 acme_ca_root=edge.acme_ca_root,
                 on_cluster=args.on_cluster,
+                canary=args.canary,
             )
 
         triggers: list[pulumi.Input[Any]] = [upstreams, role_names]

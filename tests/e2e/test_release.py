@@ -916,8 +916,9 @@ def _crashed_at(names: list[str]) -> float:
     return time.monotonic() - (time.time() - min(dead))
 
 
-def _probation_failure(e2e: E2E, label: str, overrides: dict[str, Any], probation: str = "25s") -> dict[str, Any]:
-    """Deploy `label` with `overrides` under load; probation must take it back. The numbers of the run."""
+def _probation_failure(e2e: E2E, label: str, overrides: dict[str, Any], probation: str = "25s", phase: str = "probation") -> dict[str, Any]:
+    """Deploy `label` with `overrides` under load; probation (or its canary, `phase`) must take it back. The numbers
+    of the run."""
     before = e2e.stack.outputs
     serving = e2e.containers
     old_version = before["release"]["tag"]
@@ -931,7 +932,7 @@ def _probation_failure(e2e: E2E, label: str, overrides: dict[str, Any], probatio
     step = failure.value.result.step("switch-traffic")
     assert step is not None and not step.ok
     new = _new_containers(e2e, label)
-    assert "probation failed" in message and "the proxy routes to the previous release again" in message, message
+    assert f"{phase} failed" in message and "the proxy routes to the previous release again" in message, message
     assert all(f"--- the last lines of the log of {n}:" in message for n in new), message
     assert live_upstreams(e2e.proxy) == serving, "the previous release serves again"
     assert e2e.stack.outputs == before, "the stack still records the previous release"
@@ -1004,6 +1005,30 @@ def test_12_a_release_answering_500_is_taken_back_by_its_error_rate(e2e: E2E, e2
     assert "with a 5xx in 10s (more than 10%)" in run["message"], run["message"]
     assert bad and all(r.status == 500 for r in bad), {r.error for r in bad}
     assert numbers["answered_500_for_s"] < 5, numbers
+
+
+def test_12_a_release_answering_500_behind_a_canary_fails_at_most_its_share(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """12c's release again, with `releases.canary`: one of the two slots routes to it first, and the 5xx among that
+    container's own answers take it back before the other slot ever leaves the previous release. The bar: at most
+    1/N (N = 2 web replicas) of 12c's failed requests, measured in this same run."""
+    before = e2e_results["scenarios"]["12c_error_rate_during_probation"]  # scenario 12c runs just before this one
+    serving = e2e.containers
+    run = _probation_failure(e2e, "v14", {"web": {"env": {"APP_FAIL_PAGES": "1"}}, "releases": {"canary": "20s"}}, phase="canary")
+    res, message, new = run["res"], run["message"], run["new"]
+    bad = [r for r in res.records + run["load"].fresh.records if not r.ok]
+    numbers = dict(run["numbers"])
+    numbers["answered_500_for_s"] = round(max(r.end for r in bad) - min(r.start for r in bad), 3) if bad else 0
+    numbers["failed_without_canary"] = before["failed"]
+    numbers["failed_ratio_to_without"] = round(numbers["failed"] / before["failed"], 3) if before["failed"] else None
+    record(e2e_results, "12f_error_rate_on_a_canary", numbers)
+    assert len(serving) == 2 and len(new) == 2
+    # what the step printed, after the script it ran ("running <script as JSON>:\n<stdout><stderr>", pulumi-command's form)
+    printed = message.split('":\n', 1)[1]
+    canary = next(n for n in new if f"canary: the proxy routes 1 of 2 slots to {n}" in printed)
+    assert f"{canary} answered" in printed and "with a 5xx" in printed, printed
+    assert "proxy now routes to" not in printed, "the second slot never left the previous release"
+    assert bad and all(r.status == 500 for r in bad), {r.error for r in bad}
+    assert numbers["failed"] * 2 <= before["failed"], numbers
 
 
 def test_12_a_good_release_passes_probation_and_the_old_containers_go(e2e: E2E, e2e_results: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from components.edge.caddyfile import LIVE_DIR, Route, render_caddyfile
-from components.release.go_live import Probation, Verification, go_live_script
+from components.release.go_live import Canary, Probation, Verification, go_live_script
 from tests.e2e import infra
 
 pytestmark = pytest.mark.e2e
@@ -32,12 +32,15 @@ class Edge:
         self.proxy = f"cutover-switch-proxy-{self.tag}"
         self.containers: list[str] = [self.proxy]
 
-    def upstream(self, name: str, healthy: bool = True) -> str:
-        """A container the proxy can reach by name, with a healthcheck that passes (or never does)."""
+    def upstream(self, name: str, healthy: bool = True, status: int | None = None) -> str:
+        """A container the proxy can reach by name, with a healthcheck that passes (or never does); with `status`,
+        one that answers every request with it (`caddy respond`)."""
         full = f"{name}-{self.tag}"
+        answers = ["caddy", "respond", "--listen", ":80", "--status", str(status), "bad page"] if status else []
         infra.docker(
             "run", "-d", "--name", full, "--label", "org.cutover.e2e=switch", "--network", self.network, "--tmpfs", "/tmp",
             "--health-cmd", "true" if healthy else "false", "--health-interval", "1s", "--health-retries", "1", "caddy:2",
+            *answers,
         )  # fmt: skip
         self.containers.append(full)
         deadline = time.monotonic() + 30
@@ -62,10 +65,12 @@ def edge() -> Iterator[Edge]:
         infra.docker("network", "rm", e.network, check=False)
 
 
-def go_live(edge: Edge, names: list[str], *, verify: bool = False, probation: Probation | None = None) -> subprocess.CompletedProcess[str]:
+def go_live(
+    edge: Edge, names: list[str], *, verify: bool = False, probation: Probation | None = None, canary: Canary | None = None
+) -> subprocess.CompletedProcess[str]:
     caddyfile = render_caddyfile(Route(slots=len(names), port=80))
     check = Verification(9180, "/health", "v2", 1, 1) if verify else None
-    script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check, probation=probation)
+    script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check, probation=probation, canary=canary)
     return subprocess.run(["/bin/sh", "-c", script], input=caddyfile, capture_output=True, text=True, check=False, timeout=120)
 
 
@@ -150,3 +155,97 @@ def test_a_release_that_stays_well_passes_its_probation(edge: Edge) -> None:
     assert passed.returncode == 0, passed.stderr
     assert "probation passed: 4s" in passed.stdout and time.monotonic() - started >= 4
     assert slots(edge.proxy) == a
+
+
+class Requests:
+    """Requests to the proxy's public site from inside its container, one after another, until stopped; then
+    which upstream answered each (the access log's `upstream` field) and with what status."""
+
+    def __init__(self, proxy: str) -> None:
+        self.proxy = proxy
+        loop = "while :; do wget -q -O /dev/null http://127.0.0.1:80/ 2>/dev/null || true; sleep 0.02; done"
+        self.since = infra.docker("exec", proxy, "date", "+%s").stdout.strip()
+        self.process = subprocess.Popen(["docker", "exec", proxy, "sh", "-c", loop])
+
+    def stop(self) -> list[tuple[str, int]]:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        infra.docker("exec", self.proxy, "pkill", "-f", "wget -q -O /dev/null", check=False)
+        logs = infra.docker("logs", "--since", self.since, self.proxy)
+        lines = (logs.stdout + logs.stderr).splitlines()  # the access log is on stdout (Caddyfile `output stdout`)
+        answers = [json.loads(line) for line in lines if '"http.log.access' in line]
+        return [(a.get("upstream", ""), a["status"]) for a in answers]
+
+
+def test_a_canary_serving_errors_is_taken_back_having_served_its_slot_only(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0"), edge.upstream("web-a-1")]
+    assert go_live(edge, a).returncode == 0
+    bad = [edge.upstream("web-b-0", status=500), edge.upstream("web-b-1", status=500)]
+    load = Requests(edge.proxy)
+    try:
+        failed = go_live(edge, bad, probation=Probation(seconds=20, max_error_rate=10), canary=Canary(seconds=20, max_error_rate=10))
+    finally:
+        answers = load.stop()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"canary: the proxy routes 1 of 2 slots to {bad[0]}; 1 still to the previous release" in failed.stdout
+    assert "canary failed" in failed.stderr and f"{bad[0]} answered" in failed.stderr and "with a 5xx" in failed.stderr, failed.stderr
+    assert "proxy now routes to" not in failed.stdout, "the other slot never left the previous release"
+    assert slots(edge.proxy) == a, "the previous release is routed again"
+    # Caddy named the upstream of every answer; only the canary's were errors, and the other slot never saw the release
+    by_upstream = {u.split(":")[0] for u, _ in answers}
+    assert bad[1] not in by_upstream and bad[0] in by_upstream, by_upstream
+    assert all(status == 200 for u, status in answers if not u.startswith(bad[0])), answers
+    assert {status for u, status in answers if u.startswith(bad[0])} == {500}
+
+
+def test_a_good_canary_passes_then_every_slot_switches(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0"), edge.upstream("web-a-1")]
+    assert go_live(edge, a).returncode == 0
+    b = [edge.upstream("web-b-0"), edge.upstream("web-b-1")]
+    load = Requests(edge.proxy)
+    try:
+        passed = go_live(edge, b, probation=Probation(seconds=2, max_error_rate=10), canary=Canary(seconds=3, max_error_rate=10))
+    finally:
+        answers = load.stop()
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    out = passed.stdout
+    assert out.index("canary passed: 3s") < out.index("proxy now routes to " + " ".join(b)) < out.index("probation passed: 2s"), out
+    assert slots(edge.proxy) == b
+    assert answers and all(status == 200 for _, status in answers)
+    # a canary failing later reverts to the slots from before the canary, not to the canary's: see the test above;
+    # here, what the script keeps to put back is the previous release in both slots
+    kept = infra.docker("exec", edge.proxy, "sh", "-c", f"cat {LIVE_DIR}.prev/0; echo; cat {LIVE_DIR}.prev/1").stdout.split()
+    assert kept == a
+
+
+def test_a_changed_caddyfile_or_one_slot_goes_live_without_a_canary(edge: Edge) -> None:
+    a = [edge.upstream("web-a-0")]
+    first = go_live(edge, a, canary=Canary(seconds=3, max_error_rate=10))
+    assert first.returncode == 0 and "canary: none, with one web container one slot is all the traffic" in first.stdout
+    b = [edge.upstream("web-b-0"), edge.upstream("web-b-1")]
+    grown = go_live(edge, b, canary=Canary(seconds=3, max_error_rate=10))  # two slots now: a new Caddyfile
+    assert grown.returncode == 0 and "canary: none, the proxy settings change with this release" in grown.stdout, grown.stdout
+    assert slots(edge.proxy) == b
+
+
+def test_the_error_rate_reads_the_logs_end_then_its_window(edge: Edge) -> None:
+    """What probation's count relies on (LOG_LINES_JUDGED, components/release/go_live.py): `docker logs --since T
+    --tail N` reads the last N lines and then drops those older than T (moby daemon/logger/loggerutils/logfile.go,
+    tailFiles then forwarder.Do), so a judgement costs the same on a proxy that logged for days."""
+    lines = 50_000
+    name = f"cutover-switch-log-{edge.tag}"
+    infra.docker(
+        "run", "-d", "--name", name, "--label", "org.cutover.e2e=switch", "--entrypoint", "sh", "caddy:2", "-c", f"seq 1 {lines}; sleep 600"
+    )
+    edge.containers.append(name)
+    deadline = time.monotonic() + 30
+    while infra.docker("logs", "--tail", "1", name).stdout.strip() != str(lines):
+        assert time.monotonic() < deadline, "the container never logged its lines"
+        time.sleep(0.2)
+    now = int(infra.docker("exec", name, "date", "+%s").stdout)
+    window = infra.docker("logs", "--since", str(now - 300), "--tail", "2000", name).stdout.split()
+    assert window == [str(n) for n in range(lines - 1999, lines + 1)], "the last 2000 lines, in order"
+    after = infra.docker("logs", "--since", str(now + 2), "--tail", "2000", name).stdout.split()
+    assert after == [], "--since still applies to the lines --tail kept"
+    whole = infra.docker("logs", "--since", str(now - 300), name).stdout.split()
+    assert len(whole) == lines, "without --tail, the whole log is read"
