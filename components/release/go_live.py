@@ -114,6 +114,18 @@ def service_gate(services: list[str], wait_s: int) -> list[str]:
     ]
 
 
+def write_slots(proxy: str, names: list[str], keep_previous: str = "''") -> str:
+    """Point slots 0, 1, ... at `names`, each by an atomic rename (Caddy reads the slot files per request), after
+    saving the slots as they were to live.prev; unless `keep_previous` (a shell word) expands to something, as
+    after a canary, whose live.prev already holds the slots from before it."""
+    _check_names(names)
+    script = (
+        f'keep="$1"; shift; mkdir -p {LIVE_DIR} && {{ [ -n "$keep" ] || {{ rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE}; }}; }} && n=0 && '
+        f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
+    )
+    return f"{container_exec(proxy, 'sh', '-c', script, 'sh')} {keep_previous} {shlex.join(names)}"
+
+
 def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     """Point the proxy at `upstreams` (one container name per slot file) and $new_config, the Caddyfile.
 
@@ -124,10 +136,6 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     canary ($canaried set) live.prev already holds the slots as they were before it, and stays.
     """
     _check_names(upstreams)
-    write_slots = (
-        f'keep="$1"; shift; mkdir -p {LIVE_DIR} && {{ [ -n "$keep" ] || {{ rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE}; }}; }} && n=0 && '
-        f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
-    )
     prune = f"n={len(upstreams)}; while [ -e {LIVE_DIR}/$n ]; do rm -f {LIVE_DIR}/$n; n=$((n+1)); done"
     install = f"if [ -f {CADDYFILE} ]; then cp {CADDYFILE} {_PREV_CADDYFILE}; fi && mv {_NEXT_CADDYFILE} {CADDYFILE}"
     current = container_exec(proxy, "cat", CADDYFILE)
@@ -138,7 +146,7 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
         "  " + "printf '%s\\n' \"$new_config\" | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", f"cat > {_NEXT_CADDYFILE}"]),
         "  " + container_exec(proxy, "caddy", "validate", "--config", _NEXT_CADDYFILE, "--adapter", "caddyfile"),
         "fi",
-        container_exec(proxy, "sh", "-c", write_slots, "sh", "${canaried:-}", *upstreams).replace("'${canaried:-}'", '"${canaried:-}"'),
+        write_slots(proxy, upstreams, keep_previous='"${canaried:-}"'),
         f"echo {shlex.quote('proxy now routes to ' + ' '.join(upstreams))}",
         'if [ "$new_config" != "$current_config" ]; then',
         "  " + container_exec(proxy, "sh", "-c", install),
@@ -168,12 +176,9 @@ def canary_steps(proxy: str, upstreams: list[str], canary: Canary, verification:
     _check_names(upstreams)
     first = upstreams[0]
     others = len(upstreams) - 1
-    save_and_write = (
-        f'rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE} && printf %s "$1" > {LIVE_DIR}/0.next && mv {LIVE_DIR}/0.next {LIVE_DIR}/0'
-    )
     watch = Probation(canary.seconds, canary.max_error_rate)
     steps = [
-        container_exec(proxy, "sh", "-c", save_and_write, "sh", first),
+        write_slots(proxy, [first]),  # slot 0 only; the others keep the previous release
         "switched=yes",
         f"echo {shlex.quote(f'canary: the proxy routes 1 of {len(upstreams)} slots to {first}; {others} still to the previous release')}",
         'went_live="$(date +%s)"',

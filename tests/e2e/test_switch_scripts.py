@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -177,15 +178,23 @@ class Requests:
         return [(a.get("upstream", ""), a["status"]) for a in answers]
 
 
+def go_live_under_requests(edge: Edge, names: list[str], **options: Any) -> tuple[subprocess.CompletedProcess[str], list[tuple[str, int]]]:
+    """go_live while Requests asks the proxy; the step's result, and who answered each request with what."""
+    load = Requests(edge.proxy)
+    try:
+        result = go_live(edge, names, **options)
+    finally:
+        answers = load.stop()
+    return result, answers
+
+
 def test_a_canary_serving_errors_is_taken_back_having_served_its_slot_only(edge: Edge) -> None:
     a = [edge.upstream("web-a-0"), edge.upstream("web-a-1")]
     assert go_live(edge, a).returncode == 0
     bad = [edge.upstream("web-b-0", status=500), edge.upstream("web-b-1", status=500)]
-    load = Requests(edge.proxy)
-    try:
-        failed = go_live(edge, bad, probation=Probation(seconds=20, max_error_rate=10), canary=Canary(seconds=20, max_error_rate=10))
-    finally:
-        answers = load.stop()
+    failed, answers = go_live_under_requests(
+        edge, bad, probation=Probation(seconds=20, max_error_rate=10), canary=Canary(seconds=20, max_error_rate=10)
+    )
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert f"canary: the proxy routes 1 of 2 slots to {bad[0]}; 1 still to the previous release" in failed.stdout
     assert "canary failed" in failed.stderr and f"{bad[0]} answered" in failed.stderr and "with a 5xx" in failed.stderr, failed.stderr
@@ -202,11 +211,9 @@ def test_a_good_canary_passes_then_every_slot_switches(edge: Edge) -> None:
     a = [edge.upstream("web-a-0"), edge.upstream("web-a-1")]
     assert go_live(edge, a).returncode == 0
     b = [edge.upstream("web-b-0"), edge.upstream("web-b-1")]
-    load = Requests(edge.proxy)
-    try:
-        passed = go_live(edge, b, probation=Probation(seconds=2, max_error_rate=10), canary=Canary(seconds=3, max_error_rate=10))
-    finally:
-        answers = load.stop()
+    passed, answers = go_live_under_requests(
+        edge, b, probation=Probation(seconds=2, max_error_rate=10), canary=Canary(seconds=3, max_error_rate=10)
+    )
     assert passed.returncode == 0, passed.stdout + passed.stderr
     out = passed.stdout
     assert out.index("canary passed: 3s") < out.index("proxy now routes to " + " ".join(b)) < out.index("probation passed: 2s"), out
