@@ -11,6 +11,14 @@ UPSTREAM_HEADER), not by a version in the body. Applied by tests/e2e/replay like
     2  v1 -> v2 under load: 0 failed requests, v2 answers once switched to
     3  a v3 whose /health is missing (a 404 from the app): refused before the switch, v2 keeps answering
 
+busybox's httpd answers one request per connection and listens with a backlog of 9 (busybox
+networking/httpd.c openServer, `xlisten(n, 9)`), so the proxy opens a new connection to it for every
+request, and more clients at once than the backlog overflow its accept queue whenever its one process is
+slow to accept: Linux then drops the connection's last handshake packet and the request waits for a
+retransmission, seconds at worst, whatever the release does. The load here is therefore sized to the
+app (CLIENTS below: fewer connections at once than the backlog), and each scenario checks, from the
+serving containers' own network counters, that the app's queue never overflowed.
+
 Run: .venv/bin/pytest -m e2e tests/e2e/test_own_app.py -v
 """
 
@@ -33,6 +41,9 @@ from tests.e2e.replay.stack import SECRET_KEYS, Stack, e2e_config_on, fake_sha, 
 pytestmark = pytest.mark.e2e
 
 STACK = "own"
+# keep-alive and new-connection clients: with the health probe and the proxy's checks, fewer connections at
+# once than busybox httpd's backlog of 9 (the bench's default of 16 + 4 overflowed it 7 to 38 times a release)
+CLIENTS = {"threads": 5, "fresh_threads": 2}
 
 
 @dataclasses.dataclass
@@ -92,6 +103,22 @@ def _web() -> list[dict[str, Any]]:
     return json.loads(infra.docker("inspect", *ids).stdout) if ids else []
 
 
+def _listen_overflows(container: str) -> int:
+    """Connections the container's accept queue had no room for: TcpExt ListenOverflows of its network
+    namespace, which /proc/net/netstat gives from inside it."""
+    lines = infra.docker("exec", container, "cat", "/proc/net/netstat").stdout.splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
+    raise AssertionError(f"no TcpExt line in {container}'s /proc/net/netstat: {lines}")
+
+
+def _serving_overflows(tag: str) -> dict[str, int]:
+    """ListenOverflows of each web container of the release `tag` (a refused release's stay, unrouted)."""
+    names = [c["Name"].lstrip("/") for c in _web() if c["Config"]["Labels"].get("cutover.release") == tag]
+    return {name: _listen_overflows(name) for name in names}
+
+
 def test_1_an_image_with_no_python_is_released_with_the_default_probe(own: OwnApp) -> None:
     own.up("v1")
     status, body = infra.get_json(own.url())
@@ -108,7 +135,7 @@ def test_1_an_image_with_no_python_is_released_with_the_default_probe(own: OwnAp
 
 def test_2_a_release_of_it_under_load_drops_nothing(own: OwnApp, e2e_results: dict[str, Any]) -> None:
     v1 = own.tag
-    with Load(own.url()) as load:
+    with Load(own.url(), **CLIENTS) as load:
         result = own.up("v2")
         res = load.stop()
     v2 = own.tag
@@ -121,7 +148,13 @@ def test_2_a_release_of_it_under_load_drops_nothing(own: OwnApp, e2e_results: di
     noted = next(a for a in own.engine.state.values() if a.name == "switch-traffic").outputs["stderr"]
     assert ("live-restore is off" in noted) is off, noted
     switched = load.rel(switch.end)
-    record(e2e_results, "own_app_v1_to_v2", {**load.numbers(), "deploy_s": round(result.duration, 1)})
+    overflows = _serving_overflows(v2)
+    record(
+        e2e_results,
+        "own_app_v1_to_v2",
+        {**load.numbers(), "deploy_s": round(result.duration, 1), "listen_overflows": sum(overflows.values())},
+    )
+    assert len(overflows) == 2 and not any(overflows.values()), f"the load outgrew the app's accept queue: {overflows}"
     assert v1 != v2 and {r.version for r in res.records if r.ok and r.start > switched} == {v2}, res.summary()
     load.assert_nothing_failed()
 
@@ -130,11 +163,13 @@ def test_3_a_release_without_its_health_answer_is_refused(own: OwnApp, e2e_resul
     before = own.stack.outputs
     # /health gone: the app answers 404, the default probe's wget exits non-zero
     broken = {"healthcheck": {"path": "/missing"}, "web": {"waitTimeout": "15s"}}
-    with Load(own.url()) as load:
+    with Load(own.url(), **CLIENTS) as load:
         with pytest.raises(UpdateFailedError):
             own.up("v3", overrides=broken)
         res = load.stop()
-    record(e2e_results, "own_app_unhealthy_refused", load.numbers())
+    overflows = _serving_overflows(before["release"]["tag"])
+    record(e2e_results, "own_app_unhealthy_refused", {**load.numbers(), "listen_overflows": sum(overflows.values())})
+    assert len(overflows) == 2 and not any(overflows.values()), f"the load outgrew the app's accept queue: {overflows}"
     assert own.stack.outputs == before
     assert {r.version for r in res.records if r.ok} == {before["release"]["tag"]}, res.summary()
     load.assert_nothing_failed()
