@@ -221,12 +221,42 @@ def _exited(pid: int) -> bool:
         return True
 
 
-def restart_dockerd(timeout: float = 120.0) -> float:
-    """Stop the local dockerd (SIGTERM: it stops every container, as on a reboot) and start the same daemon
-    again, with the same arguments and environment; return the seconds until it answers again. Only where the
-    machine is ours to disturb (tests/e2e/conftest.py may_restart_dockerd)."""
+def dockerd_argv() -> list[str]:
+    """The running local dockerd's command line."""
     pid = int(Path("/var/run/docker.pid").read_text().strip())
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+def dockerd_config_file(argv: list[str]) -> Path:
+    """The daemon.json the dockerd of `argv` reads: its --config-file, or the default (/etc/docker/daemon.json)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config-file="):
+            return Path(arg.split("=", 1)[1])
+        if arg == "--config-file" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+    return Path("/etc/docker/daemon.json")
+
+
+def set_dockerd_config(path: Path, options: dict[str, Any]) -> None:
+    """Merge `options` into the daemon.json at `path` (created if missing)."""
+    current = json.loads(path.read_text() or "{}") if path.exists() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**current, **options}, indent=2) + "\n")
+
+
+def reload_dockerd() -> None:
+    """SIGHUP: dockerd reads daemon.json again and applies the options it can change live, with no restart;
+    live-restore among them, when the file sets the key (moby daemon/reload.go Daemon.reloadLiveRestore:
+    IsValueSet("live-restore"), so a file that drops the key leaves it as it was)."""
+    os.kill(int(Path("/var/run/docker.pid").read_text().strip()), signal.SIGHUP)
+
+
+def restart_dockerd(timeout: float = 120.0, argv: list[str] | None = None) -> float:
+    """Stop the local dockerd (SIGTERM: without live-restore it stops every container, as on a reboot) and start
+    it again with the same environment and the same arguments, or `argv`; return the seconds until it answers
+    again. Only where the machine is ours to disturb (tests/e2e/conftest.py may_restart_dockerd)."""
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
+    argv = argv or dockerd_argv()
     environ = dict(v.split("=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in v)
     stopped = time.monotonic()
     os.kill(pid, signal.SIGTERM)
