@@ -80,7 +80,7 @@ with_key = ssh-agent $(SHELL) -c 'set -o pipefail; $(load_key); exec $(1)'
 # (policy/PulumiPolicy.yaml).
 POLICY := --policy-pack policy
 
-.PHONY: deploy preview releases rollback refresh destroy status logs exec restart stop start backups restore drift test unit e2e bench bench-restart lint fmt workflows config-reference lock tools tools-built tools-pulumi tools-program tools-deploy clean
+.PHONY: setup deploy preview releases rollback refresh destroy status logs exec restart stop start backups restore drift test unit e2e bench bench-restart lint fmt workflows config-reference lock tools tools-built tools-pulumi tools-program tools-deploy clean
 
 # Every package is installed from a lock with its hashes: pip refuses a file whose hash the lock does not
 # list, and --no-deps installs nothing the lock does not name. `make lock` writes the locks again.
@@ -180,6 +180,11 @@ restart stop start: tools-pulumi $(BIN)/.program
 restore: tools-pulumi $(BIN)/.program
 	@test -n '$(BACKUP)' || { echo "cutover: BACKUP=<name> is missing: make backups STACK=$(STACK) lists the names"; exit 1; }
 	@$(AGENT) $(BIN)/python -m components.ops restore --stack $(STACK) --backup '$(BACKUP)'
+
+# A fresh Debian or Ubuntu server, once, before its first deploy (components/ops/setup.py): HOST=ssh://root@server,
+# KEY= the deploy user's public key (default ~/.ssh/id_ed25519.pub), DEPLOY_USER= its name (default deploy).
+setup: $(BIN)/.installed
+	@$(BIN)/python -m components.ops.setup --host=$(call quoted,HOST) $(if $(KEY),--key=$(call quoted,KEY)) $(if $(DEPLOY_USER),--user=$(call quoted,DEPLOY_USER))
 
 # Refreshes every resource as the program declares it, and fails on any create, update, replace or delete
 # the preview then proposes (components/github/workflows.py drift_workflow says why refreshes are not counted).

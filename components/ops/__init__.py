@@ -7,6 +7,7 @@ role, the database's dumps, a restore.
     python -m components.ops restart --stack prod [--role worker]        (stop, start: the same; stop web: --confirm)
     python -m components.ops backups --stack prod
     python -m components.ops restore --stack prod --backup <name>
+    python -m components.ops.setup --host ssh://root@server [--key ~/.ssh/id_ed25519.pub]   (make setup HOST=...)
 
 The stack's config comes from `pulumi config --json --show-secrets` and is read with the model
 the program uses (components/config/load.py); its release from `pulumi stack output`. The server is
@@ -17,7 +18,9 @@ config; so are the reports made from what they print.
 
 - remote.py: the stack's config and release through the pulumi CLI, its server over ssh (or here);
 - status.py, logs.py, containers.py (exec, restart/stop/start), backups.py: each command's script and report;
-- cli.py: the command line (`python -m components.ops`, __main__.py).
+- cli.py: the command line (`python -m components.ops`, __main__.py);
+- setup.py: a fresh server made ready for its first deploy (no stack yet: it runs components/host/setup.sh
+  over ssh as root and prints the stack's host lines).
 
 May import from every other package: it runs outside `pulumi up` and reads what the program declared.
 """

@@ -75,20 +75,26 @@ NODE_FLAGS = (
 # (10.0.0.0/8, a /24 each) puts its overlays in order.
 _SUBNET_BASE = ipaddress.IPv4Network("10.213.0.0/16")
 
-_NODE_ENTRYPOINT = r"""#!/bin/sh
-# A Swarm node: dockerd in a container without --privileged.
-# Any other command (the stand-in's probe) runs as it is.
-set -eu
-if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then exec "$@"; fi
-# --privileged is refused on this host; with the flags that replace it /sys and the cgroup v1
-# mounts stay read-only, and dockerd must write there
-mount -o remount,rw /sys
+# Shell lines that let a dockerd run in a container started with NODE_FLAGS (a node's, and the fresh server's of
+# tests/e2e/test_setup.py): --privileged is refused on this host; with the flags that replace it /sys and the
+# cgroup v1 mounts stay read-only, and dockerd must write there.
+DOCKERD_MOUNTS = r"""mount -o remount,rw /sys
 # the cgroup v1 hierarchies are bind mounts of the host's: only this mount's flag may change
 # (`remount,rw` without `bind` asks for the shared superblock: "mount point is busy")
 awk '$2 ~ "^/sys/fs/cgroup" { print $2, $3 }' /proc/self/mounts | while read -r dir fstype; do
     if [ "$fstype" = cgroup ]; then mount -o remount,bind,rw "$dir"; else mount -o remount,rw "$dir"; fi
 done
-# a restarted node must not find the pid files of its killed dockerd
+"""
+
+_NODE_ENTRYPOINT = (
+    r"""#!/bin/sh
+# A Swarm node: dockerd in a container without --privileged.
+# Any other command (the stand-in's probe) runs as it is.
+set -eu
+if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then exec "$@"; fi
+"""
+    + DOCKERD_MOUNTS
+    + r"""# a restarted node must not find the pid files of its killed dockerd
 rm -f /run/docker.pid /run/docker/containerd/containerd.pid
 if [ -n "${CUTOVER_REGISTRY_PORT:-}" ]; then
     # the registry listens on the host's loopback: this node's 127.0.0.1:<port> reaches it
@@ -102,6 +108,7 @@ if [ -n "${CUTOVER_HOST_SOCKET:-}" ]; then set -- "$@" -H "unix://$CUTOVER_HOST_
 if [ -n "${CUTOVER_SOCKET_GID:-}" ]; then set -- "$@" --group "$CUTOVER_SOCKET_GID"; fi
 exec dockerd "$@"
 """
+)
 
 # what a node runs: the engine, its runtime, the init it gives containers, the registry forwarder
 _NODE_PROBE = (
@@ -178,7 +185,7 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-class _UnixRelay:
+class UnixRelay:
     """Accept on a unix socket and relay each connection to a TCP address (the registry on the
     host's loopback). Threads of this process: the relay ends with it, never left running."""
 
@@ -537,7 +544,7 @@ def start_cluster(
     network = f"{NAME_PREFIX}{run}-net"
     host_dir = Path(tempfile.mkdtemp(prefix="cutover-cluster-"))
     os.chmod(host_dir, 0o755)  # noqa: S103 - the deploy user reaches node 1's socket (group docker, 0660) in it
-    relay: _UnixRelay | None = None
+    relay: UnixRelay | None = None
     names = [f"{NAME_PREFIX}{run}-node{i}" for i in range(1, nodes + 1)]
     try:
         subnet = _create_network(network, marks)
@@ -549,7 +556,7 @@ def start_cluster(
             env["CUTOVER_SOCKET_GID"] = str(gid)
         if registry is not None:
             port = int(registry.address.rsplit(":", 1)[1])
-            relay = _UnixRelay(host_dir / REGISTRY_SOCKET, ("127.0.0.1", port))
+            relay = UnixRelay(host_dir / REGISTRY_SOCKET, ("127.0.0.1", port))
             env |= {"CUTOVER_REGISTRY_PORT": str(port), "CUTOVER_REGISTRY_SOCKET": f"{HOST_DIR}/{REGISTRY_SOCKET}"}
         for i, node in enumerate(members):
             volume = f"{node.name}-lib"
