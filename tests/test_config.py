@@ -9,7 +9,7 @@ import pytest
 
 from components.config.checks import duration_seconds
 from components.config.load import parse_config
-from components.config.model import ConfigError, Secret, StackConfig, registry_of
+from components.config.model import ConfigError, Secret, StackConfig, known_hosts_name, registry_of
 from tests.conftest import SSH_KEY as KEY  # the header of an unencrypted key
 from tests.harness import ROOT, load_stack_file
 
@@ -56,6 +56,16 @@ def test_ssh_host_reads_user_address_port_and_pinned_key() -> None:
     assert cfg.host.host_key == "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample"
     assert isinstance(cfg.host.private_key, Secret) and cfg.host.private_key.reveal() == KEY
     assert KEY not in repr(cfg)
+
+
+def test_an_ipv6_host_on_port_22_is_pinned_by_its_bare_address_as_ssh_keyscan_prints_it() -> None:
+    # OpenSSH misc.c put_host_port: the bare host on port 22, [host]:port on any other; no brackets of the URL form
+    line = "2001:db8::10 " + KNOWN.split(" ", 1)[1]
+    cfg = parse(minimal(host={"url": "ssh://deploy@[2001:db8::10]", "knownHosts": line}, sshPrivateKey=KEY), {"sshPrivateKey"})
+    assert cfg.host.known_hosts == line
+    assert known_hosts_name("[2001:db8::10]", 22) == "2001:db8::10"
+    assert known_hosts_name("[2001:db8::10]", 2222) == "[2001:db8::10]:2222"
+    assert known_hosts_name("203.0.113.10", 2222) == "[203.0.113.10]:2222"
 
 
 def test_objects_arrive_as_json_strings_like_pulumi_stores_them() -> None:

@@ -4,12 +4,14 @@ tests/e2e/test_setup.py."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components.host.containers import LOG_OPTS
 from components.ops import setup
 from components.ops.remote import OpsError
 from tests import lint_tools
@@ -73,7 +75,9 @@ def test_the_deploy_user_is_a_login_name_other_than_root(name: str) -> None:
 
 def test_the_first_connection_takes_the_ed25519_key_into_a_file_of_its_own(tmp_path: Path) -> None:
     argv = setup.ssh_argv(setup.Target("root", "203.0.113.7", 2222), tmp_path / "kh", "deploy", PUB)
-    assert argv[:1] == ["ssh"] and argv[-2:] == ["203.0.113.7", f"sh -s -- deploy '{PUB}'"]
+    options_json = json.dumps(setup.DAEMON_OPTIONS)
+    assert argv[:1] == ["ssh"] and argv[-2:] == ["203.0.113.7", f"sh -s -- deploy '{PUB}' '{options_json}'"]
+    assert setup.DAEMON_OPTIONS["log-opts"] == LOG_OPTS and setup.DAEMON_OPTIONS["live-restore"] is True
     options = [argv[i + 1] for i, word in enumerate(argv) if word == "-o"]
     assert "StrictHostKeyChecking=accept-new" in options and "BatchMode=yes" in options
     assert f"UserKnownHostsFile={tmp_path / 'kh'}" in options and "HostKeyAlgorithms=ssh-ed25519" in options

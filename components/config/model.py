@@ -26,6 +26,13 @@ ROLLBACK_ENV = "CUTOVER_ROLLBACK_TO"
 SSH_URL = re.compile(r"^ssh://(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\])(:(?P<port>\d+))?$")
 
 
+def known_hosts_name(host: str, port: int) -> str:
+    """How a known_hosts line (and ssh-keyscan) names a host: the bare name or address on port 22, `[host]:port` on
+    any other (OpenSSH misc.c put_host_port); an IPv6 literal loses the brackets of its URL form first."""
+    bare = host.strip("[]")
+    return bare if port == 22 else f"[{bare}]:{port}"
+
+
 class Secret:
     """A configuration value that must stay secret; never shows itself in repr or str.
 

@@ -58,6 +58,7 @@ from components.config.model import (
     Secret,
     VerifyConfig,
     WebConfig,
+    known_hosts_name,
 )
 
 # Docker reads a health check duration of 0 as "not set": the image's HEALTHCHECK value when it has one (moby
@@ -167,8 +168,7 @@ def _parse_host(r: _Reader) -> HostConfig:
         " pulumi-command would then offer only SHA-1 ssh-rsa, which OpenSSH 8.8 and later refuse)",
     )
     if ssh and known and (m := SSH_URL.match(url)):
-        port = int(m["port"] or 22)
-        expected = m["host"] if port == 22 else f"[{m['host'].strip('[]')}]:{port}"
+        expected = known_hosts_name(m["host"], int(m["port"] or 22))
         names = known.split()[0]
         if not names.startswith("|1|") and expected not in names.split(","):
             r.fail("host.knownHosts", known, f"a line for {expected} (the host and port of host.url), as ssh looks it up")

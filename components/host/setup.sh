@@ -1,7 +1,8 @@
 #!/bin/sh
 # Prepares a fresh Debian or Ubuntu server for cutover, as root: `make setup HOST=ssh://root@server`
-# sends this script over ssh (components/ops/setup.py). Arguments: the deploy user's name, then the
-# public key it logs in with. Safe to run again: each step checks first and says what it found.
+# sends this script over ssh (components/ops/setup.py), which checks its arguments first: the deploy
+# user's name, the public key it logs in with, and the engine's options as daemon.json's JSON.
+# Safe to run again: each step checks first and says what it found.
 #
 #   1. /etc/docker/daemon.json with the engine options cutover expects: live-restore (containers keep
 #      running while dockerd restarts: README "Keeping containers up while the engine restarts") and
@@ -13,6 +14,7 @@ set -eu
 
 user="${1:?the name of the deploy user}"
 key="${2:?the public key of the deploy user}"
+options="${3:?the engine options, as JSON}"
 say() { printf 'setup: %s\n' "$*"; }
 fail() {
     printf 'setup: %s\n' "$*" >&2
@@ -27,31 +29,20 @@ case " ${ID:-} ${ID_LIKE:-} " in
 *" debian "* | *" ubuntu "*) say "${PRETTY_NAME:-$ID}" ;;
 *) fail "${PRETTY_NAME:-${ID:-an unknown system}} is not Debian or Ubuntu (expected ID or ID_LIKE debian or ubuntu in /etc/os-release)" ;;
 esac
-case "$user" in
-root) fail "the deploy user must not be root: expected a name such as deploy" ;;
-[a-z_]*) ;;
-*) fail "deploy user '$user': expected a login name (lowercase letters, digits, - and _)" ;;
-esac
 
 # 1. the engine's options, before the engine starts, so its first start has them
 config=/etc/docker/daemon.json
 if [ -e "$config" ]; then
     # an existing file is the team's: kept as it is, checked for the two settings
     grep -Eq '"live-restore"[[:space:]]*:[[:space:]]*true' "$config" ||
-        fail "$config exists without \"live-restore\": true; add it (and log-opts max-size, max-file), then run setup again"
+        fail "$config exists without \"live-restore\": true; add what it lacks of $options, then run setup again"
     grep -q '"max-size"' "$config" ||
-        fail "$config exists without log rotation; add \"log-opts\": {\"max-size\": \"10m\", \"max-file\": \"3\"}, then run setup again"
+        fail "$config exists without log rotation (log-opts max-size); add what it lacks of $options, then run setup again"
     say "$config already sets live-restore and log rotation"
 else
     mkdir -p /etc/docker
-    cat >"$config" <<'EOF'
-{
-  "live-restore": true,
-  "log-driver": "json-file",
-  "log-opts": {"max-size": "10m", "max-file": "3"}
-}
-EOF
-    say "wrote $config: live-restore, log rotation (10m x 3)"
+    printf '%s\n' "$options" >"$config"
+    say "wrote $config: $options"
 fi
 
 # 2. Docker from the distribution

@@ -16,6 +16,7 @@ later connection, cutover's, checks that key.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -27,8 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from components.config.model import SSH_URL, known_hosts_name
+from components.host.containers import LOG_OPTS
+from components.host.ssh import fingerprint
 from components.ops.remote import OpsError
 
+# /etc/docker/daemon.json on a fresh server: live-restore (README "Keeping containers up while the engine restarts")
+# and, as every container's default, the log rotation cutover gives its own
+DAEMON_OPTIONS = {"live-restore": True, "log-driver": "json-file", "log-opts": LOG_OPTS}
 SCRIPT = Path(__file__).resolve().parent.parent / "host" / "setup.sh"
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -41,11 +48,6 @@ class Target:
     user: str
     host: str
     port: int
-
-    def known_hosts_name(self) -> str:
-        """The host as a known_hosts line names it (OpenSSH sshd(8) SSH_KNOWN_HOSTS FILE FORMAT: [host]:port
-        for a port other than 22), which is the form `host.knownHosts` takes."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
     def url_for(self, user: str) -> str:
         """The stack's `host.url` for the deploy user."""
@@ -68,7 +70,11 @@ def parse_target(value: str) -> Target:
     user = parts.username or "root"
     if not USER_NAME.fullmatch(user):
         raise OpsError(f"HOST={value!r}: user {user!r} is not a login name; {expected}")
-    return Target(user=user, host=parts.hostname, port=port)
+    target = Target(user=user, host=parts.hostname, port=port)
+    # the host.url printed at the end must be one the stack's config takes
+    if not SSH_URL.match(target.url_for(user)):
+        raise OpsError(f"HOST={value!r}: the host is not a name or address host.url takes; {expected}")
+    return target
 
 
 def read_public_key(path: str) -> str:
@@ -76,10 +82,11 @@ def read_public_key(path: str) -> str:
     file = Path(os.path.expanduser(path))
     if not file.is_file():
         raise OpsError(f"KEY={path!r}: no such file; expected the deploy key's public half, e.g. ~/.ssh/id_ed25519.pub")
-    lines = [line.strip() for line in file.read_text(errors="replace").splitlines() if line.strip()]
+    text = file.read_text(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     words = lines[0].split() if len(lines) == 1 else []
     if len(words) < 2 or words[0] not in KEY_TYPES:
-        what = "a private key" if "PRIVATE KEY" in file.read_text(errors="replace") else "not one public key line"
+        what = "a private key" if "PRIVATE KEY" in text else "not one public key line"
         raise OpsError(f"KEY={path!r}: {what}; expected one line '<type> <key> [comment]' of type {', '.join(KEY_TYPES)} (the .pub file)")
     return " ".join(words[:3])
 
@@ -91,18 +98,21 @@ def check_user(name: str) -> str:
 
 
 def ssh_argv(target: Target, known_hosts: Path, deploy_user: str, key: str) -> list[str]:
-    """The ssh command that runs setup.sh (read from stdin) on the server, as root."""
+    """The ssh command that runs setup.sh (read from stdin) on the server, as root, with its arguments: the deploy
+    user, its key and the engine's options. Options as ssh_config(5) describes them: accept-new adds the key of
+    a host the file does not hold yet and refuses a changed one; HostKeyAlgorithms makes the server prove the
+    ed25519 key, the one pinned afterwards."""
     as_root = "sh -s --" if target.user == "root" else "sudo -n sh -s --"
     options = [
         "-o", "BatchMode=yes",  # never a password prompt: a login key is expected, as for the deploys
         "-o", "StrictHostKeyChecking=accept-new",
-        "-o", "HostKeyAlgorithms=ssh-ed25519",  # the key made and offered is the one printed and pinned
+        "-o", "HostKeyAlgorithms=ssh-ed25519",
         "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "HashKnownHosts=no",  # the file is read back below: the host's name in clear
         "-o", "ConnectTimeout=30",
         "-o", "LogLevel=ERROR",  # not "Permanently added ... to the list of known hosts": that list is removed after
     ]  # fmt: skip
-    remote = f"{as_root} {shlex.quote(deploy_user)} {shlex.quote(key)}"
+    remote = f"{as_root} {shlex.quote(deploy_user)} {shlex.quote(key)} {shlex.quote(json.dumps(DAEMON_OPTIONS))}"
     return ["ssh", *options, "-T", "-l", target.user, "-p", str(target.port), "--", target.host, remote]
 
 
@@ -111,7 +121,7 @@ def pinned_line(target: Target, output: str) -> str:
     found = re.findall(r"^host-key: (ssh-ed25519 [A-Za-z0-9+/=]+)$", output, flags=re.MULTILINE)
     if not found:
         raise OpsError(f"on {target.host}: setup printed no ed25519 host key")
-    return f"{target.known_hosts_name()} {found[-1]}"
+    return f"{known_hosts_name(target.host, target.port)} {found[-1]}"
 
 
 def check_same_key(line: str, accepted: str) -> None:
@@ -138,11 +148,6 @@ def report(target: Target, deploy_user: str, line: str, fingerprint: str) -> str
     )
 
 
-def fingerprint_of(line: str) -> str:
-    done = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=line + "\n", capture_output=True, text=True, check=False)
-    return done.stdout.strip() or line.split()[-1]
-
-
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m components.ops.setup", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="", help="ssh://[user@]host[:port], as root or a user with passwordless sudo")
@@ -167,7 +172,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 raise OpsError(f"setup on {target.host} stopped (exit {done.returncode}); what it said is above")
             line = pinned_line(target, done.stdout)
             check_same_key(line, known_hosts.read_text() if known_hosts.exists() else "")
-        print(report(target, deploy_user, line, fingerprint_of(line)))
+        print(report(target, deploy_user, line, f"{line.split()[-2]} {fingerprint(line.split()[-1])}"))
     except (OpsError, OSError, subprocess.TimeoutExpired) as error:
         print(f"cutover: {error}", file=sys.stderr)
         return 1

@@ -108,13 +108,13 @@ class FreshServer:
         command = ["make", "-s", "setup", f"HOST=ssh://root@127.0.0.1:{self.port}", f"KEY={self.key}.pub"]
         return subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=1200, check=False)
 
-    def as_deploy(self, pinned: str, script: str) -> subprocess.CompletedProcess[str]:
-        """A login as the deploy user that trusts only the pinned line."""
+    def as_deploy(self, pinned: str, script: str, stdin: Any = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """A login as the deploy user that trusts only the pinned line (stdin: a file or pipe for the script)."""
         known = Path(self.env["HOME"]) / "pinned"
         known.write_text(pinned + "\n")
         options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}"]
         command = ["ssh", *options, "-p", str(self.port), "-l", "deploy", "127.0.0.1", script]
-        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(command, stdin=stdin, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -226,13 +226,7 @@ def test_4_a_stack_pointed_at_it_deploys_and_releases_under_load(server: FreshSe
     pinned = _pinned(done.stdout)
     # the edge's images: no image registry is reachable here, so they go in as an operator would carry them
     save = subprocess.Popen(["docker", "save", "caddy:2", "docker:28-cli"], stdout=subprocess.PIPE)
-    known = Path(server.env["HOME"]) / "pinned"
-    known.write_text(pinned + "\n")
-    load = subprocess.run(
-        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
-         "-p", str(server.port), "-l", "deploy", "127.0.0.1", "docker load -q"],
-        stdin=save.stdout, env=server.env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    load = server.as_deploy(pinned, "docker load -q", stdin=save.stdout, timeout=600)
     save.wait(timeout=60)
     assert load.returncode == 0 and save.returncode == 0, load.stderr
     registry = server.registry
