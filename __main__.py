@@ -87,7 +87,7 @@ def register_release(cfg: StackConfig, plan: ReleasePlan) -> None:
     switch = TrafficSwitch(
         "switch",
         TrafficSwitchArgs(
-            identity, host, cfg.web, cfg.proxy, health_path=cfg.healthcheck.path, verify=cfg.verify,
+            identity, host, cfg.web, cfg.proxy, health_path=cfg.healthcheck.path, health_port=cfg.healthcheck.port, verify=cfg.verify,
             probation=Probation(cfg.releases.probation_s, cfg.releases.probation_error_rate), on_cluster=cfg.cluster.enabled,
             canary=Canary(cfg.releases.canary_s, cfg.releases.probation_error_rate),
             proxy_name=proxy.name if proxy else None, upstreams=web.names, version=plan.version, roles=roles,

@@ -880,6 +880,11 @@ HC = {"command": ["python", "-m", "heartbeat", "30"]}
             id="wait-timeout-fraction",
         ),
         pytest.param(
+            minimal(proxy={"upstreamTimeout": "0s"}),
+            "cutover:proxy.upstreamTimeout = \"0s\": expected a duration above zero, like '1s': Caddy reads 0 as its default of 5s",
+            id="upstream-timeout-zero",
+        ),
+        pytest.param(
             minimal(proxy={"drain": "500ms"}),
             'cutover:proxy.drain = "500ms": expected a whole number of seconds: it is read in whole seconds, and 500ms would be cut to 0s',
             id="drain-fraction",

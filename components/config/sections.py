@@ -352,6 +352,10 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
     if domain and https is None:
         r.fail("proxy.httpsPort", None, "a port: a domain is served over HTTPS")
     drain = r.duration(o, "proxy", "drain", "2s", whole="seconds")  # the go-live script sleeps whole seconds
+    # caddy modules/caddyhttp/reverseproxy/healthchecks.go ActiveHealthChecks.Provision: a timeout of 0 is 5s
+    upstream_timeout = r.duration(
+        o, "proxy", "upstreamTimeout", "1s", zero="a duration above zero, like '1s': Caddy reads 0 as its default of 5s"
+    )
     image = r.value(o, "proxy", "image", "caddy:2", _str(IMAGE_REF), "an image reference like 'caddy:2' (lowercase name, optional tag)")
     if caddy_too_old(image):
         r.fail("proxy.image", image, "Caddy 2.8 or newer (the switch relies on its {file.*} placeholders), like 'caddy:2'")
@@ -389,6 +393,7 @@ def _parse_proxy(r: _Reader) -> ProxyConfig:
         domain=domain,
         email=r.value(o, "proxy", "email", None, _str(re.compile(r"^[^@\s]+@[^@\s]+$")), "an email address for the ACME account"),
         drain_s=int(duration_seconds(drain)),
+        upstream_timeout_ms=max(1, round(duration_seconds(upstream_timeout) * 1000)),
         # the engine parses the address when it creates the ports container and fails there ("invalid IP address"),
         # mid-update; Python's ipaddress reads IPv4 and IPv6 addresses as strictly
         bind_address=r.value(o, "proxy", "bindAddress", None, _ip_address, "an IP address like '127.0.0.1' or '::1'"),

@@ -7,6 +7,10 @@ edge network. The traffic switch points the proxy at a new release by rewriting
 those small files (each by an atomic rename); Caddy's HTTP server is never
 reloaded for a release, so no client connection is closed by a release.
 
+A private listener reads its own slot files, `/etc/caddy/verify/<n>`: the switch
+points them at the new release first and checks it through the proxy there,
+before any public slot names it.
+
 The Caddyfile changes only with the proxy's own settings (port, domain, email,
 number of replicas); then the switch validates it and reloads Caddy once.
 """
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# A listener inside the proxy container only (never published): the post-switch
-# check asks it, so it sees exactly the routes the public site uses.
+# A listener inside the proxy container only (never published), with the public site's routing options over
+# slots of its own (VERIFY_DIR): the switch's check asks it for the new release before the public slots change.
 VERIFY_PORT = 9180
 # Caddy's admin endpoint: a socket in the proxy container's own /tmp (a tmpfs), so that while an old and a
 # new proxy share one network namespace (an upgrade, components/edge/proxy.py), a reload reaches the one it names.
@@ -28,11 +32,13 @@ SHUTDOWN_DELAY_S = 2
 CADDYFILE = "/etc/caddy/Caddyfile"
 # One file per upstream slot, each holding a web container's name (no newline).
 LIVE_DIR = "/etc/caddy/live"
+# The verify listener's slots, the same way: the release being checked, never read by the public site.
+VERIFY_DIR = "/etc/caddy/verify"
 # The CA certificate(s) a private ACME directory's own HTTPS certificate is checked against (proxy.acmeCARoot),
 # written there by the switch before it validates the Caddyfile.
 ACME_CA_ROOT = "/etc/caddy/acme-ca-root.pem"
 # On the private verify listener only, every answer names the upstream that gave it (`<container>:<port>`):
-# the post-switch check reads it to know a new container answered, whatever the app puts in its body.
+# the switch's check reads it to know a new container answered, whatever the app puts in its body.
 UPSTREAM_HEADER = "X-Cutover-Upstream"
 
 
@@ -45,6 +51,15 @@ class Route:
     grace_period_s: int = 30
     acme_ca: str | None = None  # the ACME directory (Caddy's default issuers when None)
     acme_ca_root: bool = False  # trust ACME_CA_ROOT for that directory's HTTPS
+    health_path: str = "/health"  # what the proxy's own probe of each slot asks for (healthcheck.path)
+    health_port: int | None = None  # the port it asks on, when not the app's (healthcheck.port)
+    upstream_timeout_ms: int = 1000  # how long that probe may take (proxy.upstreamTimeout)
+
+
+# The proxy probes each slot this often; UPSTREAM_FAILS probes in a row that fail or take longer than the
+# route's upstream timeout set it aside until one passes.
+UPSTREAM_CHECK_INTERVAL_MS = 500
+UPSTREAM_FAILS = 2
 
 
 def _block(lines: list[str], indent: int = 1) -> list[str]:
@@ -52,8 +67,8 @@ def _block(lines: list[str], indent: int = 1) -> list[str]:
     return [pad + line if line else "" for line in lines]
 
 
-def slot_path(n: int) -> str:
-    return f"{LIVE_DIR}/{n}"
+def slot_path(n: int, directory: str = LIVE_DIR) -> str:
+    return f"{directory}/{n}"
 
 
 def render_caddyfile(route: Route) -> str:
@@ -82,12 +97,35 @@ def render_caddyfile(route: Route) -> str:
         "\tdial_timeout 500ms",
         "}",
     ]
-    proxy = [f"reverse_proxy {dials} {{", *_block(options), "}"]
+    # A container that hangs (frozen, deadlocked, its node cut off) still accepts connections in the kernel, so
+    # its dials succeed and nothing above sets it aside: each request sent to it waits for its client to give
+    # up. The proxy's own probe finds it: every UPSTREAM_CHECK_INTERVAL_MS each slot is asked for the health
+    # path, and UPSTREAM_FAILS failed or late answers in a row take the slot out of rotation until one passes
+    # (a hung slot is out within interval x fails + timeout: 2 s by default). The probe fills the slot's
+    # placeholder itself, so it asks whichever container the slot names now (caddy
+    # modules/caddyhttp/reverseproxy/healthchecks.go doActiveHealthCheckForAllHosts: caddy.NewReplacer,
+    # whose global placeholders include {file.*}, then ReplaceOrErr on Upstream.Dial), and the state it sets
+    # is the slot's, per handler (Upstream.setHealthy). It runs beside the requests: a slow request in flight
+    # is never cut by it. Only the public site probes, and only releases that passed the check on the verify
+    # listener reach its slots: a release whose health path fails through the proxy is refused there, so
+    # the probe never sets aside every slot of the site at once, which would hold each request for
+    # lb_try_duration. The verify listener's slots are other placeholders, so other hosts to Caddy (keyed by
+    # the dial string, hosts.go): what the check meets there never counts against a public slot.
+    probe = [
+        f"health_uri {route.health_path}",
+        *([f"health_port {route.health_port}"] if route.health_port not in (None, route.port) else []),
+        f"health_interval {UPSTREAM_CHECK_INTERVAL_MS}ms",
+        f"health_timeout {route.upstream_timeout_ms}ms",
+        f"health_fails {UPSTREAM_FAILS}",
+        "health_passes 1",
+    ]
+    proxy = [f"reverse_proxy {dials} {{", *_block([*options[:-3], *probe, *options[-3:]]), "}"]
     # Caddy sets {http.reverse_proxy.upstream.hostport} to the dial address once it has picked an upstream, before
     # the round trip, and applies header_down to that upstream's answer with the same replacer (caddy
     # modules/caddyhttp/reverseproxy/reverseproxy.go proxyLoopIteration, then reverseProxy: Headers.Response).
     named = f"header_down {UPSTREAM_HEADER} {{http.reverse_proxy.upstream.hostport}}"
-    verify_proxy = [f"reverse_proxy {dials} {{", *_block([*options, named]), "}"]
+    verify_dials = " ".join(f"{{file.{slot_path(n, VERIFY_DIR)}}}:{route.port}" for n in range(route.slots))
+    verify_proxy = [f"reverse_proxy {verify_dials} {{", *_block([*options, named]), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s", f"shutdown_delay {SHUTDOWN_DELAY_S}s"]
     if route.email:
         globals_.append(f"email {route.email}")

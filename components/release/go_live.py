@@ -5,10 +5,11 @@ the Docker host (over SSH, or locally for the dev stack), so tests can read and 
 exactly what the host runs:
 
 - `go_live_script`: the release goes live. It refuses containers that are not
-  healthy at that moment, points the edge proxy at them (with a canary, one slot
-  first, watched on its own: `canary_steps`), checks through the proxy
-  that the new version answers, watches the live release on probation, puts the
-  previous routes back if anything fails, and lets the old routes drain. One script, so one Pulumi step: a failed check means
+  healthy at that moment, checks through the proxy's private listener that the
+  new version answers, points the edge proxy at them (with a canary, one slot
+  first, watched on its own: `canary_steps`), watches the live release on
+  probation, puts the previous routes back if anything fails, and lets the old
+  routes drain. One script, so one Pulumi step: a failed check means
   the step failed and was not recorded (pulumi-go-provider v1.3.0
   infer/resource.go:1271-1292 stores nothing for a failed create), and the next
   `pulumi up` runs the whole of it again.
@@ -21,7 +22,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from components.edge.caddyfile import ACME_CA_ROOT, CADDYFILE, LIVE_DIR, UPSTREAM_HEADER
+from components.edge.caddyfile import ACME_CA_ROOT, CADDYFILE, LIVE_DIR, UPSTREAM_HEADER, VERIFY_DIR
 from components.host.engine import live_restore_note
 
 _PREV_CADDYFILE = f"{CADDYFILE}.prev"
@@ -31,8 +32,8 @@ _PREV_LIVE = f"{LIVE_DIR}.prev"
 
 @dataclass(frozen=True)
 class Verification:
-    """Ask the proxy for `path` on its private port until one of the new containers answers 200 (and, when
-    `version` is set, its body holds `"version": "<version>"`)."""
+    """Ask the proxy for `path` on its private port, whose slots name the new containers only, until one of
+    them answers 200 (and, when `version` is set, its body holds `"version": "<version>"`)."""
 
     port: int
     path: str
@@ -126,6 +127,18 @@ def write_slots(proxy: str, names: list[str], keep_previous: str = "''") -> str:
     return f"{container_exec(proxy, 'sh', '-c', script, 'sh')} {keep_previous} {shlex.join(names)}"
 
 
+def write_verify_slots(proxy: str, names: list[str]) -> str:
+    """Point the verify listener's slots (components/edge/caddyfile.py VERIFY_DIR) at `names`, each by an atomic
+    rename, and drop any beyond them. No public slot changes: nothing here needs putting back."""
+    _check_names(names)
+    script = (
+        f"mkdir -p {VERIFY_DIR} && n=0 && "
+        f'for name in "$@"; do printf %s "$name" > {VERIFY_DIR}/$n.next && mv {VERIFY_DIR}/$n.next {VERIFY_DIR}/$n; n=$((n+1)); done && '
+        f"while [ -e {VERIFY_DIR}/$n ]; do rm -f {VERIFY_DIR}/$n; n=$((n+1)); done"
+    )
+    return f"{container_exec(proxy, 'sh', '-c', script, 'sh')} {shlex.join(names)}"
+
+
 def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     """Point the proxy at `upstreams` (one container name per slot file) and $new_config, the Caddyfile.
 
@@ -169,8 +182,8 @@ class Canary:
     CHECK_EVERY_TICKS = 1  # every 0.2 s: the canary is short, and its failures cost less the sooner they are seen
 
 
-def canary_steps(proxy: str, upstreams: list[str], canary: Canary, verification: Verification | None, watched: list[str]) -> list[str]:
-    """Slot 0 to the first new web container, checked through the proxy and watched; on a failure, revert and
+def canary_steps(proxy: str, upstreams: list[str], canary: Canary, watched: list[str]) -> list[str]:
+    """Slot 0 to the first new web container (the release already verified), watched; on a failure, revert and
     fail. Only when the proxy's settings stay as they are: a new Caddyfile (another number of slots, a domain)
     is installed with every slot at once by switch_steps, so that release goes live without a canary."""
     _check_names(upstreams)
@@ -182,7 +195,6 @@ def canary_steps(proxy: str, upstreams: list[str], canary: Canary, verification:
         "switched=yes",
         f"echo {shlex.quote(f'canary: the proxy routes 1 of {len(upstreams)} slots to {first}; {others} still to the previous release')}",
         'went_live="$(date +%s)"',
-        *(verify_steps(proxy, verification, [first], tries=len(upstreams)) if verification is not None else []),
         *probation_steps(proxy, watched, watch, phase="canary", answers_of=first, check_every_ticks=Canary.CHECK_EVERY_TICKS),
         "canaried=yes",
     ]
@@ -192,6 +204,23 @@ def canary_steps(proxy: str, upstreams: list[str], canary: Canary, verification:
         *("  " + line for line in steps),
         "else",
         "  echo 'canary: none, the proxy settings change with this release: every slot switches at once'",
+        "fi",
+    ]
+
+
+def verify_first_steps(proxy: str, verification: Verification, upstreams: list[str]) -> list[str]:
+    """The verify listener's slots to the new release; then, while the proxy's settings stay as they are, the
+    check through them, before any public slot changes (a release that fails it never served the public, and the
+    proxy's own probe of the public slots never meets it). A new Caddyfile (the first release, other settings)
+    is installed with the public switch, and that release is checked after it (switch_steps)."""
+    current = container_exec(proxy, "cat", CADDYFILE)
+    return [
+        write_verify_slots(proxy, upstreams),
+        f'if [ "$new_config" = "$({current} 2>/dev/null || true)" ]; then',
+        *("  " + line for line in verify_steps(proxy, verification, upstreams)),
+        "  verified_first=yes",
+        "else",
+        "  echo 'the proxy settings change with this release: it is checked through the proxy once they are installed'",
         "fi",
     ]
 
@@ -213,15 +242,14 @@ def restore_steps(proxy: str) -> list[str]:
     ]
 
 
-def verify_steps(proxy: str, check: Verification, upstreams: list[str], tries: int = 1) -> list[str]:
-    """Ask the proxy until one of `upstreams` (the new release) answers 200, with the new version when the
-    check wants one; if none does, restore and fail.
+def verify_steps(proxy: str, check: Verification, upstreams: list[str]) -> list[str]:
+    """Ask the proxy's verify listener until one of `upstreams` (the new release, in its slots:
+    write_verify_slots) answers 200, with the new version when the check wants one; if none does, revert
+    (the public slots, when the switch came first) and fail.
 
     Which container answered is read from the header the proxy's verify listener adds to every answer
     (components/edge/caddyfile.py UPSTREAM_HEADER), so the check needs nothing of the app but a 200: no JSON, no
     version field. The old containers are still running: Pulumi deletes nothing before this succeeds.
-    `tries`: asks per attempt before it waits the interval; a canary, one slot of N that the listener's
-    round robin reaches once in N requests, asks N times, so it is not left serving for an interval longer.
     """
     url = f"http://127.0.0.1:{check.port}{check.path}"
     # -S: the status line and the headers go to stderr, read with the body (2>&1), so the check sees which
@@ -240,8 +268,6 @@ def verify_steps(proxy: str, check: Verification, upstreams: list[str], tries: i
         '    echo "verified through the proxy on attempt $attempt: $body"; verified=yes; break',
         "  fi",
     ]
-    if tries > 1:
-        ask = [f"  for ask in $(seq 1 {tries}); do", *("  " + line for line in ask), "  done", '  if [ -n "$verified" ]; then break; fi']
     return [
         "body=''",
         "verified=''",
@@ -251,6 +277,7 @@ def verify_steps(proxy: str, check: Verification, upstreams: list[str], tries: i
         "done",
         'if [ -z "$verified" ]; then',
         f'  echo "verification failed: {url} through the proxy did not answer {want} after {check.attempts} attempts; last response: ${{body:-none within 10s}}" >&2',
+        '  if [ -z "${switched:-}" ]; then echo "the proxy still routes to the previous release: no public slot named the new one" >&2; fi',
         "  revert",
         "  exit 1",
         "fi",
@@ -497,7 +524,7 @@ def go_live_script(
     lines = ["set -eu"]
     if proxy is not None:
         lines.append('new_config="$(cat)"')  # the Caddyfile, on stdin
-    lines += ["switched=''", "canaried=''", *(f"handed_{i}=''; old_{i}=''" for i in range(len(handovers)))]
+    lines += ["switched=''", "canaried=''", "verified_first=''", *(f"handed_{i}=''; old_{i}=''" for i in range(len(handovers)))]
     lines += revert_function(proxy, handovers)
     handed = {h.container for h in handovers}
     gated = [*upstreams, *(w for w in watched if w not in upstreams and w not in handed)]
@@ -511,20 +538,22 @@ def go_live_script(
         lines.append(
             f"printf '%s\\n' {shlex.quote(acme_ca_root.strip())} | " + shlex.join(["docker", "exec", "-i", proxy, "sh", "-c", write])
         )
+    if proxy is not None and verification is not None:
+        lines += verify_first_steps(proxy, verification, upstreams)
     if proxy is not None and canary is not None and canary.seconds > 0:
         if len(upstreams) < 2:
             lines.append("echo 'canary: none, with one web container one slot is all the traffic'")
         elif on_cluster:
             lines.append("echo 'canary: none on a cluster: every slot names the one web service'")
         else:
-            lines += canary_steps(proxy, upstreams, canary, verification, watched)
+            lines += canary_steps(proxy, upstreams, canary, watched)
     if proxy is not None:
         lines += [*switch_steps(proxy, upstreams), "switched=yes"]
     if on_cluster and probation is not None and probation.seconds > 0 and watched:
         lines += cluster_went_live(watched)
     lines.append('went_live="$(date +%s)"')
     if proxy is not None and verification is not None:
-        lines += verify_steps(proxy, verification, upstreams)
+        lines += ['if [ -z "$verified_first" ]; then', *("  " + line for line in verify_steps(proxy, verification, upstreams)), "fi"]
     if probation is not None and probation.seconds > 0 and watched:
         lines += probation_steps(proxy, watched, probation, on_cluster)
     if proxy is not None:

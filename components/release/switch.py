@@ -7,12 +7,16 @@ is one Pulumi step that either succeeded and is recorded, or failed and is not:
    healthy at that moment (whatever an earlier, failed update left in Pulumi's state), or
    nothing changes; each single-instance role's old container stops, then its new one starts
    and must pass its probe;
-2. the proxy's upstream files are rewritten to name them (no reload, no connection
+2. the proxy's private verify listener, over slot files of its own that now name the new
+   release, is asked for the health path and must get it answered by a new container (with
+   the new version when `verify.expectVersion`); if it never is, the step fails and no
+   public slot ever named the release. When the proxy's own settings change (a new
+   Caddyfile), this check comes after step 3 instead, and a failure puts the previous
+   upstreams back;
+3. the proxy's public upstream files are rewritten to name them (no reload, no connection
    closed; Caddy reloads only when its own settings change); with `releases.canary`, the
-   first slot alone first, verified and watched on its own (components/release/go_live.py
+   first slot alone first, watched on its own (components/release/go_live.py
    `canary_steps`), the rest only once it passed;
-3. the proxy is asked for the health path and must answer with the new version; if it
-   never does, the previous upstreams are put back and the step fails;
 4. probation (`releases.probation`): the live release is watched, the containers of every role through
    Docker's events (dying, restarting, turning unhealthy) and its answers through the
    proxy's access log (the share of 5xx); on any of these the previous upstreams are put
@@ -52,7 +56,8 @@ class TrafficSwitchArgs:
     host: DockerHost
     web: WebConfig  # its slots, port, grace period and wait
     proxy: ProxyConfig  # the site, its certificates and the drain
-    health_path: str  # what the verification asks the proxy for
+    health_path: str  # what the verification, and the proxy's own probe of each slot, ask for
+    health_port: int | None  # the port the probe asks on, when not the app's (healthcheck.port)
     verify: VerifyConfig
     probation: Probation
     on_cluster: bool  # the upstreams are Swarm services (components/cluster/workload.py)
@@ -83,6 +88,9 @@ class TrafficSwitch(pulumi.ComponentResource):
                         grace_period_s=web.stop_timeout_s,
                         acme_ca=edge.acme_ca,
                         acme_ca_root=edge.acme_ca_root is not None,
+                        health_path=args.health_path,
+                        health_port=args.health_port,
+                        upstream_timeout_ms=edge.upstream_timeout_ms,
                     )
                 )
             )

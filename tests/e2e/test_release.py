@@ -20,6 +20,8 @@ Caddy edge proxy, and steady traffic through it:
     6   a crashed or killed web container, and a restarted dockerd: the service comes back;
         the same restart with the engine's live-restore on (set by a reload, no restart), with and
         without its userland proxy; turned off by a restart with no reload, it leaves them stopped;
+        a frozen web container (`docker pause`) leaves rotation within about 2 s, side by side
+        with the same Caddyfile without the proxy's own probe (it stays in rotation);
         the proxy started before the container that holds its ports (the race an engine
         restart can run): the keeper starts it again, and leaves a proxy stopped on purpose
     7   a failing migration: no new web container, the old release keeps answering
@@ -47,6 +49,7 @@ writes .cache/e2e-results.json). Run: .venv/bin/pytest -m e2e tests/e2e -v
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -582,6 +585,82 @@ def test_6_web_containers_come_back_by_themselves(e2e: E2E, e2e_results: dict[st
     assert answered < 30, res.summary()
 
 
+def _pause(name: str, attempts: int = 5) -> None:
+    """`docker pause`, asked again when runc gives up freezing a busy container (tests/e2e/cluster.py pause)."""
+    for attempt in range(attempts):
+        if infra.docker("pause", name, timeout=60, check=attempt == attempts - 1).returncode == 0:
+            return
+        time.sleep(0.5)
+
+
+def _frozen_for(e2e: E2E, seconds: float) -> dict[str, Any]:
+    """Load through the edge while one web container is frozen for `seconds`: what failed; and, from a prober
+    that sends a request on a new connection every 0.1 s without waiting for the last (the load's own clients
+    are soon all waiting on the frozen container, and send nothing more until they give up), when the last of
+    its requests that failed had been sent, in seconds after the freeze: until then the proxy still sent
+    requests to the frozen container (None when none failed)."""
+    frozen = e2e.containers[0]
+    sent: list[tuple[float, bool]] = []
+
+    def probe(at: float) -> None:
+        sent.append((at, _answers(e2e.url())))
+
+    try:
+        with Load(e2e.url()) as load, concurrent.futures.ThreadPoolExecutor(max_workers=64) as prober:
+            frozen_at = time.monotonic()
+            _pause(frozen)
+            while time.monotonic() - frozen_at < seconds:
+                prober.submit(probe, time.monotonic() - frozen_at)
+                time.sleep(0.1)
+            load.stop(settle=0)
+    finally:
+        infra.docker("unpause", frozen, check=False)
+    _wait(lambda: _healthy(frozen), 60)
+    failed = [at for at, ok in sent if not ok]
+    return {
+        **load.numbers(),
+        "frozen_s": seconds,
+        "probes": len(sent),
+        "probes_failed": len(failed),
+        "last_failed_probe_sent_after_s": round(max(failed), 2) if failed else None,
+    }
+
+
+def _reload(proxy: str, caddyfile: str) -> None:
+    """Caddy's own `caddy reload` of a Caddyfile in the proxy container (its admin socket is the one the
+    Caddyfile names)."""
+    infra.run(["docker", "exec", "-i", proxy, "sh", "-c", "cat > /tmp/measured.Caddyfile"], input=caddyfile)
+    infra.docker("exec", proxy, "caddy", "reload", "--config", "/tmp/measured.Caddyfile", "--adapter", "caddyfile")
+
+
+def test_6_a_frozen_web_replica_leaves_rotation_within_two_seconds(e2e: E2E, e2e_results: dict[str, Any]) -> None:
+    """A frozen container accepts connections (the kernel answers for it) and answers nothing: without the
+    proxy's own probe (components/edge/caddyfile.py) each request sent to it waits until its client gives up,
+    for as long as it is frozen. Side by side, in one run: the Caddyfile the switch wrote, then the same
+    without its health_* lines."""
+    program = infra.docker("exec", e2e.proxy, "cat", "/etc/caddy/Caddyfile").stdout
+    assert "health_uri" in program, program
+    without = "".join(line for line in program.splitlines(keepends=True) if not line.strip().startswith("health_"))
+    numbers: dict[str, Any] = {}
+    record(e2e_results, "6_frozen_web_replica", numbers)
+    seconds = 8
+    try:
+        for arm, caddyfile in (("without_probe", without), ("with_probe", program)):
+            _reload(e2e.proxy, caddyfile)
+            time.sleep(2)  # the probe has passed every slot once
+            numbers[arm] = _frozen_for(e2e, seconds)
+    finally:
+        _reload(e2e.proxy, program)
+    before, after = numbers["without_probe"], numbers["with_probe"]
+    infra.log(f"frozen web replica: {before['failed']} failed without the probe, {after['failed']} with it")
+    # without it, the frozen container is sent requests until it thaws
+    assert before["last_failed_probe_sent_after_s"] is not None and before["last_failed_probe_sent_after_s"] > seconds - 2, before
+    # with it, only those sent before the probe set it aside fail (2 s by default; the slack is for a loaded machine)
+    last = after["last_failed_probe_sent_after_s"]
+    assert last is None or last < 3.0, after
+    assert after["failed"] < before["failed"] and after["probes_failed"] < before["probes_failed"], numbers
+
+
 def test_6_dockerd_restart_service_comes_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
     reason = may_restart_dockerd()
     if reason:
@@ -806,8 +885,9 @@ def test_8_ten_switches_in_a_row_drop_nothing(e2e: E2E, e2e_results: dict[str, A
 
 
 def test_9_failed_verification_puts_the_previous_upstreams_back(e2e: E2E, e2e_results: dict[str, Any]) -> None:
-    """v8's containers pass their own healthcheck, but its /health answers 503 through the proxy:
-    the verification fails after the switch, and the proxy routes to the running release again."""
+    """v8's containers pass their own healthcheck, but its /health answers 503 through the proxy: the
+    verification, through the proxy's private listener and its own slots, fails before any public slot names
+    v8, so no client is ever sent to it and the proxy's probe of the public slots never meets it."""
     before = e2e.stack.outputs
     serving = e2e.containers
     version = before["release"]["tag"]
@@ -828,7 +908,8 @@ def test_9_failed_verification_puts_the_previous_upstreams_back(e2e: E2E, e2e_re
         {**load.numbers(), "v8_answers_before_restore": sum(1 for r in res.records if r.version == v8)},
     )
     assert message.count("Process exited with status 1: running ") == 1, "pulumi-command's own words"
-    assert "verification failed" in message and "routes to the previous release again" in message, message
+    assert "verification failed" in message and "still routes to the previous release" in message, message
+    assert "proxy now routes to" not in message and not any(r.version == v8 for r in res.records), res.summary()
     assert "503" in message or "failing" in message, message
     assert live_upstreams(e2e.proxy) == serving
     assert {r.version for r in res.records if r.ok and r.start > restored_at} == {version}, res.summary()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from components.edge.caddyfile import LIVE_DIR, Route, render_caddyfile
+from components.edge.caddyfile import LIVE_DIR, VERIFY_DIR, Route, render_caddyfile
 from components.release.go_live import Canary, Probation, Verification, go_live_script
 from tests.e2e import infra
 
@@ -69,14 +69,18 @@ def edge() -> Iterator[Edge]:
 def go_live(
     edge: Edge, names: list[str], *, verify: bool = False, probation: Probation | None = None, canary: Canary | None = None
 ) -> subprocess.CompletedProcess[str]:
-    caddyfile = render_caddyfile(Route(slots=len(names), port=80))
+    # without the proxy's own probe of each slot (its health_* lines): these upstreams are bare Caddy containers,
+    # answering 404 to /health (or 500 to everything), which it would set aside; the probe is what the release
+    # scenarios measure (tests/e2e/test_release.py, a frozen web replica and a failed verification)
+    program = render_caddyfile(Route(slots=len(names), port=80))
+    caddyfile = "".join(line for line in program.splitlines(keepends=True) if not line.strip().startswith("health_"))
     check = Verification(9180, "/health", "v2", 1, 1) if verify else None
     script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check, probation=probation, canary=canary)
     return subprocess.run(["/bin/sh", "-c", script], input=caddyfile, capture_output=True, text=True, check=False, timeout=120)
 
 
-def slots(proxy: str) -> list[str]:
-    script = f'for f in $(ls {LIVE_DIR} | sort -n); do cat "{LIVE_DIR}/$f"; echo; done'
+def slots(proxy: str, directory: str = LIVE_DIR) -> list[str]:
+    script = f'for f in $(ls {directory} | sort -n); do cat "{directory}/$f"; echo; done'
     return infra.docker("exec", proxy, "sh", "-c", script).stdout.split()
 
 
@@ -84,8 +88,7 @@ def running_slots(proxy: str) -> int:
     """How many upstream slots the config Caddy runs has: the copy of its running config it saves on each load
     (autosave.json; its admin API is a socket inside the container, and the Caddyfile is only the file)."""
     config = json.loads(infra.docker("exec", proxy, "cat", "/config/caddy/autosave.json").stdout)
-    route = config["apps"]["http"]["servers"]["srv0"]["routes"][0]
-    text = json.dumps(route)
+    text = json.dumps(config["apps"]["http"]["servers"])  # only the public site reads the live slots
     return sum(1 for n in range(10) if f"{{file.{LIVE_DIR}/{n}}}:80" in text)
 
 
@@ -108,13 +111,15 @@ def test_go_live_gates_on_health_switches_and_a_failed_verify_restores(edge: Edg
     assert missing.returncode == 1 and "refusing to route to" in missing.stderr and "missing" in missing.stderr
     assert slots(edge.proxy) == b and "proxy now routes" not in refused.stdout + missing.stdout
 
-    # its verification fails (these upstreams answer 404 on /health): the previous names come back
+    # its verification fails (these upstreams answer 404 on /health), through the verify listener's own slots,
+    # before any public slot names them: the public slots never changed
     c = [edge.upstream("web-d-0"), edge.upstream("web-d-1")]
     failed = go_live(edge, c, verify=True)
-    assert failed.returncode == 1 and "routes to the previous release again" in failed.stderr, failed.stderr
+    assert failed.returncode == 1 and "still routes to the previous release: no public slot named" in failed.stderr, failed.stderr
     assert "last response: " in failed.stderr and " 404 " in failed.stderr, "it says what the proxy answered"
-    assert "previous configuration" not in failed.stderr  # this update did not change the Caddyfile
-    assert slots(edge.proxy) == b
+    assert f"X-Cutover-Upstream: {c[0]}:80" in failed.stderr or f"X-Cutover-Upstream: {c[1]}:80" in failed.stderr, failed.stderr
+    assert "proxy now routes" not in failed.stdout and "previous configuration" not in failed.stderr
+    assert slots(edge.proxy) == b and slots(edge.proxy, VERIFY_DIR) == c
 
     # fewer replicas: a new Caddyfile (one reload), the extra slot pruned
     third = go_live(edge, [c[0]])
@@ -123,8 +128,10 @@ def test_go_live_gates_on_health_switches_and_a_failed_verify_restores(edge: Edg
     # a failed verification after a config change puts both back, and Caddy runs the old config again
     failed = go_live(edge, b, verify=False)  # back to two slots...
     assert failed.returncode == 0
-    failed = go_live(edge, [c[1]], verify=True)  # ...then one, verified: fails
-    assert failed.returncode == 1 and "previous configuration back" in failed.stderr, failed.stderr
+    failed = go_live(edge, [c[1]], verify=True)  # ...then one, verified: fails, after the switch (a new Caddyfile)
+    assert "it is checked through the proxy once they are installed" in failed.stdout, failed.stdout
+    assert failed.returncode == 1 and "routes to the previous release again" in failed.stderr, failed.stderr
+    assert "previous configuration back" in failed.stderr, failed.stderr
     assert slots(edge.proxy) == b and running_slots(edge.proxy) == 2
 
 
