@@ -1,5 +1,5 @@
 """What the program asks of an app, shown with real programs and no Docker: the default health probe in
-images that carry different HTTP clients, and the post-switch check against the real Caddy, which tells a
+images that carry different HTTP clients, and the verification against the real Caddy, which tells a
 new container's answer from an old one's by the header its verify listener adds, with no JSON asked of the app.
 
 Each client the probe may use (wget, curl, python3, node) runs here from this machine; one missing is a
@@ -174,7 +174,7 @@ def test_the_verify_listener_names_the_upstream_that_answered_and_the_public_sit
     assert UPSTREAM_HEADER.lower() not in _headers(public), "the public site never tells a container's name"
 
 
-def test_the_post_switch_check_passes_on_a_new_containers_answer_and_fails_on_an_old_ones(
+def test_the_verification_passes_on_a_new_containers_answer_and_fails_on_an_old_ones(
     caddy: tuple[int, int, Path], apps: tuple[int, list[str]], tmp_path: Path
 ) -> None:
     """verify_steps as the go-live step runs them, `docker exec <proxy>` taken away so that wget asks this

@@ -3,7 +3,7 @@
 examples/static-app is busybox's httpd serving files (busybox:1.35, a stand-in built from Debian's
 busybox-static when none can be pulled): no interpreter, no JSON on /health. The stack sets only what
 README's "Bring your own app" says to set (the build context); the health probe is the program's default
-(components/config/model.py default_probe, which finds busybox's wget) and the post-switch check knows the
+(components/config/model.py default_probe, which finds busybox's wget) and the verification knows the
 new containers answered by the header the proxy's verify listener adds (components/edge/caddyfile.py
 UPSTREAM_HEADER), not by a version in the body. Applied by tests/e2e/replay like the release scenarios:
 
