@@ -1083,11 +1083,24 @@ def _new_containers(e2e: E2E, label: str) -> list[str]:
 
 
 def _crashed_at(names: list[str]) -> float:
-    """When the first of these containers' processes died, on the monotonic clock."""
-    from datetime import datetime
-
-    wall = [datetime.fromisoformat(inspect(n)["State"]["FinishedAt"].replace("Z", "+00:00")[:26] + "+00:00").timestamp() for n in names]
-    dead = [w for w in wall if w > 0]
+    """When the first of these containers' processes died, on the monotonic clock: the first `die` event of
+    any of them. Not `State.FinishedAt`, which is the last death: a crashing container that Docker restarted
+    (unless-stopped) may have died again by the time it is read, after the load ended."""
+    now = time.time()
+    filters = [a for n in names for a in ("--filter", f"container={n}")]
+    out = infra.docker(
+        "events",
+        "--since",
+        str(int(now - 900)),
+        "--until",
+        str(int(now) + 1),
+        "--filter",
+        "event=die",
+        *filters,
+        "--format",
+        "{{.TimeNano}}",
+    ).stdout
+    dead = [int(t) / 1e9 for t in out.split()]
     assert dead, "no container has died"
     return time.monotonic() - (time.time() - min(dead))
 
