@@ -510,8 +510,10 @@ def go_live_script(
     on_cluster: bool = False,
     canary: Canary | None = None,
 ) -> str:
-    """Health gate, single-instance handovers, switch, verification and probation (reverting all of it on
-    a failure), then the old routes' drain. Without a proxy (no web role) nothing is switched.
+    """Health gate, single-instance handovers, verification through the verify listener's own slots
+    (verify_first_steps: before the switch, unless the proxy's settings change, then after it), switch,
+    probation (reverting all of it on a failure), then the old routes' drain. Without a proxy (no web
+    role) nothing is switched.
 
     `upstreams` are the new web containers; `watched`, every new container (the web ones when not given):
     those not handed over are health-gated, all are watched on probation. `on_cluster`: they are Swarm
