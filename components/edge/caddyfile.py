@@ -87,16 +87,8 @@ def render_caddyfile(route: Route) -> str:
     # put a healthy container in it is back within the second. When every slot is set aside, Caddy waits
     # and selects again rather than failing (reverseproxy.go tryAgain retries errNoUpstream), within
     # lb_try_duration.
-    options = [
-        "lb_policy round_robin",
-        "lb_try_duration 5s",
-        "lb_try_interval 100ms",
-        "fail_duration 1s",
-        "max_fails 1",
-        "transport http {",
-        "\tdial_timeout 500ms",
-        "}",
-    ]
+    balancing = ["lb_policy round_robin", "lb_try_duration 5s", "lb_try_interval 100ms", "fail_duration 1s", "max_fails 1"]
+    transport = ["transport http {", "\tdial_timeout 500ms", "}"]
     # A container that hangs (frozen, deadlocked, its node cut off) still accepts connections in the kernel, so
     # its dials succeed and nothing above sets it aside: each request sent to it waits for its client to give
     # up. The proxy's own probe finds it: every UPSTREAM_CHECK_INTERVAL_MS each slot is asked for the health
@@ -119,13 +111,13 @@ def render_caddyfile(route: Route) -> str:
         f"health_fails {UPSTREAM_FAILS}",
         "health_passes 1",
     ]
-    proxy = [f"reverse_proxy {dials} {{", *_block([*options[:-3], *probe, *options[-3:]]), "}"]
+    proxy = [f"reverse_proxy {dials} {{", *_block([*balancing, *probe, *transport]), "}"]
     # Caddy sets {http.reverse_proxy.upstream.hostport} to the dial address once it has picked an upstream, before
     # the round trip, and applies header_down to that upstream's answer with the same replacer (caddy
     # modules/caddyhttp/reverseproxy/reverseproxy.go proxyLoopIteration, then reverseProxy: Headers.Response).
     named = f"header_down {UPSTREAM_HEADER} {{http.reverse_proxy.upstream.hostport}}"
     verify_dials = " ".join(f"{{file.{slot_path(n, VERIFY_DIR)}}}:{route.port}" for n in range(route.slots))
-    verify_proxy = [f"reverse_proxy {verify_dials} {{", *_block([*options, named]), "}"]
+    verify_proxy = [f"reverse_proxy {verify_dials} {{", *_block([*balancing, *transport, named]), "}"]
     globals_ = ["admin " + ADMIN, f"grace_period {route.grace_period_s}s", f"shutdown_delay {SHUTDOWN_DELAY_S}s"]
     if route.email:
         globals_.append(f"email {route.email}")

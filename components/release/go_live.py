@@ -115,14 +115,25 @@ def service_gate(services: list[str], wait_s: int) -> list[str]:
     ]
 
 
+def _rename_each(directory: str) -> str:
+    """Shell: slot files 0, 1, ... of `directory` to the names in "$@", each by an atomic rename; leaves $n at the
+    first slot past them."""
+    return f'n=0 && for name in "$@"; do printf %s "$name" > {directory}/$n.next && mv {directory}/$n.next {directory}/$n; n=$((n+1)); done'
+
+
+def _prune_from_n(directory: str) -> str:
+    """Shell: remove the slot files of `directory` from $n on (slots beyond the release's)."""
+    return f"while [ -e {directory}/$n ]; do rm -f {directory}/$n; n=$((n+1)); done"
+
+
 def write_slots(proxy: str, names: list[str], keep_previous: str = "''") -> str:
     """Point slots 0, 1, ... at `names`, each by an atomic rename (Caddy reads the slot files per request), after
     saving the slots as they were to live.prev; unless `keep_previous` (a shell word) expands to something, as
     after a canary, whose live.prev already holds the slots from before it."""
     _check_names(names)
     script = (
-        f'keep="$1"; shift; mkdir -p {LIVE_DIR} && {{ [ -n "$keep" ] || {{ rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE}; }}; }} && n=0 && '
-        f'for name in "$@"; do printf %s "$name" > {LIVE_DIR}/$n.next && mv {LIVE_DIR}/$n.next {LIVE_DIR}/$n; n=$((n+1)); done'
+        f'keep="$1"; shift; mkdir -p {LIVE_DIR} && {{ [ -n "$keep" ] || {{ rm -rf {_PREV_LIVE} && cp -a {LIVE_DIR} {_PREV_LIVE}; }}; }} && '
+        + _rename_each(LIVE_DIR)
     )
     return f"{container_exec(proxy, 'sh', '-c', script, 'sh')} {keep_previous} {shlex.join(names)}"
 
@@ -131,11 +142,7 @@ def write_verify_slots(proxy: str, names: list[str]) -> str:
     """Point the verify listener's slots (components/edge/caddyfile.py VERIFY_DIR) at `names`, each by an atomic
     rename, and drop any beyond them. No public slot changes: nothing here needs putting back."""
     _check_names(names)
-    script = (
-        f"mkdir -p {VERIFY_DIR} && n=0 && "
-        f'for name in "$@"; do printf %s "$name" > {VERIFY_DIR}/$n.next && mv {VERIFY_DIR}/$n.next {VERIFY_DIR}/$n; n=$((n+1)); done && '
-        f"while [ -e {VERIFY_DIR}/$n ]; do rm -f {VERIFY_DIR}/$n; n=$((n+1)); done"
-    )
+    script = f"mkdir -p {VERIFY_DIR} && {_rename_each(VERIFY_DIR)} && {_prune_from_n(VERIFY_DIR)}"
     return f"{container_exec(proxy, 'sh', '-c', script, 'sh')} {shlex.join(names)}"
 
 
@@ -149,7 +156,7 @@ def switch_steps(proxy: str, upstreams: list[str]) -> list[str]:
     canary ($canaried set) live.prev already holds the slots as they were before it, and stays.
     """
     _check_names(upstreams)
-    prune = f"n={len(upstreams)}; while [ -e {LIVE_DIR}/$n ]; do rm -f {LIVE_DIR}/$n; n=$((n+1)); done"
+    prune = f"n={len(upstreams)}; {_prune_from_n(LIVE_DIR)}"
     install = f"if [ -f {CADDYFILE} ]; then cp {CADDYFILE} {_PREV_CADDYFILE}; fi && mv {_NEXT_CADDYFILE} {CADDYFILE}"
     current = container_exec(proxy, "cat", CADDYFILE)
     return [

@@ -1062,3 +1062,9 @@ def ssh_agent() -> Iterator[dict[str, str]]:
             agent.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 agent.wait(timeout=5)
+
+
+def without_upstream_probe(caddyfile: str) -> str:
+    """The Caddyfile the switch writes, less its `health_*` lines: the proxy's own probe of each slot taken out
+    (components/edge/caddyfile.py render_caddyfile), everything else as written."""
+    return "".join(line for line in caddyfile.splitlines(keepends=True) if not line.strip().startswith("health_"))

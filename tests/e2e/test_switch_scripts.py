@@ -72,8 +72,7 @@ def go_live(
     # without the proxy's own probe of each slot (its health_* lines): these upstreams are bare Caddy containers,
     # answering 404 to /health (or 500 to everything), which it would set aside; the probe is what the release
     # scenarios measure (tests/e2e/test_release.py, a frozen web replica and a failed verification)
-    program = render_caddyfile(Route(slots=len(names), port=80))
-    caddyfile = "".join(line for line in program.splitlines(keepends=True) if not line.strip().startswith("health_"))
+    caddyfile = infra.without_upstream_probe(render_caddyfile(Route(slots=len(names), port=80)))
     check = Verification(9180, "/health", "v2", 1, 1) if verify else None
     script = go_live_script(edge.proxy, names, drain_s=0, wait_healthy_s=5, verification=check, probation=probation, canary=canary)
     return subprocess.run(["/bin/sh", "-c", script], input=caddyfile, capture_output=True, text=True, check=False, timeout=120)
